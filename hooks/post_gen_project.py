@@ -1,0 +1,94 @@
+"""Finish the generated project: drop the files of unselected options, write .env, print next steps.
+
+Runs under the interpreter that runs cookiecutter: standard library only. Safe to run twice: files
+already removed stay removed and an existing .env (with its secrets) is kept.
+"""
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+PROJECT_SLUG = {{ cookiecutter.__project_slug | tojson }}
+PACKAGE_NAME = {{ cookiecutter.__package_name | tojson }}
+# Cookiecutter converts every answer to a boolean option into true/false before rendering.
+INCLUDE_EXAMPLE_TOOLS = json.loads("{{ cookiecutter.include_example_tools | tojson }}")
+API_KEY_AUTH = json.loads("{{ cookiecutter.api_key_auth | tojson }}")
+GITHUB_ACTIONS = json.loads("{{ cookiecutter.github_actions | tojson }}")
+
+# Placeholders in .env.example that .env gets a fresh secret for; every occurrence is replaced, so a
+# password repeated inside DATABASE_URL stays consistent.
+POSTGRES_PASSWORD_PLACEHOLDER = "change-me-postgres-password"
+API_KEY_PLACEHOLDER = "change-me-api-key"
+
+PACKAGE_DIR = Path("src") / PACKAGE_NAME
+
+
+def remove(*paths: Path | str) -> None:
+    """Delete files or directories; a path that is already gone is fine."""
+    for path in map(Path, paths):
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def remove_example_tools() -> None:
+    """The agent then starts with no tools."""
+    remove(PACKAGE_DIR / "tools.py", Path("tests") / "test_tools.py")
+
+
+def remove_github_actions() -> None:
+    remove(".github")
+
+
+def write_env_file() -> None:
+    """Create .env from .env.example with fresh secrets; keep an existing .env and its secrets."""
+    env_file = Path(".env")
+    if env_file.exists():
+        return
+    text = Path(".env.example").read_text(encoding="utf-8")
+    text = text.replace(POSTGRES_PASSWORD_PLACEHOLDER, secrets.token_urlsafe(24))
+    if API_KEY_AUTH:
+        text = text.replace(API_KEY_PLACEHOLDER, secrets.token_urlsafe(32))
+    env_file.write_text(text, encoding="utf-8")
+    env_file.chmod(0o600)
+
+
+def git_init() -> None:
+    """Start a repository when COOKIECUTTER_GIT_INIT=1 asks for one and none exists yet."""
+    if Path(".git").exists() or shutil.which("git") is None:
+        return
+    subprocess.run(["git", "init", "--quiet", "--initial-branch=main"], check=True)
+
+
+def print_next_steps() -> None:
+    print(
+        f"\nCreated {PROJECT_SLUG}. Next:\n"
+        f"  cd {PROJECT_SLUG}\n"
+        "  make install   # uv sync: creates .venv with the project and its dev tools\n"
+        "  make test\n"
+        "  make dev       # http://127.0.0.1:8000/docs\n"
+    )
+
+
+def main() -> None:
+    if not INCLUDE_EXAMPLE_TOOLS:
+        remove_example_tools()
+    if not GITHUB_ACTIONS:
+        remove_github_actions()
+    write_env_file()
+    if os.environ.get("COOKIECUTTER_GIT_INIT") == "1":
+        git_init()
+    print_next_steps()
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (OSError, subprocess.CalledProcessError) as error:
+        print(f"ERROR: could not finish the project: {error}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,103 @@
+"""Refuse answers that would render a broken project, before any file is written.
+
+Runs under the interpreter that runs cookiecutter: standard library only. Each refusal prints one
+line that says what was wrong and what would be accepted, and exits 1; cookiecutter then deletes
+the half-made output directory.
+"""
+
+import keyword
+import re
+import sys
+
+# Answers are rendered through `tojson`: a JSON string is a valid Python string literal, so no
+# answer can end its literal early and inject code into this script.
+PROJECT_SLUG = {{ cookiecutter.__project_slug | tojson }}
+PACKAGE_NAME = {{ cookiecutter.__package_name | tojson }}
+AUTHOR_EMAIL = {{ cookiecutter.author_email | tojson }}
+
+# Packages the generated project imports: a package of the same name would shadow them.
+DEPENDENCY_MODULES = frozenset(
+    {
+        "alembic",
+        "anthropic",
+        "boto3",
+        "botocore",
+        "fastapi",
+        "httpx",
+        "litellm",
+        "mcp",
+        "ollama",
+        "openai",
+        "psycopg",
+        "pydantic",
+        "pydantic_settings",
+        "pytest",
+        "sqlalchemy",
+        "starlette",
+        "strands",
+        "tests",
+        "uvicorn",
+    }
+)
+SLUG_PATTERN = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
+EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+
+
+def slug_problem(slug: str) -> str | None:
+    """Say what is wrong with the project slug (the directory and distribution name), if anything."""
+    if not SLUG_PATTERN.fullmatch(slug):
+        return (
+            f"project slug {slug!r} must start with a letter and hold only lowercase letters, "
+            "digits and single hyphens: start project_name with a letter, e.g. 'My Agent'"
+        )
+    return None
+
+
+def package_problem(name: str) -> str | None:
+    """Say what is wrong with the Python package name, if anything."""
+    if not name.isidentifier() or not name.isascii():
+        return (
+            f"package name {name!r} is not a valid Python identifier: "
+            "start project_name with a letter, e.g. 'My Agent'"
+        )
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        return f"package name {name!r} is a Python keyword: choose another project_name, e.g. '{name} agent'"
+    if name in sys.stdlib_module_names:
+        return (
+            f"package name {name!r} would shadow the standard library module of that name: "
+            f"choose another project_name, e.g. '{name} agent'"
+        )
+    if name in DEPENDENCY_MODULES:
+        return (
+            f"package name {name!r} would shadow the {name!r} dependency: "
+            f"choose another project_name, e.g. '{name} agent'"
+        )
+    return None
+
+
+def email_problem(email: str) -> str | None:
+    """Say what is wrong with the author email, if anything."""
+    if not EMAIL_PATTERN.fullmatch(email):
+        return f"author_email {email!r} is not an email address: use the form name@example.com"
+    return None
+
+
+def main() -> int:
+    problems = [
+        problem
+        for problem in (
+            slug_problem(PROJECT_SLUG),
+            package_problem(PACKAGE_NAME),
+            email_problem(AUTHOR_EMAIL),
+        )
+        if problem
+    ]
+    if problems:
+        # The first problem alone: fixing project_name usually fixes the package name too.
+        print(f"ERROR: {problems[0]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Every option combination renders a clean project: no leftovers, valid files, lint-clean."""
+
+import re
+import subprocess
+import sys
+import tomllib
+
+import pytest
+import yaml
+
+from .baking import DEFAULTS, Bake, BakedProject
+
+# Named combinations; together they cover every value of every option (checked below).
+COMBINATIONS: dict[str, dict[str, object]] = {
+    "defaults": {},
+    "anthropic-bare": {
+        "model_provider": "anthropic",
+        "include_example_tools": False,
+        "github_actions": False,
+    },
+    "openai-with-auth": {"model_provider": "openai", "api_key_auth": True},
+    "ollama-auth-no-tools": {
+        "model_provider": "ollama",
+        "api_key_auth": True,
+        "include_example_tools": False,
+    },
+    "litellm-no-ci": {"model_provider": "litellm", "github_actions": False},
+}
+OPTIONS = {
+    name: value
+    for name, value in DEFAULTS.items()
+    if isinstance(value, (bool, list)) and not name.startswith("_")
+}
+# A GitHub Actions expression `${{ ... }}` is meant to stay; any other `{{` is a template leftover.
+LEFTOVER = re.compile(r"(?<!\$)\{\{|\{%|cookiecutter\.")
+
+
+def option_values(answers: dict[str, object], name: str) -> object:
+    default = DEFAULTS[name][0] if isinstance(DEFAULTS[name], list) else DEFAULTS[name]
+    return answers.get(name, default)
+
+
+def test_combinations_cover_every_value_of_every_option() -> None:
+    for name, default in OPTIONS.items():
+        possible = set(default) if isinstance(default, list) else {True, False}
+        used = {option_values(answers, name) for answers in COMBINATIONS.values()}
+        assert used == possible, f"no combination sets {name} to {possible - used}"
+
+
+@pytest.fixture(params=COMBINATIONS.values(), ids=COMBINATIONS.keys())
+def project(request: pytest.FixtureRequest, bake: Bake) -> BakedProject:
+    return bake(**request.param)
+
+
+def test_no_template_text_is_left(project: BakedProject) -> None:
+    for path in project.files():
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            assert not LEFTOVER.search(line), f"{path.relative_to(project.path)}:{number}: {line}"
+
+
+def test_python_files_compile(project: BakedProject) -> None:
+    for path in project.files(".py"):
+        compile(path.read_text(encoding="utf-8"), str(path), "exec")
+
+
+def test_ruff_finds_nothing(project: BakedProject) -> None:
+    ruff = [sys.executable, "-m", "ruff"]
+    subprocess.run([*ruff, "check", "--no-cache", "."], cwd=project.path, check=True)
+    subprocess.run([*ruff, "format", "--check", "--no-cache", "."], cwd=project.path, check=True)
+
+
+def test_toml_and_yaml_files_parse(project: BakedProject) -> None:
+    for path in project.files(".toml"):
+        tomllib.loads(path.read_text(encoding="utf-8"))
+    for path in [*project.files(".yml"), *project.files(".yaml")]:
+        yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def test_strands_extra_matches_the_provider(project: BakedProject) -> None:
+    provider = option_values(project.answers, "model_provider")
+    dependencies = tomllib.loads(project.read("pyproject.toml"))["project"]["dependencies"]
+    strands = next(dep for dep in dependencies if dep.startswith("strands-agents"))
+
+    expected = "strands-agents" if provider == "bedrock" else f"strands-agents[{provider}]"
+    assert strands.startswith(f"{expected}>=")
+    assert f"MODEL_PROVIDER={provider}\n" in project.read(".env.example")
+
+
+def test_optional_files_follow_the_answers(project: BakedProject) -> None:
+    tools = option_values(project.answers, "include_example_tools")
+    assert (project.package_dir / "tools.py").exists() is tools
+    assert project.has_file("tests/test_tools.py") is tools
+    assert project.has_file(".github/workflows/ci.yml") is option_values(
+        project.answers, "github_actions"
+    )
+
+
+def env_values(text: str) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    return dict(pairs)
+
+
+def test_env_file_holds_fresh_secrets(project: BakedProject, bake: Bake) -> None:
+    env = env_values(project.read(".env"))
+
+    assert "change-me" not in project.read(".env")
+    assert len(env["POSTGRES_PASSWORD"]) >= 32
+    assert ("API_KEY" in env) is option_values(project.answers, "api_key_auth")
+    assert ".env" in project.read(".gitignore").splitlines()
+    again = bake(**project.answers)
+    assert env_values(again.read(".env"))["POSTGRES_PASSWORD"] != env["POSTGRES_PASSWORD"]
+
+
+def test_secrets_stay_out_of_the_replay_file(project: BakedProject) -> None:
+    secrets = [
+        value
+        for key, value in env_values(project.read(".env")).items()
+        if key in {"POSTGRES_PASSWORD", "API_KEY"}
+    ]
+    replay = project.replay_file.read_text(encoding="utf-8")
+
+    assert secrets
+    assert all(secret not in replay for secret in secrets)
+
+
+def test_files_use_lf_line_endings(project: BakedProject) -> None:
+    for path in project.files():
+        assert b"\r\n" not in path.read_bytes(), path
+    assert "eol=lf" in project.read(".gitattributes")

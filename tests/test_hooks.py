@@ -1,0 +1,107 @@
+"""The hooks: refused answers leave nothing behind, answers are data and never code."""
+
+import ast
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from .baking import Bake, run_cookiecutter_cli
+
+REFUSED = {
+    "name-starts-with-a-digit": (["project_name=1 bad"], "must start with a letter"),
+    "name-without-letters": (["project_name=___"], "must start with a letter"),
+    "keyword": (["project_name=class"], "is a Python keyword"),
+    "soft-keyword": (["project_name=match"], "is a Python keyword"),
+    "stdlib-module": (["project_name=JSON"], "would shadow the standard library module"),
+    "stdlib-module-with-hyphen": (["project_name=Concurrent"], "standard library"),
+    "dependency-strands": (["project_name=Strands"], "would shadow the 'strands' dependency"),
+    "dependency-fastapi": (["project_name=FastAPI"], "would shadow the 'fastapi' dependency"),
+    "tests-package": (["project_name=Tests"], "would shadow the 'tests' dependency"),
+    "email-without-at": (["author_email=me.example.com"], "is not an email address"),
+    "email-without-domain": (["author_email=me@localhost"], "is not an email address"),
+}
+
+
+@pytest.mark.parametrize(("answers", "message"), REFUSED.values(), ids=REFUSED.keys())
+def test_refused_answer_fails_with_one_line_and_leaves_nothing(
+    tmp_path: Path, answers: list[str], message: str
+) -> None:
+    result = run_cookiecutter_cli(tmp_path / "out", *answers)
+
+    assert result.returncode == 1
+    errors = [
+        line
+        for line in result.stderr.splitlines()
+        if line.startswith("ERROR: ") and "hook" not in line
+    ]
+    assert len(errors) == 1, result.stderr
+    assert message in errors[0]
+    assert " e.g. " in errors[0] or "use the form" in errors[0], "the message says what to type"
+    assert not any((tmp_path / "out").iterdir()) if (tmp_path / "out").exists() else True
+
+
+def test_accepted_names(bake: Bake) -> None:
+    project = bake(project_name="Support Desk 2")
+
+    assert project.path.name == "support-desk-2"
+    assert project.package_dir.name == "support_desk_2"
+
+
+def test_post_gen_hook_is_safe_to_run_twice(bake: Bake, tmp_path: Path) -> None:
+    project = bake(include_example_tools=False, github_actions=False)
+    env_before = project.read(".env")
+    rendered_hook = project.path.parent / "post_gen_project.py"
+    hook = (Path(__file__).parent.parent / "hooks" / "post_gen_project.py").read_text()
+    rendered_hook.write_text(render_hook(hook, include_example_tools=False, github_actions=False))
+
+    project.run("python3", str(rendered_hook))
+
+    assert project.read(".env") == env_before, "an existing .env and its secrets are kept"
+    assert not (project.package_dir / "tools.py").exists()
+
+
+def render_hook(source: str, **answers: object) -> str:
+    """Render a hook as cookiecutter would, from the default answers plus these."""
+    from cookiecutter.environment import StrictEnvironment
+    from cookiecutter.generate import generate_context
+    from cookiecutter.prompt import prompt_for_config
+
+    template = Path(__file__).parent.parent
+    context = generate_context(str(template / "cookiecutter.json"), extra_context=answers)
+    context["cookiecutter"] = prompt_for_config(context, no_input=True)
+    env = StrictEnvironment(context=context, keep_trailing_newline=True)
+    return env.from_string(source).render(**context)
+
+
+INJECTED = 'x"""; __import__("pathlib").Path("PWNED").touch(); """{{ 7 * 7 }}{% if 1 %}J{% endif %}'
+
+
+def test_injected_code_in_answers_never_runs(tmp_path: Path) -> None:
+    # Typed at the prompts, as a user would: project name, description, author name, author email,
+    # then the defaults for the choices.
+    answers = ["My Agent", INJECTED, INJECTED, "me@example.com", "", "", "", ""]
+    output_dir = tmp_path / "out"
+
+    result = run_cookiecutter_cli(output_dir, stdin="\n".join(answers) + "\n")
+
+    assert result.returncode == 0, result.stderr
+    project = output_dir / "my-agent"
+    assert not list(tmp_path.rglob("PWNED")), "an answer was executed"
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["project"]["description"] == INJECTED
+    assert pyproject["project"]["authors"][0]["name"] == INJECTED
+
+
+QUOTING = 'Say "hi" to C:\\agents\\new — über naïve ✓ 😀\nsecond line\twith a tab'
+
+
+def test_awkward_description_gives_valid_toml_and_python(bake: Bake) -> None:
+    project = bake(description=QUOTING, author_name="Zoë 'Q' O\"Brien \\")
+
+    pyproject = tomllib.loads(project.read("pyproject.toml"))
+    assert pyproject["project"]["description"] == " ".join(QUOTING.split())
+    assert pyproject["project"]["authors"][0]["name"] == "Zoë 'Q' O\"Brien \\"
+    module = ast.parse(project.read(f"src/{project.package_name}/__init__.py"))
+    assert ast.get_docstring(module, clean=False) == QUOTING
+    assert QUOTING in project.read("README.md")

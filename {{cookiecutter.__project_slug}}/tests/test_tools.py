@@ -1,0 +1,24 @@
+from datetime import datetime
+
+from {{ cookiecutter.__package_name }}.tools import EXAMPLE_TOOLS, current_time, word_count
+
+
+def test_tools_have_specs_the_model_can_read() -> None:
+    specs = {tool.tool_spec["name"]: tool.tool_spec for tool in EXAMPLE_TOOLS}
+
+    assert set(specs) == {"current_time", "word_count"}
+    assert "timezone" in specs["current_time"]["inputSchema"]["json"]["properties"]
+
+
+def test_current_time_is_timezone_aware() -> None:
+    parsed = datetime.fromisoformat(current_time(timezone="Europe/Paris"))
+
+    assert parsed.utcoffset() is not None
+
+
+def test_current_time_explains_an_unknown_zone() -> None:
+    assert "Unknown time zone" in current_time(timezone="Mars/Olympus")
+
+
+def test_word_count() -> None:
+    assert word_count(text="one two  three\nfour") == 4
