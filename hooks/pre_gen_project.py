@@ -44,7 +44,7 @@ EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 
 
 def slug_problem(slug: str) -> str | None:
-    """Say what is wrong with the project slug (the directory and distribution name), if anything."""
+    """Say what is wrong with the project slug (directory and distribution name), if anything."""
     if not SLUG_PATTERN.fullmatch(slug):
         return (
             f"project slug {slug!r} must start with a letter and hold only lowercase letters, "
@@ -61,7 +61,10 @@ def package_problem(name: str) -> str | None:
             "start project_name with a letter, e.g. 'My Agent'"
         )
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):
-        return f"package name {name!r} is a Python keyword: choose another project_name, e.g. '{name} agent'"
+        return (
+            f"package name {name!r} is a Python keyword: "
+            f"choose another project_name, e.g. '{name} agent'"
+        )
     if name in sys.stdlib_module_names:
         return (
             f"package name {name!r} would shadow the standard library module of that name: "

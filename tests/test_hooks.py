@@ -1,12 +1,14 @@
 """The hooks: refused answers leave nothing behind, answers are data and never code."""
 
 import ast
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from .baking import Bake, run_cookiecutter_cli
+from .baking import TEMPLATE_DIR, Bake, run_cookiecutter_cli
 
 REFUSED = {
     "name-starts-with-a-digit": (["project_name=1 bad"], "must start with a letter"),
@@ -52,7 +54,7 @@ def test_post_gen_hook_is_safe_to_run_twice(bake: Bake, tmp_path: Path) -> None:
     project = bake(include_example_tools=False, github_actions=False)
     env_before = project.read(".env")
     rendered_hook = project.path.parent / "post_gen_project.py"
-    hook = (Path(__file__).parent.parent / "hooks" / "post_gen_project.py").read_text()
+    hook = (TEMPLATE_DIR / "hooks" / "post_gen_project.py").read_text(encoding="utf-8")
     rendered_hook.write_text(render_hook(hook, include_example_tools=False, github_actions=False))
 
     project.run("python3", str(rendered_hook))
@@ -67,8 +69,7 @@ def render_hook(source: str, **answers: object) -> str:
     from cookiecutter.generate import generate_context
     from cookiecutter.prompt import prompt_for_config
 
-    template = Path(__file__).parent.parent
-    context = generate_context(str(template / "cookiecutter.json"), extra_context=answers)
+    context = generate_context(str(TEMPLATE_DIR / "cookiecutter.json"), extra_context=answers)
     context["cookiecutter"] = prompt_for_config(context, no_input=True)
     env = StrictEnvironment(context=context, keep_trailing_newline=True)
     return env.from_string(source).render(**context)
@@ -105,3 +106,28 @@ def test_awkward_description_gives_valid_toml_and_python(bake: Bake) -> None:
     module = ast.parse(project.read(f"src/{project.package_name}/__init__.py"))
     assert ast.get_docstring(module, clean=False) == QUOTING
     assert QUOTING in project.read("README.md")
+
+
+@pytest.mark.parametrize("hook", ["pre_gen_project.py", "post_gen_project.py"])
+def test_rendered_hooks_pass_ruff(tmp_path: Path, hook: str) -> None:
+    source = (TEMPLATE_DIR / "hooks" / hook).read_text(encoding="utf-8")
+    rendered = tmp_path / hook
+    rendered.write_text(render_hook(source), encoding="utf-8")
+
+    config = TEMPLATE_DIR / "pyproject.toml"
+    for command in (["check"], ["format", "--check"]):
+        subprocess.run(
+            [sys.executable, "-m", "ruff", *command, "--no-cache", "--config", config, rendered],
+            check=True,
+        )
+
+
+def test_git_init_only_when_asked(bake: Bake, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert not bake().has_file(".git")
+
+    monkeypatch.setenv("COOKIECUTTER_GIT_INIT", "1")
+    project = bake()
+
+    assert project.has_file(".git")
+    ignored = project.run("git", "check-ignore", ".env").stdout
+    assert ignored.strip() == ".env"
