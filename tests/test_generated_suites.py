@@ -1,4 +1,13 @@
-"""Slow: install each combination with uv in its own environment; run its own lint and tests."""
+"""Slow: install each combination with uv in its own environment; run its own lint and tests.
+
+The baked suites run against the PostgreSQL on TEMPLATE_TEST_DATABASE_URL (default: the local
+server on 127.0.0.1:5432) with REQUIRE_POSTGRES=1 whenever it is reachable, so that its PostgreSQL
+tests fail rather than skip; .ci/run makes sure it is running.
+"""
+
+import os
+import socket
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -7,6 +16,22 @@ from .test_bake import COMBINATIONS
 
 pytestmark = pytest.mark.slow
 
+POSTGRES_URL = os.environ.get(
+    "TEMPLATE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def postgres_env() -> dict[str, str]:
+    url = urlsplit(POSTGRES_URL)
+    address = (url.hostname or "127.0.0.1", url.port or 5432)
+    try:
+        socket.create_connection(address, timeout=2).close()
+    except OSError:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL at {address} is unreachable on CI")
+        return {}
+    return {"TEST_DATABASE_URL": POSTGRES_URL, "REQUIRE_POSTGRES": "1"}
+
 
 @pytest.mark.parametrize("answers", COMBINATIONS.values(), ids=COMBINATIONS.keys())
 def test_baked_project_passes_its_own_suite(bake: Bake, answers: dict[str, object]) -> None:
@@ -14,7 +39,7 @@ def test_baked_project_passes_its_own_suite(bake: Bake, answers: dict[str, objec
     project.install()
 
     project.run("make", "lint")
-    result = project.run("make", "test")
+    result = project.run("make", "test", **postgres_env())
 
     assert " passed" in result.stdout
     assert " failed" not in result.stdout

@@ -3,9 +3,13 @@
 from functools import lru_cache
 from typing import Literal
 
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ModelProvider = Literal["bedrock", "anthropic", "openai", "ollama", "litellm"]
+
+# The embedded default: a SQLite file, so the service runs on a laptop with nothing else installed.
+DEFAULT_DATABASE_URL = "sqlite:///.data/{{ cookiecutter.__package_name }}.db"
 
 
 class Settings(BaseSettings):
@@ -16,6 +20,28 @@ class Settings(BaseSettings):
     model_provider: ModelProvider = "{{ cookiecutter.model_provider }}"
     # None means the provider's default model.
     model_id: str | None = None
+
+    # postgresql+psycopg://user:password@host:5432/db, or sqlite:///path/to/file.db
+    database_url: str = DEFAULT_DATABASE_URL
+    # One pool per process: a replica holds at most db_pool_size + db_max_overflow connections.
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    # Seconds a request waits for a pooled connection before it fails.
+    db_pool_timeout: float = Field(default=10, gt=0)
+    # PostgreSQL: seconds to establish a connection, and the longest a statement may run.
+    db_connect_timeout: int = Field(default=5, ge=1)
+    db_statement_timeout_ms: int = Field(default=10_000, ge=0)
+    # SQLite: how long a writer waits for another writer's lock.
+    sqlite_busy_timeout_ms: int = Field(default=5_000, ge=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def use_psycopg_driver(cls, url: str) -> str:
+        """Accept the postgres:// and postgresql:// URLs that hosting providers hand out."""
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url.removeprefix(prefix)
+        return url
 
 
 @lru_cache

@@ -1,0 +1,90 @@
+"""The database engine (one per process) and the schema migrations that shape it."""
+
+import json
+from base64 import b64encode
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, event, make_url
+from sqlalchemy import create_engine as sqlalchemy_create_engine
+
+from .config import Settings
+
+MIGRATIONS = "{{ cookiecutter.__package_name }}:migrations"
+
+
+def _encode_bytes(value: Any) -> Any:
+    """Store bytes (images, documents) with the marker the Strands SDK uses in its own stores."""
+    if isinstance(value, bytes):
+        return {"__bytes_encoded__": True, "data": b64encode(value).decode("ascii")}
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# `default` is only consulted for values json cannot encode, so messages without bytes pay nothing.
+dumps_json = partial(json.dumps, default=_encode_bytes, ensure_ascii=False, separators=(",", ":"))
+
+
+def create_engine(settings: Settings) -> Engine:
+    """Create the process's engine; every request borrows connections from its pool."""
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        return _create_sqlite_engine(settings)
+    return sqlalchemy_create_engine(
+        url,
+        json_serializer=dumps_json,
+        pool_pre_ping=True,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        connect_args={
+            "connect_timeout": settings.db_connect_timeout,
+            "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
+            "application_name": "{{ cookiecutter.__project_slug }}",
+        },
+    )
+
+
+def _create_sqlite_engine(settings: Settings) -> Engine:
+    url = make_url(settings.database_url)
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sqlalchemy_create_engine(
+        url,
+        json_serializer=dumps_json,
+        pool_pre_ping=True,
+        pool_timeout=settings.db_pool_timeout,
+        connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000},
+    )
+
+    @event.listens_for(engine, "connect")
+    def configure_connection(dbapi_connection: Any, _record: Any) -> None:
+        # WAL lets readers proceed while one writer commits; SQLite enforces foreign keys (and so
+        # ON DELETE CASCADE) only when asked, per connection.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(settings.sqlite_busy_timeout_ms)}")
+        cursor.close()
+
+    return engine
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def alembic_config(engine: Engine) -> Config:
+    """Alembic configuration that migrates through this engine (see migrations/env.py)."""
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    config.attributes["engine"] = engine
+    return config
+
+
+def upgrade_schema(engine: Engine, revision: str = "head") -> None:
+    """Bring the database schema up to `revision` (the latest by default)."""
+    command.upgrade(alembic_config(engine), revision)

@@ -1,0 +1,35 @@
+"""Alembic environment: migrates the database of DATABASE_URL, or the engine the app hands over."""
+
+from alembic import context
+from sqlalchemy import Engine
+
+from {{ cookiecutter.__package_name }}.config import get_settings
+from {{ cookiecutter.__package_name }}.database import create_engine
+from {{ cookiecutter.__package_name }}.session_store import metadata
+
+
+def run_migrations() -> None:
+    engine: Engine | None = context.config.attributes.get("engine")
+    own_engine = engine is None
+    if engine is None:
+        engine = create_engine(get_settings())
+    try:
+        with engine.connect() as connection:
+            context.configure(
+                connection=connection,
+                target_metadata=metadata,
+                # SQLite cannot ALTER most things in place: Alembic rebuilds the table instead.
+                render_as_batch=connection.dialect.name == "sqlite",
+                compare_server_default=True,
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+            connection.commit()
+    finally:
+        if own_engine:
+            engine.dispose()
+
+
+if context.is_offline_mode():
+    raise SystemExit("Offline (--sql) migrations are not supported: run against a database.")
+run_migrations()

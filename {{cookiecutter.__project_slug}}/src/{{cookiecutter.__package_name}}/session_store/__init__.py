@@ -1,0 +1,23 @@
+"""Durable Strands sessions in PostgreSQL or SQLite."""
+
+from .repository import (
+    AlreadyExistsError,
+    InvalidCursorError,
+    InvalidIdError,
+    NotFoundError,
+    SessionPage,
+    SqlSessionRepository,
+    validate_id,
+)
+from .tables import metadata
+
+__all__ = [
+    "AlreadyExistsError",
+    "InvalidCursorError",
+    "InvalidIdError",
+    "NotFoundError",
+    "SessionPage",
+    "SqlSessionRepository",
+    "metadata",
+    "validate_id",
+]

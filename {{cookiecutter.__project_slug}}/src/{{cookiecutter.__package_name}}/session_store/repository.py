@@ -1,0 +1,439 @@
+"""A Strands `SessionRepository` over SQLAlchemy: conversations durable in PostgreSQL or SQLite."""
+
+import json
+import re
+from base64 import urlsafe_b64decode, urlsafe_b64encode
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine, Row, Table, Text, cast, delete, func, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from strands.session import SessionRepository
+from strands.types.exceptions import SessionException
+from strands.types.session import (
+    Session,
+    SessionAgent,
+    SessionMessage,
+    SessionType,
+    decode_bytes_values,
+)
+
+from .tables import ID_LENGTH, agents, messages, multi_agents, sessions
+
+if TYPE_CHECKING:
+    from strands.multiagent.base import MultiAgentBase
+
+
+class NotFoundError(SessionException):
+    """The session, agent, message or multi-agent state does not exist."""
+
+
+class AlreadyExistsError(SessionException):
+    """A record with that id exists already."""
+
+
+class InvalidIdError(SessionException, ValueError):
+    """An id the store refuses: it would be ambiguous in logs, URLs or file names."""
+
+
+class InvalidCursorError(ValueError):
+    """A pagination cursor that this store did not hand out."""
+
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
+ID_RULE = f"1 to {ID_LENGTH} letters, digits, '.', '_', ':' or '-', starting with a letter or digit"
+BYTES_MARKER = '"__bytes_encoded__"'
+
+
+def validate_id(kind: str, value: str) -> str:
+    """Return `value` if it is a valid session, agent or multi-agent id; else InvalidIdError."""
+    if not isinstance(value, str) or len(value) > ID_LENGTH or not ID_PATTERN.fullmatch(value):
+        raise InvalidIdError(f"invalid {kind} {value!r}: use {ID_RULE}")
+    return value
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    """One page of sessions, newest first; pass `next_cursor` back for the next page."""
+
+    sessions: list[Session]
+    next_cursor: str | None
+
+
+def _timestamp(iso: str) -> datetime:
+    moment = datetime.fromisoformat(iso)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _loads(text: str | None) -> Any:
+    """Decode JSON read as text; walk it for bytes markers only when there are any."""
+    if text is None:
+        return None
+    value = json.loads(text)
+    return decode_bytes_values(value) if BYTES_MARKER in text else value
+
+
+def _as_text(column: Any) -> Any:
+    # Reading JSON as text and decoding it here is several times faster than letting psycopg
+    # decode JSONB into Python objects itself.
+    return cast(column, Text).label(column.name)
+
+
+_MESSAGE_COLUMNS = (
+    messages.c.message_id,
+    _as_text(messages.c.message),
+    _as_text(messages.c.redact_message),
+    messages.c.created_at,
+    messages.c.updated_at,
+)
+_AGENT_COLUMNS = (
+    agents.c.agent_id,
+    _as_text(agents.c.state),
+    _as_text(agents.c.conversation_manager_state),
+    _as_text(agents.c.internal_state),
+    agents.c.created_at,
+    agents.c.updated_at,
+)
+
+
+def _session(row: Row) -> Session:
+    return Session(
+        session_id=row.session_id,
+        session_type=SessionType(row.session_type),
+        created_at=row.created_at.isoformat(),
+        updated_at=row.updated_at.isoformat(),
+    )
+
+
+def _session_agent(row: Row) -> SessionAgent:
+    return SessionAgent(
+        agent_id=row.agent_id,
+        state=_loads(row.state),
+        conversation_manager_state=_loads(row.conversation_manager_state),
+        _internal_state=_loads(row.internal_state),
+        created_at=row.created_at.isoformat(),
+        updated_at=row.updated_at.isoformat(),
+    )
+
+
+def _session_message(row: Row) -> SessionMessage:
+    # Built directly: SessionMessage.from_dict inspects the class signature for every key, which
+    # costs ~50x more per message and dominates the restore of a long conversation.
+    return SessionMessage(
+        message=_loads(row.message),
+        message_id=row.message_id,
+        redact_message=_loads(row.redact_message),
+        created_at=row.created_at.isoformat(),
+        updated_at=row.updated_at.isoformat(),
+    )
+
+
+class SqlSessionRepository(SessionRepository):
+    """Sessions, agents, messages and multi-agent state in four tables (see tables.py).
+
+    Every method is one SQL statement run in autocommit mode: one round trip to the database,
+    with no BEGIN and COMMIT around it. Creating a record that exists raises AlreadyExistsError
+    (INSERT ... ON CONFLICT DO NOTHING, so concurrent creators never see an IntegrityError);
+    updating or deleting one that does not exist raises NotFoundError; reads return None.
+    Both errors are SessionExceptions, as the Strands SDK expects.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+    # Sessions
+
+    def create_session(self, session: Session, **kwargs: Any) -> Session:
+        session_id = validate_id("session id", session.session_id)
+        self._insert_new(
+            sessions,
+            {
+                "session_id": session_id,
+                "session_type": SessionType(session.session_type).value,
+                "created_at": _timestamp(session.created_at),
+                "updated_at": _timestamp(session.updated_at),
+            },
+            exists=f"session {session_id!r} already exists",
+        )
+        return session
+
+    def read_session(self, session_id: str, **kwargs: Any) -> Session | None:
+        session_id = validate_id("session id", session_id)
+        row = self._first(select(sessions).where(sessions.c.session_id == session_id))
+        return _session(row) if row else None
+
+    def delete_session(self, session_id: str) -> None:
+        """Delete a session with its agents, messages and multi-agent state."""
+        statement = delete(sessions).where(
+            sessions.c.session_id == validate_id("session id", session_id)
+        )
+        self._change_one(statement, missing=f"session {session_id!r} does not exist")
+
+    def list_sessions(self, limit: int = 20, cursor: str | None = None) -> SessionPage:
+        """Sessions newest first, `limit` at a time; `cursor` continues where a page ended.
+
+        The cursor holds the (created_at, session_id) of the last session of the previous page, so
+        every page is an index range scan however deep it is (no OFFSET).
+        """
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        order = (sessions.c.created_at.desc(), sessions.c.session_id.desc())
+        query = select(sessions).order_by(*order).limit(limit + 1)
+        if cursor is not None:
+            created_at, session_id = _decode_cursor(cursor)
+            query = query.where(
+                tuple_(sessions.c.created_at, sessions.c.session_id) < (created_at, session_id)
+            )
+        with self._engine.connect() as connection:
+            rows = connection.execute(query).all()
+        page = [_session(row) for row in rows[:limit]]
+        next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+        return SessionPage(page, next_cursor)
+
+    # Agents
+
+    def create_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
+        session_id = validate_id("session id", session_id)
+        agent_id = validate_id("agent id", session_agent.agent_id)
+        self._insert_new(
+            agents,
+            {
+                "session_id": session_id,
+                "agent_id": agent_id,
+                "state": session_agent.state,
+                "conversation_manager_state": session_agent.conversation_manager_state,
+                "internal_state": session_agent._internal_state,
+                "created_at": _timestamp(session_agent.created_at),
+                "updated_at": _timestamp(session_agent.updated_at),
+            },
+            exists=f"agent {agent_id!r} already exists in session {session_id!r}",
+            missing=f"session {session_id!r} does not exist",
+        )
+
+    def read_agent(self, session_id: str, agent_id: str, **kwargs: Any) -> SessionAgent | None:
+        query = select(*_AGENT_COLUMNS).where(*self._agent_key(session_id, agent_id))
+        row = self._first(query)
+        return _session_agent(row) if row else None
+
+    def update_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
+        agent_id = session_agent.agent_id
+        statement = (
+            update(agents)
+            .where(*self._agent_key(session_id, agent_id))
+            .values(
+                state=session_agent.state,
+                conversation_manager_state=session_agent.conversation_manager_state,
+                internal_state=session_agent._internal_state,
+                updated_at=_timestamp(session_agent.updated_at),
+            )
+        )
+        self._change_one(
+            statement, missing=f"agent {agent_id!r} does not exist in session {session_id!r}"
+        )
+
+    def list_agents(self, session_id: str) -> list[SessionAgent]:
+        """The session's agents, in the order they were created."""
+        query = (
+            select(*_AGENT_COLUMNS)
+            .where(agents.c.session_id == validate_id("session id", session_id))
+            .order_by(agents.c.created_at, agents.c.agent_id)
+        )
+        with self._engine.connect() as connection:
+            return [_session_agent(row) for row in connection.execute(query)]
+
+    # Messages
+
+    def create_message(
+        self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any
+    ) -> None:
+        key = dict(zip(("session_id", "agent_id"), self._ids(session_id, agent_id), strict=True))
+        message_id = session_message.message_id
+        self._insert_new(
+            messages,
+            {
+                **key,
+                "message_id": message_id,
+                "message": session_message.message,
+                "redact_message": session_message.redact_message,
+                "created_at": _timestamp(session_message.created_at),
+                "updated_at": _timestamp(session_message.updated_at),
+            },
+            exists=f"message {message_id} already exists for agent {agent_id!r}",
+            missing=f"agent {agent_id!r} does not exist in session {session_id!r}",
+        )
+
+    def read_message(
+        self, session_id: str, agent_id: str, message_id: int, **kwargs: Any
+    ) -> SessionMessage | None:
+        query = select(*_MESSAGE_COLUMNS).where(
+            *self._agent_key(session_id, agent_id, messages), messages.c.message_id == message_id
+        )
+        row = self._first(query)
+        return _session_message(row) if row else None
+
+    def update_message(
+        self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any
+    ) -> None:
+        message_id = session_message.message_id
+        statement = (
+            update(messages)
+            .where(
+                *self._agent_key(session_id, agent_id, messages),
+                messages.c.message_id == message_id,
+            )
+            .values(
+                message=session_message.message,
+                redact_message=session_message.redact_message,
+                updated_at=_timestamp(session_message.updated_at),
+            )
+        )
+        self._change_one(
+            statement, missing=f"message {message_id} does not exist for agent {agent_id!r}"
+        )
+
+    def list_messages(
+        self,
+        session_id: str,
+        agent_id: str,
+        limit: int | None = None,
+        offset: int = 0,
+        **kwargs: Any,
+    ) -> list[SessionMessage]:
+        """The agent's messages from the `offset`-th on, in order; all of them when `limit` is None.
+
+        Message ids are the messages' positions (the SDK numbers them 0, 1, 2, ... and this store
+        refuses a duplicate), so the offset is a primary-key range scan: restoring a conversation
+        whose window trimmed 99,960 of 100,000 messages reads 40 rows.
+        """
+        if offset < 0 or (limit is not None and limit < 0):
+            raise ValueError("offset and limit must not be negative")
+        query = (
+            select(*_MESSAGE_COLUMNS)
+            .where(
+                *self._agent_key(session_id, agent_id, messages),
+                messages.c.message_id >= offset,
+            )
+            .order_by(messages.c.message_id)
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        with self._engine.connect() as connection:
+            return [_session_message(row) for row in connection.execute(query)]
+
+    def count_messages(self, session_id: str, agent_id: str | None = None) -> int:
+        """How many messages the session holds, for one agent or for all of them."""
+        query = select(func.count()).where(
+            messages.c.session_id == validate_id("session id", session_id)
+        )
+        if agent_id is not None:
+            query = query.where(messages.c.agent_id == validate_id("agent id", agent_id))
+        with self._engine.connect() as connection:
+            return connection.execute(query).scalar_one()
+
+    # Multi-agent orchestrators (Graph, Swarm)
+
+    def create_multi_agent(
+        self, session_id: str, multi_agent: "MultiAgentBase", **kwargs: Any
+    ) -> None:
+        session_id = validate_id("session id", session_id)
+        multi_agent_id = validate_id("multi-agent id", multi_agent.id)
+        now = datetime.now(UTC)
+        self._insert_new(
+            multi_agents,
+            {
+                "session_id": session_id,
+                "multi_agent_id": multi_agent_id,
+                "state": multi_agent.serialize_state(),
+                "created_at": now,
+                "updated_at": now,
+            },
+            exists=f"multi-agent {multi_agent_id!r} already exists in session {session_id!r}",
+            missing=f"session {session_id!r} does not exist",
+        )
+
+    def read_multi_agent(
+        self, session_id: str, multi_agent_id: str, **kwargs: Any
+    ) -> dict[str, Any] | None:
+        query = select(_as_text(multi_agents.c.state)).where(
+            *self._multi_agent_key(session_id, multi_agent_id)
+        )
+        row = self._first(query)
+        # Returned as stored, bytes markers included: the orchestrator's deserialize_state decodes.
+        return json.loads(row.state) if row else None
+
+    def update_multi_agent(
+        self, session_id: str, multi_agent: "MultiAgentBase", **kwargs: Any
+    ) -> None:
+        statement = (
+            update(multi_agents)
+            .where(*self._multi_agent_key(session_id, multi_agent.id))
+            .values(state=multi_agent.serialize_state(), updated_at=datetime.now(UTC))
+        )
+        self._change_one(
+            statement,
+            missing=f"multi-agent {multi_agent.id!r} does not exist in session {session_id!r}",
+        )
+
+    # Helpers
+
+    @staticmethod
+    def _ids(session_id: str, agent_id: str) -> tuple[str, str]:
+        return validate_id("session id", session_id), validate_id("agent id", agent_id)
+
+    def _agent_key(self, session_id: str, agent_id: str, table: Table = agents) -> tuple:
+        session_id, agent_id = self._ids(session_id, agent_id)
+        return table.c.session_id == session_id, table.c.agent_id == agent_id
+
+    @staticmethod
+    def _multi_agent_key(session_id: str, multi_agent_id: str) -> tuple:
+        return (
+            multi_agents.c.session_id == validate_id("session id", session_id),
+            multi_agents.c.multi_agent_id == validate_id("multi-agent id", multi_agent_id),
+        )
+
+    def _first(self, query: Any) -> Row | None:
+        with self._engine.connect() as connection:
+            return connection.execute(query).first()
+
+    def _insert_new(
+        self, table: Table, values: Mapping[str, Any], *, exists: str, missing: str = ""
+    ) -> None:
+        statement = (
+            self._insert(table)
+            .values(values)
+            .on_conflict_do_nothing()
+            # SQLAlchemy reports an INSERT's rowcount only when asked: 0 means it hit a conflict.
+            .execution_options(preserve_rowcount=True)
+        )
+        try:
+            with self._engine.connect() as connection:
+                inserted = connection.execute(statement).rowcount
+        except IntegrityError as error:
+            # The only constraint left to fail is the foreign key: the parent record is missing.
+            raise NotFoundError(missing) from error
+        if not inserted:
+            raise AlreadyExistsError(exists)
+
+    def _change_one(self, statement: Any, *, missing: str) -> None:
+        with self._engine.connect() as connection:
+            if not connection.execute(statement).rowcount:
+                raise NotFoundError(missing)
+
+
+def _encode_cursor(row: Row) -> str:
+    raw = json.dumps([row.created_at.isoformat(), row.session_id]).encode()
+    return urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, session_id = json.loads(raw)
+        return _timestamp(created_at), validate_id("session id", session_id)
+    except (ValueError, TypeError) as error:
+        message = f"invalid cursor {cursor!r}: pass back a next_cursor as it was given"
+        raise InvalidCursorError(message) from error

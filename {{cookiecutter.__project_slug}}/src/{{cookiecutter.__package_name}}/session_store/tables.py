@@ -1,0 +1,117 @@
+"""The tables that hold sessions, their agents, the agents' messages and multi-agent state."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    TypeDecorator,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+ID_LENGTH = 128
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware timestamp that always comes back in UTC.
+
+    PostgreSQL returns timestamptz values in the connection's time zone and SQLite stores no
+    time zone at all; both are normalised here so that timestamps round-trip unchanged.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: timestamps must carry a time zone")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# JSONB on PostgreSQL (validated, compact, queryable); JSON text on SQLite.
+Json = JSON().with_variant(JSONB(), "postgresql")
+# Stores Python None as SQL NULL rather than the JSON text 'null'.
+NullableJson = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+
+def _timestamps() -> list[Column]:
+    return [
+        Column("created_at", UtcDateTime(), nullable=False),
+        Column("updated_at", UtcDateTime(), nullable=False),
+    ]
+
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("session_id", String(ID_LENGTH), primary_key=True),
+    Column("session_type", String(32), nullable=False),
+    *_timestamps(),
+    # Newest-first listing with a (created_at, session_id) cursor walks this index.
+    Index(None, "created_at", "session_id"),
+)
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("session_id", String(ID_LENGTH), primary_key=True),
+    Column("agent_id", String(ID_LENGTH), primary_key=True),
+    Column("state", Json, nullable=False),
+    Column("conversation_manager_state", Json, nullable=False),
+    Column("internal_state", Json, nullable=False),
+    *_timestamps(),
+    ForeignKeyConstraint(["session_id"], ["sessions.session_id"], ondelete="CASCADE"),
+)
+
+# The primary key (session_id, agent_id, message_id) is also the index that restoring a
+# conversation from an offset range-scans.
+messages = Table(
+    "messages",
+    metadata,
+    Column("session_id", String(ID_LENGTH), primary_key=True),
+    Column("agent_id", String(ID_LENGTH), primary_key=True),
+    Column("message_id", Integer, primary_key=True, autoincrement=False),
+    Column("message", Json, nullable=False),
+    Column("redact_message", NullableJson, nullable=True),
+    *_timestamps(),
+    ForeignKeyConstraint(
+        ["session_id", "agent_id"],
+        ["agents.session_id", "agents.agent_id"],
+        ondelete="CASCADE",
+    ),
+)
+
+multi_agents = Table(
+    "multi_agents",
+    metadata,
+    Column("session_id", String(ID_LENGTH), primary_key=True),
+    Column("multi_agent_id", String(ID_LENGTH), primary_key=True),
+    Column("state", Json, nullable=False),
+    *_timestamps(),
+    ForeignKeyConstraint(["session_id"], ["sessions.session_id"], ondelete="CASCADE"),
+)

@@ -1,0 +1,48 @@
+"""Test databases: a fresh SQLite file, or a fresh database on the TEST_DATABASE_URL server."""
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.exc import OperationalError
+
+from {{ cookiecutter.__package_name }}.config import Settings
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
+
+
+def settings_for(database_url: str, **overrides: object) -> Settings:
+    """Settings for a test: this database, and nothing read from a developer's .env."""
+    return Settings(_env_file=None, database_url=database_url, **overrides)
+
+
+def _unavailable(reason: str) -> None:
+    if REQUIRE_POSTGRES:
+        pytest.fail(f"REQUIRE_POSTGRES=1 but {reason}")
+    pytest.skip(reason)
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """Create a uniquely named database on the TEST_DATABASE_URL server; drop it afterwards."""
+    if not TEST_DATABASE_URL:
+        _unavailable("TEST_DATABASE_URL is not set")
+    server = make_url(settings_for(TEST_DATABASE_URL).database_url)
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as error:
+        admin.dispose()
+        _unavailable(f"PostgreSQL at TEST_DATABASE_URL is unreachable: {error}")
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

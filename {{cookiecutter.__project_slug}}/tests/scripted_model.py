@@ -1,0 +1,80 @@
+"""A model for tests: replays scripted replies instead of calling a provider."""
+
+import copy
+import json
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from strands.models import Model
+from strands.types.content import Messages
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A reply that asks for one tool call."""
+
+    name: str
+    input: dict[str, Any] = field(default_factory=dict)
+    id: str = "tool-1"
+
+
+@dataclass(frozen=True)
+class RedactPrompt:
+    """A reply that also tells the agent to redact the user's prompt, as a guardrail would."""
+
+    text: str
+    replacement: str = "[prompt redacted]"
+
+
+Reply = str | ToolCall | RedactPrompt | Exception
+
+
+class ScriptedModel(Model):
+    """Answers each model call with the next scripted reply; records what it was shown.
+
+    A str streams as text (word by word), a ToolCall as a toolUse block, an Exception is raised.
+    """
+
+    def __init__(self, replies: Iterable[Reply] = ()) -> None:
+        self.replies = list(replies)
+        self.calls: list[Messages] = []
+
+    def update_config(self, **model_config: Any) -> None:
+        pass
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
+
+    async def structured_output(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        raise NotImplementedError("the scripted model has no structured output")
+        yield  # pragma: no cover
+
+    async def stream(
+        self, messages: Messages, tool_specs: Any = None, system_prompt: str | None = None, **_: Any
+    ) -> AsyncIterator[dict[str, Any]]:
+        self.calls.append(copy.deepcopy(messages))
+        if not self.replies:
+            raise AssertionError("the scripted model ran out of replies")
+        reply = self.replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        yield {"messageStart": {"role": "assistant"}}
+        if isinstance(reply, ToolCall):
+            start = {"toolUse": {"toolUseId": reply.id, "name": reply.name}}
+            yield {"contentBlockStart": {"start": start}}
+            yield {"contentBlockDelta": {"delta": {"toolUse": {"input": json.dumps(reply.input)}}}}
+            yield {"contentBlockStop": {}}
+            yield {"messageStop": {"stopReason": "tool_use"}}
+        else:
+            text = reply.text if isinstance(reply, RedactPrompt) else reply
+            if isinstance(reply, RedactPrompt):
+                yield {"redactContent": {"redactUserContentMessage": reply.replacement}}
+            yield {"contentBlockStart": {"start": {}}}
+            for index, word in enumerate(text.split(" ")):
+                chunk = word if index == 0 else f" {word}"
+                yield {"contentBlockDelta": {"delta": {"text": chunk}}}
+            yield {"contentBlockStop": {}}
+            yield {"messageStop": {"stopReason": "end_turn"}}
+        usage = {"inputTokens": 10, "outputTokens": 5, "totalTokens": 15}
+        yield {"metadata": {"usage": usage, "metrics": {"latencyMs": 1}}}

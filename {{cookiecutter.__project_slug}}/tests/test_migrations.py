@@ -1,0 +1,86 @@
+"""The migrations build a fresh database that matches the tables in code, and tear it down again."""
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, inspect
+
+from {{ cookiecutter.__package_name }}.database import alembic_config, create_engine, upgrade_schema
+from {{ cookiecutter.__package_name }}.main import create_app
+from {{ cookiecutter.__package_name }}.session_store import metadata
+
+from .databases import postgres_database, settings_for
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+TABLES = {"sessions", "agents", "messages", "multi_agents"}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+    else:
+        with postgres_database() as url:
+            yield url
+
+
+@pytest.fixture
+def empty_engine(empty_database_url: str) -> Iterator[Engine]:
+    engine = create_engine(settings_for(empty_database_url))
+    yield engine
+    engine.dispose()
+
+
+def schema_differences(engine: Engine) -> list:
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return compare_metadata(context, metadata)
+
+
+def test_upgrade_head_builds_exactly_the_tables_in_code(empty_engine: Engine) -> None:
+    upgrade_schema(empty_engine)
+
+    assert set(inspect(empty_engine).get_table_names()) >= TABLES
+    assert schema_differences(empty_engine) == []
+    command.check(alembic_config(empty_engine))  # raises if autogenerate would write a migration
+
+
+def test_downgrade_base_removes_every_table_and_upgrade_rebuilds_them(empty_engine: Engine) -> None:
+    upgrade_schema(empty_engine)
+
+    command.downgrade(alembic_config(empty_engine), "base")
+    assert set(inspect(empty_engine).get_table_names()) & TABLES == set()
+
+    upgrade_schema(empty_engine)
+    assert schema_differences(empty_engine) == []
+
+
+def test_alembic_command_line_migrates_database_url(empty_database_url: str) -> None:
+    """`make migrate` runs `alembic upgrade head` in the project directory."""
+    env = {**os.environ, "DATABASE_URL": empty_database_url}
+    alembic = [sys.executable, "-m", "alembic"]
+
+    for arguments in (["upgrade", "head"], ["check"], ["current"]):
+        result = subprocess.run(
+            [*alembic, *arguments], cwd=PROJECT_DIR, env=env, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+    assert "0001 (head)" in result.stdout
+
+
+def test_the_app_migrates_the_embedded_sqlite_database_at_start_up() -> None:
+    with TestClient(create_app()) as client:
+        assert client.get("/health").status_code == 200
+
+    engine = create_engine(settings_for("sqlite:///.data/{{ cookiecutter.__package_name }}.db"))
+    assert set(inspect(engine).get_table_names()) >= TABLES
+    assert schema_differences(engine) == []
+    engine.dispose()
