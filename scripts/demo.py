@@ -1,4 +1,9 @@
-"""Render the default project into build/demo, install it, start it and talk to it, then stop it."""
+"""Render the default project into build/demo, install it, start it and talk to it, then stop it.
+
+The service runs on its embedded SQLite database with MODEL_PROVIDER=echo, the offline model, so
+the demo needs no credentials: two /process turns and one /process-streaming turn on one session,
+then that session's history.
+"""
 
 import json
 import os
@@ -13,7 +18,8 @@ from pathlib import Path
 from cookiecutter.main import cookiecutter
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent
-DEMO_DIR = TEMPLATE_DIR / "build" / "demo"
+# Where the project is rendered; the template's tests point it elsewhere.
+DEMO_DIR = Path(os.environ.get("DEMO_DIR", TEMPLATE_DIR / "build" / "demo"))
 
 
 def step(message: str) -> None:
@@ -31,6 +37,47 @@ def get(url: str) -> object:
         return json.load(response)
 
 
+def post(url: str, body: dict) -> urllib.request.Request:
+    return urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+
+
+def show(value: object) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def converse(base_url: str) -> None:
+    step(f"GET {base_url}/health")
+    show(get(f"{base_url}/health"))
+
+    step("POST /process: a new session")
+    with urllib.request.urlopen(post(f"{base_url}/process", {"prompt": "Hello!"})) as response:
+        first = json.load(response)
+    show(first)
+    session_id = first["session_id"]
+
+    step("POST /process: the same session")
+    body = {"prompt": "Do you remember me?", "session_id": session_id}
+    with urllib.request.urlopen(post(f"{base_url}/process", body)) as response:
+        show(json.load(response))
+
+    step("POST /process-streaming: the same session, as server-sent events")
+    body = {"prompt": "Stream this answer, please.", "session_id": session_id}
+    with urllib.request.urlopen(post(f"{base_url}/process-streaming", body)) as response:
+        for line in response:
+            print(f"  {line.decode().rstrip()}")
+
+    step(f"GET /sessions/{session_id}/history")
+    history = get(f"{base_url}/sessions/{session_id}/history")
+    for message in history["messages"]:
+        print(f"  {message['message_id']}  {message['role']:<9}  {message['text']}")
+    print(f"\n{len(history['messages'])} messages in session {session_id}")
+
+
 def wait_until_up(url: str, server: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -45,7 +92,7 @@ def wait_until_up(url: str, server: subprocess.Popen, timeout: float = 60) -> No
 
 
 def main() -> None:
-    step(f"Rendering the default project into {DEMO_DIR.relative_to(TEMPLATE_DIR)}")
+    step(f"Rendering the default project into {DEMO_DIR}")
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
     project = Path(cookiecutter(str(TEMPLATE_DIR), no_input=True, output_dir=str(DEMO_DIR)))
     package = project.name.replace("-", "_")
@@ -61,12 +108,11 @@ def main() -> None:
     server = subprocess.Popen(
         ["uv", "run", "--no-sync", "uvicorn", f"{package}.main:app", "--port", str(port)],
         cwd=project,
-        env=env,
+        env={**env, "MODEL_PROVIDER": "echo"},
     )
     try:
         wait_until_up(f"{base_url}/health", server)
-        step(f"GET {base_url}/health")
-        print(json.dumps(get(f"{base_url}/health"), indent=2))
+        converse(base_url)
     finally:
         step("Stopping it")
         server.terminate()

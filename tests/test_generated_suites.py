@@ -6,12 +6,16 @@ tests fail rather than skip; .ci/run makes sure it is running.
 """
 
 import os
+import re
 import socket
+import subprocess
+import sys
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from .baking import Bake
+from .baking import TEMPLATE_DIR, Bake, tool_env
 from .test_bake import COMBINATIONS
 
 pytestmark = pytest.mark.slow
@@ -43,3 +47,19 @@ def test_baked_project_passes_its_own_suite(bake: Bake, answers: dict[str, objec
 
     assert " passed" in result.stdout
     assert " failed" not in result.stdout
+
+
+def test_demo_holds_a_conversation(tmp_path: Path) -> None:
+    """`make demo`: render, install, start, two turns and a streamed one, then the history."""
+    demo = subprocess.run(
+        [sys.executable, str(TEMPLATE_DIR / "scripts" / "demo.py")],
+        env=tool_env(DEMO_DIR=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+    assert demo.returncode == 0, demo.stderr
+    assert "event: session" in demo.stdout
+    assert "event: done" in demo.stdout
+    assert re.search(r"^6 messages in session [0-9a-f-]{36}$", demo.stdout, re.MULTILINE)

@@ -1,4 +1,6 @@
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -11,13 +13,18 @@ from {{ cookiecutter.__package_name }}.main import create_app
 from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository
 from {{ cookiecutter.__package_name }}.session_store.tables import sessions
 
-from .databases import postgres_database, settings_for
+from .databases import API_KEY, postgres_database, settings_for
+from .scripted_model import Reply, ScriptedModel
 
 
 @pytest.fixture(autouse=True)
 def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Run each test in an empty directory, so the developer's .env and local data never leak in."""
+    """Run each test in an empty directory, so the developer's .env and local data never leak in.
+
+    API_KEY is set as a deployment would set it; tests of the open mode remove it.
+    """
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("API_KEY", API_KEY)
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
@@ -53,7 +60,43 @@ def repository(engine: Engine) -> Iterator[SqlSessionRepository]:
         connection.execute(delete(sessions))  # cascades to agents, messages and multi-agent state
 
 
+@dataclass
+class Api:
+    """A running app with a scripted model, and a client that sends the API key."""
+
+    client: TestClient
+    model: ScriptedModel
+    repository: SqlSessionRepository
+
+
+@pytest.fixture
+def make_api(database_url: str, engine: Engine) -> Iterator[Callable[..., Api]]:
+    """Start the app on the test database with these scripted replies (and settings overrides)."""
+    with ExitStack() as stack:
+
+        def start(
+            replies: Iterable[Reply] = (), model: ScriptedModel | None = None, **settings: object
+        ) -> Api:
+            model = model or ScriptedModel(replies)
+            config = settings_for(database_url, **settings)
+            app = create_app(config, model_factory=lambda: model)
+            client = stack.enter_context(TestClient(app))
+            client.headers["Authorization"] = f"Bearer {API_KEY}"
+            return Api(client, model, app.state.repository)
+
+        yield start
+    with engine.begin() as connection:
+        connection.execute(delete(sessions))
+
+
+@pytest.fixture
+def api(make_api: Callable[..., Api]) -> Api:
+    """The app with a model that has no replies scripted: for tests that call no model."""
+    return make_api()
+
+
 @pytest.fixture
 def client() -> Iterator[TestClient]:
+    """The app as `uvicorn` starts it: default settings, the SQLite default in the test's dir."""
     with TestClient(create_app()) as test_client:
         yield test_client

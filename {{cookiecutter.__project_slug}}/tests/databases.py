@@ -15,9 +15,13 @@ TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
 
 
+API_KEY = "test-api-key"
+
+
 def settings_for(database_url: str, **overrides: object) -> Settings:
-    """Settings for a test: this database, and nothing read from a developer's .env."""
-    return Settings(_env_file=None, database_url=database_url, **overrides)
+    """Settings for a test: this database, an API key, nothing read from a developer's .env."""
+    values = {"database_url": database_url, "api_key": API_KEY, **overrides}
+    return Settings(_env_file=None, **values)
 
 
 def _unavailable(reason: str) -> None:

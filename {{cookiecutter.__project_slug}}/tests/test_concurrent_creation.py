@@ -8,7 +8,10 @@ import pytest
 from strands.types.session import Session, SessionType
 
 from {{ cookiecutter.__package_name }}.database import create_engine
-from {{ cookiecutter.__package_name }}.session_store import AlreadyExistsError, SqlSessionRepository
+from {{ cookiecutter.__package_name }}.session_store import (
+    AlreadyExistsError,
+    SqlSessionRepository,
+)
 
 from .databases import settings_for
 

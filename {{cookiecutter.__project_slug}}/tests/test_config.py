@@ -27,3 +27,16 @@ def test_unknown_provider_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 
     with pytest.raises(ValueError, match="model_provider"):
         Settings()
+
+
+def test_api_key_requirement_follows_the_template_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("API_KEY")
+
+    required = Settings.model_fields["api_key"].is_required()
+
+    assert required is {{ cookiecutter.api_key_auth }}
+    if required:
+        with pytest.raises(ValueError, match="api_key"):
+            Settings(_env_file=None)
+    else:
+        assert Settings(_env_file=None).api_key is None

@@ -17,7 +17,11 @@ from {{ cookiecutter.__package_name }}.session_store import (
     NotFoundError,
     SqlSessionRepository,
 )
-from {{ cookiecutter.__package_name }}.session_store.tables import agents, messages, multi_agents
+from {{ cookiecutter.__package_name }}.session_store.tables import (
+    agents,
+    messages,
+    multi_agents,
+)
 
 from .scripted_model import ScriptedModel
 

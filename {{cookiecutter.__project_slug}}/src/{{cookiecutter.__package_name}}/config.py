@@ -3,10 +3,11 @@
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ModelProvider = Literal["bedrock", "anthropic", "openai", "ollama", "litellm"]
+# echo is an offline model for local development, demos and load tests: it needs no credentials.
+ModelProvider = Literal["bedrock", "anthropic", "openai", "ollama", "litellm", "echo"]
 
 # The embedded default: a SQLite file, so the service runs on a laptop with nothing else installed.
 DEFAULT_DATABASE_URL = "sqlite:///.data/{{ cookiecutter.__package_name }}.db"
@@ -17,9 +18,30 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
+    # The model. Provider credentials are read by each provider's own client from its usual
+    # environment variables (AWS_*, ANTHROPIC_API_KEY, OPENAI_API_KEY, ...).
     model_provider: ModelProvider = "{{ cookiecutter.model_provider }}"
-    # None means the provider's default model.
+    # None means the provider's default model (see agent.py).
     model_id: str | None = None
+    model_max_tokens: int = Field(default=4096, ge=1)
+    ollama_host: str = "http://127.0.0.1:11434"
+
+    # The agent.
+    system_prompt: str = "You are a helpful assistant. Answer concisely."
+    # How many messages the agent sends to the model; older ones stay stored but unsent.
+    conversation_window: int = Field(default=40, ge=2)
+    max_prompt_chars: int = Field(default=32_000, ge=1)
+    # Turns one process runs at once, each on a worker thread; more wait for a free thread.
+    max_concurrent_turns: int = Field(default=32, ge=1)
+{%- if cookiecutter.api_key_auth %}
+
+    # Every route but /health requires `Authorization: Bearer <API_KEY>`.
+    api_key: SecretStr
+{%- else %}
+
+    # When set, every route but /health requires `Authorization: Bearer <API_KEY>`.
+    api_key: SecretStr | None = None
+{%- endif %}
 
     # postgresql+psycopg://user:password@host:5432/db, or sqlite:///path/to/file.db
     database_url: str = DEFAULT_DATABASE_URL

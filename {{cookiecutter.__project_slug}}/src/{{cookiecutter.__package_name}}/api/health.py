@@ -1,10 +1,19 @@
-"""Liveness: answers without the database or the model, so orchestrators can probe it cheaply."""
+"""Liveness and readiness probes."""
 
+import logging
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
 
+from .errors import ApiError
+from .schemas import ErrorResponse
+from .security import require_api_key
+
+logger = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 
@@ -14,5 +23,25 @@ class Health(BaseModel):
 
 @router.get("/health")
 async def health() -> Health:
-    """The process is up and serving requests."""
+    """Liveness: the process serves requests. Touches neither the database nor the model."""
+    return Health()
+
+
+@router.get(
+    "/ready",
+    dependencies=[Depends(require_api_key)],
+    responses={503: {"model": ErrorResponse, "description": "The database is unreachable"}},
+)
+async def ready(request: Request) -> Health:
+    """Readiness: the database answers."""
+
+    def ping() -> None:
+        with request.app.state.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    try:
+        await run_in_threadpool(ping)
+    except SQLAlchemyError as error:
+        logger.warning("readiness check failed: %s", error)
+        raise ApiError(503, "database_unavailable", "The database is unreachable.") from None
     return Health()

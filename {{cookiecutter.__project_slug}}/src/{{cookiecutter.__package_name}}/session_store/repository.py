@@ -334,6 +334,16 @@ class SqlSessionRepository(SessionRepository):
         with self._engine.connect() as connection:
             return connection.execute(query).scalar_one()
 
+    def message_counts(self, session_id: str) -> dict[str, int]:
+        """How many messages each agent of the session holds, in one query."""
+        query = (
+            select(messages.c.agent_id, func.count())
+            .where(messages.c.session_id == validate_id("session id", session_id))
+            .group_by(messages.c.agent_id)
+        )
+        with self._engine.connect() as connection:
+            return dict(connection.execute(query).all())
+
     # Multi-agent orchestrators (Graph, Swarm)
 
     def create_multi_agent(

@@ -10,7 +10,12 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from {{ cookiecutter.__package_name }}.session_store.tables import ID_LENGTH, Json, NullableJson, UtcDateTime
+from {{ cookiecutter.__package_name }}.session_store.tables import (
+    ID_LENGTH,
+    Json,
+    NullableJson,
+    UtcDateTime,
+)
 
 revision: str = "0001"
 down_revision: str | None = None

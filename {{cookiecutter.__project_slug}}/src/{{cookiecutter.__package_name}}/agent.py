@@ -1,0 +1,74 @@
+"""The one place that builds an Agent: model, system prompt, tools, conversation window, session."""
+
+from strands import Agent
+from strands.agent.conversation_manager import SlidingWindowConversationManager
+from strands.models import Model
+from strands.session import RepositorySessionManager, SessionRepository
+
+from .config import Settings
+from .echo import EchoModel
+{%- if cookiecutter.include_example_tools %}
+from .tools import EXAMPLE_TOOLS
+
+TOOLS = EXAMPLE_TOOLS
+{%- else %}
+
+# Add @tool functions here for the agent to call.
+TOOLS: list = []
+{%- endif %}
+
+DEFAULT_MODEL_IDS = {
+    "bedrock": "global.anthropic.claude-sonnet-4-6",
+    "anthropic": "claude-sonnet-4-6",
+    "openai": "gpt-4.1",
+    "ollama": "llama3.2",
+    "litellm": "anthropic/claude-sonnet-4-6",
+}
+
+
+def build_model(settings: Settings) -> Model:
+    """The model for one turn. Providers are imported here because only one extra is installed."""
+    provider = settings.model_provider
+    if provider == "echo":
+        return EchoModel()
+    model_id = settings.model_id or DEFAULT_MODEL_IDS[provider]
+    if provider == "bedrock":
+        from strands.models.bedrock import BedrockModel
+
+        return BedrockModel(model_id=model_id, max_tokens=settings.model_max_tokens)
+    if provider == "anthropic":
+        from strands.models.anthropic import AnthropicModel
+
+        return AnthropicModel(model_id=model_id, max_tokens=settings.model_max_tokens)
+    if provider == "openai":
+        from strands.models.openai import OpenAIModel
+
+        return OpenAIModel(model_id=model_id, params={"max_tokens": settings.model_max_tokens})
+    if provider == "ollama":
+        from strands.models.ollama import OllamaModel
+
+        return OllamaModel(settings.ollama_host, model_id=model_id)
+    from strands.models.litellm import LiteLLMModel
+
+    return LiteLLMModel(model_id=model_id, params={"max_tokens": settings.model_max_tokens})
+
+
+def build_agent(
+    settings: Settings, repository: SessionRepository, session_id: str, model: Model
+) -> Agent:
+    """An agent for one turn of one session, restored from the session store.
+
+    Agents are never shared between requests: a shared agent would mix users' conversations.
+    """
+    return Agent(
+        model=model,
+        system_prompt=settings.system_prompt,
+        tools=list(TOOLS),
+        conversation_manager=SlidingWindowConversationManager(
+            window_size=settings.conversation_window
+        ),
+        session_manager=RepositorySessionManager(
+            session_id=session_id, session_repository=repository
+        ),
+        callback_handler=None,
+    )

@@ -1,0 +1,141 @@
+"""The /sessions routes: create, list, inspect, read the history of, and delete sessions.
+
+The handlers are plain `def`: FastAPI runs them on its thread pool, so their (synchronous)
+database calls never block the event loop.
+"""
+
+from datetime import datetime
+from typing import Annotated
+from uuid import uuid4
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+from strands.types.session import Session, SessionType, encode_bytes_values
+
+from ..session_store import NotFoundError
+from ..turns import message_text
+from .dependencies import Repository
+from .errors import ERROR_RESPONSES, ApiError
+from .schemas import (
+    AgentSummary,
+    History,
+    HistoryMessage,
+    SessionCreate,
+    SessionDetail,
+    SessionId,
+    SessionList,
+    SessionSummary,
+)
+from .security import require_api_key
+
+router = APIRouter(
+    prefix="/sessions",
+    tags=["sessions"],
+    dependencies=[Depends(require_api_key)],
+    responses=ERROR_RESPONSES,
+)
+
+SessionIdPath = Annotated[SessionId, Path()]
+
+
+def session_not_found(session_id: str) -> ApiError:
+    return ApiError(404, "session_not_found", f"There is no session {session_id!r}.")
+
+
+def session_detail(repository: Repository, session: Session) -> SessionDetail:
+    agents = repository.list_agents(session.session_id)
+    counts = repository.message_counts(session.session_id)
+    updated = max([session.updated_at, *(agent.updated_at for agent in agents)])
+    return SessionDetail(
+        session_id=session.session_id,
+        created_at=datetime.fromisoformat(session.created_at),
+        updated_at=datetime.fromisoformat(updated),
+        message_count=sum(counts.values()),
+        agents=[
+            AgentSummary(
+                agent_id=agent.agent_id,
+                message_count=counts.get(agent.agent_id, 0),
+                created_at=datetime.fromisoformat(agent.created_at),
+                updated_at=datetime.fromisoformat(agent.updated_at),
+            )
+            for agent in agents
+        ],
+    )
+
+
+@router.post("", status_code=201, responses={409: {"description": "The session exists"}})
+def create_session(repository: Repository, body: SessionCreate | None = None) -> SessionDetail:
+    """Create an empty session; a turn on an unknown session id creates it too."""
+    session_id = body.session_id if body and body.session_id else str(uuid4())
+    session = repository.create_session(Session(session_id, SessionType.AGENT))
+    return session_detail(repository, session)
+
+
+@router.get("")
+def list_sessions(
+    repository: Repository,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
+) -> SessionList:
+    """Sessions, newest first, a page at a time."""
+    page = repository.list_sessions(limit=limit, cursor=cursor)
+    return SessionList(
+        sessions=[
+            SessionSummary(
+                session_id=session.session_id,
+                created_at=datetime.fromisoformat(session.created_at),
+                updated_at=datetime.fromisoformat(session.updated_at),
+            )
+            for session in page.sessions
+        ],
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.get("/{session_id}")
+def get_session(session_id: SessionIdPath, repository: Repository) -> SessionDetail:
+    """A session with its timestamps, its message count and its agents."""
+    session = repository.read_session(session_id)
+    if session is None:
+        raise session_not_found(session_id)
+    return session_detail(repository, session)
+
+
+@router.get("/{session_id}/history")
+def get_history(
+    session_id: SessionIdPath,
+    repository: Repository,
+    agent_id: Annotated[SessionId, Query(description="Whose messages to read")] = "default",
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> History:
+    """The messages of one agent of the session, oldest first, a page at a time."""
+    if repository.read_session(session_id) is None:
+        raise session_not_found(session_id)
+    stored = repository.list_messages(session_id, agent_id, limit=limit + 1, offset=offset)
+    messages = [
+        HistoryMessage(
+            message_id=record.message_id,
+            role=message["role"],
+            content=encode_bytes_values(message["content"]),
+            text=message_text(message),
+            created_at=datetime.fromisoformat(record.created_at),
+        )
+        for record in stored[:limit]
+        for message in [record.to_message()]
+    ]
+    return History(
+        session_id=session_id,
+        agent_id=agent_id,
+        messages=messages,
+        next_offset=offset + limit if len(stored) > limit else None,
+    )
+
+
+@router.delete("/{session_id}", status_code=204)
+def delete_session(session_id: SessionIdPath, repository: Repository) -> Response:
+    """Delete the session with all its agents, messages and multi-agent state."""
+    try:
+        repository.delete_session(session_id)
+    except NotFoundError:
+        raise session_not_found(session_id) from None
+    return Response(status_code=204)

@@ -1,0 +1,81 @@
+"""POST /process and POST /process-streaming: one agent turn, answered whole or streamed as SSE."""
+
+from collections.abc import AsyncIterable
+from dataclasses import asdict
+from typing import Annotated
+from uuid import uuid4
+
+from fastapi import APIRouter, Depends
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from ..turns import TextDelta, ToolResult, ToolUse, Turn, TurnEvent, TurnResult
+from .dependencies import AppSettings, Runner
+from .errors import ERROR_RESPONSES, ApiError
+from .schemas import TurnRequest, TurnResponse
+from .security import require_api_key
+
+router = APIRouter(
+    tags=["turns"], dependencies=[Depends(require_api_key)], responses=ERROR_RESPONSES
+)
+
+
+def checked_request(body: TurnRequest, settings: AppSettings) -> TurnRequest:
+    if len(body.prompt) > settings.max_prompt_chars:
+        raise ApiError(
+            413,
+            "prompt_too_long",
+            f"The prompt has {len(body.prompt)} characters; the limit is "
+            f"{settings.max_prompt_chars} (MAX_PROMPT_CHARS).",
+        )
+    return body
+
+
+async def started_turn(
+    body: Annotated[TurnRequest, Depends(checked_request)], runner: Runner
+) -> Turn:
+    """Start the turn before the response begins, so that failing to start gets a real status."""
+    return await runner.start(body.session_id or str(uuid4()), body.prompt)
+
+
+def turn_response(result: TurnResult) -> TurnResponse:
+    return TurnResponse.model_validate(asdict(result))
+
+
+@router.post("/process")
+async def process(turn: Annotated[Turn, Depends(started_turn)]) -> TurnResponse:
+    """Run one turn of the session and answer with the agent's reply."""
+    return turn_response(await turn.result())
+
+
+def server_sent_event(event: TurnEvent) -> ServerSentEvent:
+    # Only the fields chosen here go on the wire, never the SDK's event objects.
+    if isinstance(event, TextDelta):
+        return ServerSentEvent(event="text", data={"text": event.text})
+    if isinstance(event, ToolUse):
+        data = {"id": event.id, "name": event.name, "input": event.input}
+        return ServerSentEvent(event="tool_use", data=data)
+    if isinstance(event, ToolResult):
+        return ServerSentEvent(event="tool_result", data={"id": event.id, "status": event.status})
+    return ServerSentEvent(event="done", data=turn_response(event))
+
+
+@router.post(
+    "/process-streaming",
+    response_class=EventSourceResponse,
+    responses={
+        200: {
+            "description": "Events: `session` (first), `text`, `tool_use`, `tool_result`, "
+            "then `done` (last) or `error`."
+        }
+    },
+)
+async def process_streaming(
+    turn: Annotated[Turn, Depends(started_turn)],
+) -> AsyncIterable[ServerSentEvent]:
+    """Run one turn of the session, streaming its events as they happen."""
+    yield ServerSentEvent(event="session", data={"session_id": turn.session_id})
+    try:
+        async for event in turn.events():
+            yield server_sent_event(event)
+    except Exception as error:
+        yield ServerSentEvent(event="error", data={"code": "turn_failed", "message": str(error)})

@@ -1,0 +1,175 @@
+"""Running agent turns off the event loop, and the events a turn produces.
+
+The Strands SDK calls the session repository synchronously on the thread that runs the agent.
+Each turn therefore runs on a worker thread of its own, with an event loop of its own, and sends
+its events back to the request's event loop: database I/O never stalls the server, and turns of
+different sessions run in parallel.
+
+A turn that has started always runs to its end, even if the client goes away: it is stored whole,
+and the client can read it from the session's history.
+"""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from strands.models import Model
+from strands.session import SessionRepository
+from strands.types.content import Message
+
+from .agent import build_agent
+from .config import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolUse:
+    id: str
+    name: str
+    input: Any
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    id: str
+    status: str
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    session_id: str
+    response: str
+    stop_reason: str
+    usage: Usage
+
+
+TurnEvent = TextDelta | ToolUse | ToolResult | TurnResult
+
+
+@dataclass(frozen=True)
+class _Started:
+    """The worker has restored the session and is about to call the model."""
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
+
+
+def message_text(message: Message) -> str:
+    """The plain text of a message: its text blocks, joined."""
+    return "".join(block["text"] for block in message["content"] if "text" in block)
+
+
+class Turn:
+    """A turn running on a worker thread; its events arrive through a queue on the caller's loop."""
+
+    def __init__(self, session_id: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.session_id = session_id
+        self._loop = loop
+        self._queue: asyncio.Queue[TurnEvent | _Started | _Failed] = asyncio.Queue()
+
+    def emit(self, item: "TurnEvent | _Started | _Failed") -> None:
+        """Called from the worker thread."""
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+
+    async def _next(self) -> TurnEvent | _Started:
+        item = await self._queue.get()
+        if isinstance(item, _Failed):
+            raise item.error
+        return item
+
+    async def events(self) -> AsyncIterator[TurnEvent]:
+        """Text deltas, tool uses and tool results as they happen; the TurnResult last."""
+        while True:
+            item = await self._next()
+            if isinstance(item, _Started):
+                continue
+            yield item
+            if isinstance(item, TurnResult):
+                return
+
+    async def result(self) -> TurnResult:
+        async for event in self.events():
+            if isinstance(event, TurnResult):
+                return event
+        raise RuntimeError("the turn ended without a result")  # pragma: no cover
+
+
+class TurnRunner:
+    """Runs turns on a bounded pool of worker threads, one agent per turn."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        repository: SessionRepository,
+        model_factory: Callable[[], Model],
+    ) -> None:
+        self._settings = settings
+        self._repository = repository
+        self._model_factory = model_factory
+        self._executor = ThreadPoolExecutor(
+            max_workers=settings.max_concurrent_turns, thread_name_prefix="turn"
+        )
+
+    async def start(self, session_id: str, prompt: str) -> Turn:
+        """Start a turn; return once its session is restored, or raise what stopped it."""
+        turn = Turn(session_id, asyncio.get_running_loop())
+        asyncio.get_running_loop().run_in_executor(self._executor, self._run, turn, prompt)
+        await turn._next()  # _Started, or the error that came first
+        return turn
+
+    def shutdown(self) -> None:
+        """Let running turns finish (they are stored whole), then stop the workers."""
+        self._executor.shutdown(wait=True)
+
+    def _run(self, turn: Turn, prompt: str) -> None:
+        try:
+            agent = build_agent(
+                self._settings, self._repository, turn.session_id, self._model_factory()
+            )
+            turn.emit(_Started())
+            turn.emit(asyncio.run(self._drive(agent, turn, prompt)))
+        except BaseException as error:  # delivered to the request, which reports it
+            logger.exception("turn failed: session_id=%s", turn.session_id)
+            turn.emit(_Failed(error))
+
+    @staticmethod
+    async def _drive(agent: Any, turn: Turn, prompt: str) -> TurnResult:
+        result = None
+        async for event in agent.stream_async(prompt):
+            if "data" in event:
+                turn.emit(TextDelta(event["data"]))
+            elif "message" in event:
+                for block in event["message"]["content"]:
+                    if "toolUse" in block:
+                        use = block["toolUse"]
+                        turn.emit(ToolUse(use["toolUseId"], use["name"], use["input"]))
+                    elif "toolResult" in block:
+                        done = block["toolResult"]
+                        turn.emit(ToolResult(done["toolUseId"], done["status"]))
+            elif "result" in event:
+                result = event["result"]
+        usage = result.metrics.accumulated_usage
+        return TurnResult(
+            session_id=turn.session_id,
+            response=message_text(result.message),
+            stop_reason=str(result.stop_reason),
+            usage=Usage(usage["inputTokens"], usage["outputTokens"], usage["totalTokens"]),
+        )
