@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, delete
 
-from {{ cookiecutter.__package_name }}.config import get_settings
+from {{ cookiecutter.__package_name }}.config import Settings, get_settings
 from {{ cookiecutter.__package_name }}.database import create_engine, upgrade_schema
 from {{ cookiecutter.__package_name }}.main import create_app
 from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository
@@ -19,11 +19,15 @@ from .scripted_model import Reply, ScriptedModel
 
 @pytest.fixture(autouse=True)
 def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Run each test in an empty directory, so the developer's .env and local data never leak in.
+    """Run each test in an empty directory with none of the service's variables set, so the
+    developer's .env and environment never leak in (some libraries, litellm among them, load
+    .env into the environment when imported).
 
     API_KEY is set as a deployment would set it; tests of the open mode remove it.
     """
     monkeypatch.chdir(tmp_path)
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
     monkeypatch.setenv("API_KEY", API_KEY)
     get_settings.cache_clear()
     yield
