@@ -7,9 +7,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, delete
 
+from {{ cookiecutter.__package_name }}.api.app import create_app
 from {{ cookiecutter.__package_name }}.config import Settings, get_settings
 from {{ cookiecutter.__package_name }}.database import create_engine, upgrade_schema
-from {{ cookiecutter.__package_name }}.main import create_app
 from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository
 from {{ cookiecutter.__package_name }}.session_store.tables import sessions
 

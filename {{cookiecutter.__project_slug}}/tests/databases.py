@@ -24,7 +24,8 @@ def settings_for(database_url: str, **overrides: object) -> Settings:
     return Settings(_env_file=None, **values)
 
 
-def _unavailable(reason: str) -> None:
+def unavailable(reason: str) -> None:
+    """Skip the test, or fail it when REQUIRE_POSTGRES=1 asks for PostgreSQL tests to run."""
     if REQUIRE_POSTGRES:
         pytest.fail(f"REQUIRE_POSTGRES=1 but {reason}")
     pytest.skip(reason)
@@ -34,7 +35,7 @@ def _unavailable(reason: str) -> None:
 def postgres_database() -> Iterator[str]:
     """Create a uniquely named database on the TEST_DATABASE_URL server; drop it afterwards."""
     if not TEST_DATABASE_URL:
-        _unavailable("TEST_DATABASE_URL is not set")
+        unavailable("TEST_DATABASE_URL is not set")
     server = make_url(settings_for(TEST_DATABASE_URL).database_url)
     name = f"test_{uuid.uuid4().hex[:16]}"
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
@@ -43,7 +44,7 @@ def postgres_database() -> Iterator[str]:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
     except OperationalError as error:
         admin.dispose()
-        _unavailable(f"PostgreSQL at TEST_DATABASE_URL is unreachable: {error}")
+        unavailable(f"PostgreSQL at TEST_DATABASE_URL is unreachable: {error}")
     try:
         yield server.set(database=name).render_as_string(hide_password=False)
     finally:

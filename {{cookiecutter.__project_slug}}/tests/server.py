@@ -7,10 +7,13 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 
 from .databases import API_KEY
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -20,8 +23,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(database_url: str, **env: str) -> Iterator[httpx.Client]:
-    """Start `uvicorn` with the echo model on this database; yield a client that sends the key."""
+def running_server(
+    database_url: str, app: str = "{{ cookiecutter.__package_name }}.main:app", **env: str
+) -> Iterator[httpx.Client]:
+    """Start `uvicorn` on this database (with the echo model, unless `app` is another factory);
+    yield a client that sends the API key."""
     port = free_port()
     environment = {
         **os.environ,
@@ -31,10 +37,11 @@ def running_server(database_url: str, **env: str) -> Iterator[httpx.Client]:
         **env,
     }
     command = [
-        sys.executable, "-m", "uvicorn", "{{ cookiecutter.__package_name }}.main:app",
+        sys.executable, "-m", "uvicorn", app, *(["--factory"] if ":create" in app else []),
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
     ]  # fmt: skip
-    server = subprocess.Popen(command, env=environment)
+    # The project directory, so that `tests.slow_server` is importable by the server.
+    server = subprocess.Popen(command, env=environment, cwd=PROJECT_DIR)
     base_url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {API_KEY}"}
     try:

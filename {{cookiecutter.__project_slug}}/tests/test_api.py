@@ -1,7 +1,8 @@
 """The HTTP API through FastAPI's test client, on SQLite and PostgreSQL, with a scripted model."""
 
+import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -247,3 +248,32 @@ def test_routes_and_schemas_are_documented(api: Api) -> None:
     assert {"TurnRequest", "TurnResponse", "ErrorResponse", "History"} <= set(
         document["components"]["schemas"]
     )
+
+
+def test_a_body_over_the_size_limit_gets_413(make_api: MakeApi) -> None:
+    api = make_api(max_body_bytes=2048)
+    body = json.dumps({"prompt": "x" * 4096}).encode()
+
+    response = api.client.post(
+        "/process", content=body, headers={"Content-Type": "application/json"}
+    )
+
+    assert_error(response, 413, "request_too_large")
+    assert api.model.calls == []
+
+
+def test_a_streamed_body_over_the_size_limit_gets_413(make_api: MakeApi) -> None:
+    api = make_api(max_body_bytes=2048)
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the size is known only as it arrives
+        yield b'{"prompt": "'
+        for _ in range(8):
+            yield b"x" * 512
+        yield b'"}'
+
+    response = api.client.post(
+        "/process", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+
+    assert_error(response, 413, "request_too_large")
+    assert api.model.calls == []

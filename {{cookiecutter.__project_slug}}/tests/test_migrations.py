@@ -13,12 +13,12 @@ from alembic.migration import MigrationContext
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, inspect
 
+from {{ cookiecutter.__package_name }}.api.app import create_app
 from {{ cookiecutter.__package_name }}.database import (
     alembic_config,
     create_engine,
     upgrade_schema,
 )
-from {{ cookiecutter.__package_name }}.main import create_app
 from {{ cookiecutter.__package_name }}.session_store import metadata
 
 from .databases import postgres_database, settings_for

@@ -1,6 +1,6 @@
 """The one place that builds an Agent: model, system prompt, tools, conversation window, session."""
 
-from strands import Agent
+from strands import Agent, ModelRetryStrategy
 from strands.agent.conversation_manager import SlidingWindowConversationManager
 from strands.models import Model
 from strands.session import RepositorySessionManager, SessionRepository
@@ -16,6 +16,9 @@ TOOLS = EXAMPLE_TOOLS
 # Add @tool functions here for the agent to call.
 TOOLS: list = []
 {%- endif %}
+
+# The service runs one agent per session; its messages are stored under this id.
+AGENT_ID = "default"
 
 DEFAULT_MODEL_IDS = {
     "bedrock": "global.anthropic.claude-sonnet-4-6",
@@ -61,6 +64,7 @@ def build_agent(
     Agents are never shared between requests: a shared agent would mix users' conversations.
     """
     return Agent(
+        agent_id=AGENT_ID,
         model=model,
         system_prompt=settings.system_prompt,
         tools=list(TOOLS),
@@ -69,6 +73,11 @@ def build_agent(
         ),
         session_manager=RepositorySessionManager(
             session_id=session_id, session_repository=repository
+        ),
+        # Throttled calls wait 2, 2, 4, 8 ... s between attempts, not the SDK's 4, 4, 8, 16 ...:
+        # a client is waiting.
+        retry_strategy=ModelRetryStrategy(
+            max_attempts=settings.model_max_attempts, initial_delay=2
         ),
         callback_handler=None,
     )

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     model_id: str | None = None
     model_max_tokens: int = Field(default=4096, ge=1)
     ollama_host: str = "http://127.0.0.1:11434"
+    # A throttled model call is retried this many times in all, waiting 2, 2, 4, 8 ... seconds;
+    # then the client gets 503 model_throttled.
+    model_max_attempts: int = Field(default=4, ge=1)
 
     # The agent.
     system_prompt: str = "You are a helpful assistant. Answer concisely."
@@ -32,7 +35,14 @@ class Settings(BaseSettings):
     conversation_window: int = Field(default=40, ge=2)
     max_prompt_chars: int = Field(default=32_000, ge=1)
     # Turns one process runs at once, each on a worker thread; more wait for a free thread.
-    max_concurrent_turns: int = Field(default=32, ge=1)
+    # On PostgreSQL each running turn also holds a connection for its session lock.
+    max_concurrent_turns: int = Field(default=16, ge=1)
+    # Seconds a turn waits for another turn of its session to finish before 409 session_busy.
+    session_lock_timeout: float = Field(default=10, gt=0)
+    # Seconds a whole turn may take, model calls and tools included, before 504 model_timeout.
+    turn_timeout: float = Field(default=300, gt=0)
+    # Larger request bodies get 413.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
 {%- if cookiecutter.api_key_auth %}
 
     # Every route but /health requires `Authorization: Bearer <API_KEY>`.

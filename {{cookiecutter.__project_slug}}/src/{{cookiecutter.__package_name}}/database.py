@@ -39,12 +39,46 @@ def create_engine(settings: Settings) -> Engine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
-        connect_args={
-            "connect_timeout": settings.db_connect_timeout,
-            "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
-            "application_name": "{{ cookiecutter.__project_slug }}",
-        },
+        connect_args=_postgres_connect_args(
+            settings, statement_timeout=settings.db_statement_timeout_ms
+        ),
     )
+
+
+def create_lock_engine(settings: Settings) -> Engine:
+    """PostgreSQL connections that hold session locks, one per running turn (see locks.py).
+
+    A pool of its own, as large as the number of turns a process runs at once, so that turns
+    waiting for the model never take connections from the requests' pool.
+    """
+    return sqlalchemy_create_engine(
+        settings.database_url,
+        pool_pre_ping=True,
+        pool_size=settings.max_concurrent_turns,
+        max_overflow=0,
+        pool_timeout=settings.db_pool_timeout,
+        connect_args=_postgres_connect_args(
+            settings,
+            # Waiting for a session's lock is bounded by lock_timeout alone.
+            statement_timeout=0,
+            lock_timeout=int(settings.session_lock_timeout * 1000),
+        ),
+    )
+
+
+def _postgres_connect_args(settings: Settings, **server_settings: int) -> dict[str, Any]:
+    # Server-side keepalives make PostgreSQL notice a vanished replica within about a minute,
+    # and so release the session locks its connections held.
+    server_settings |= {
+        "tcp_keepalives_idle": 30,
+        "tcp_keepalives_interval": 10,
+        "tcp_keepalives_count": 3,
+    }
+    return {
+        "connect_timeout": settings.db_connect_timeout,
+        "options": " ".join(f"-c {name}={value}" for name, value in server_settings.items()),
+        "application_name": "{{ cookiecutter.__project_slug }}",
+    }
 
 
 def _create_sqlite_engine(settings: Settings) -> Engine:

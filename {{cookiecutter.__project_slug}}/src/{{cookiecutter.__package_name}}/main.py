@@ -1,57 +1,8 @@
-"""The ASGI application: `uvicorn {{ cookiecutter.__package_name }}.main:app`."""
+"""The ASGI application: `uvicorn {{ cookiecutter.__package_name }}.main:app`.
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from functools import partial
+Settings are read here, at import: a missing or invalid setting stops the server before it starts.
+"""
 
-from fastapi import FastAPI
-from starlette.concurrency import run_in_threadpool
-from strands.models import Model
-
-from .agent import build_model
-from .api import health, sessions, turns
-from .api.errors import install_error_handlers
-from .config import Settings, get_settings
-from .database import create_engine, is_sqlite, upgrade_schema
-from .session_store import SqlSessionRepository
-from .turns import TurnRunner
-
-
-def create_app(
-    settings: Settings | None = None, model_factory: Callable[[], Model] | None = None
-) -> FastAPI:
-    """Build the application. Tests pass their own settings and a scripted model."""
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        config = settings or get_settings()
-        # One engine, so one connection pool, per process: every request borrows from it.
-        engine = create_engine(config)
-        if is_sqlite(engine):
-            # The embedded database migrates itself; PostgreSQL is migrated once per deployment
-            # (make migrate, or the compose migrate service), not by every replica at start-up.
-            await run_in_threadpool(upgrade_schema, engine)
-        repository = SqlSessionRepository(engine)
-        runner = TurnRunner(config, repository, model_factory or partial(build_model, config))
-        app.state.settings, app.state.engine = config, engine
-        app.state.repository, app.state.runner = repository, runner
-        try:
-            yield
-        finally:
-            await run_in_threadpool(runner.shutdown)
-            engine.dispose()
-
-    app = FastAPI(
-        title={{ cookiecutter.project_name | quoted }},
-        description={{ cookiecutter.description | quoted }},
-        version="0.1.0",
-        lifespan=lifespan,
-    )
-    install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(turns.router)
-    app.include_router(sessions.router)
-    return app
-
+from .api.app import create_app
 
 app = create_app()

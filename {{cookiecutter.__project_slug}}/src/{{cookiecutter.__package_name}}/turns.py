@@ -5,8 +5,11 @@ Each turn therefore runs on a worker thread of its own, with an event loop of it
 its events back to the request's event loop: database I/O never stalls the server, and turns of
 different sessions run in parallel.
 
-A turn that has started always runs to its end, even if the client goes away: it is stored whole,
-and the client can read it from the session's history.
+Turns of one session never overlap: each holds its session's lock (session_store/locks.py) from
+restore to last write, across every replica. A turn that has started runs to its end, even if the
+client goes away: it is stored whole, and the client can read it from the session's history. A
+turn that fails (the model raised, timed out, or the database went away) is rolled back: the
+session is left as it was before it, and the next turn starts clean.
 """
 
 import asyncio
@@ -17,11 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from strands.models import Model
-from strands.session import SessionRepository
 from strands.types.content import Message
 
-from .agent import build_agent
+from .agent import AGENT_ID, build_agent
 from .config import Settings
+from .session_store import SqlSessionRepository
+from .session_store.locks import SessionBusyError, SessionLocks
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +64,10 @@ class TurnResult:
 
 
 TurnEvent = TextDelta | ToolUse | ToolResult | TurnResult
+
+
+class TurnTimeoutError(Exception):
+    """The turn took longer than TURN_TIMEOUT."""
 
 
 @dataclass(frozen=True)
@@ -118,11 +126,13 @@ class TurnRunner:
     def __init__(
         self,
         settings: Settings,
-        repository: SessionRepository,
+        repository: SqlSessionRepository,
+        locks: SessionLocks,
         model_factory: Callable[[], Model],
     ) -> None:
         self._settings = settings
         self._repository = repository
+        self._locks = locks
         self._model_factory = model_factory
         self._executor = ThreadPoolExecutor(
             max_workers=settings.max_concurrent_turns, thread_name_prefix="turn"
@@ -140,18 +150,54 @@ class TurnRunner:
         self._executor.shutdown(wait=True)
 
     def _run(self, turn: Turn, prompt: str) -> None:
+        session_id = turn.session_id
         try:
-            agent = build_agent(
-                self._settings, self._repository, turn.session_id, self._model_factory()
-            )
-            turn.emit(_Started())
-            turn.emit(asyncio.run(self._drive(agent, turn, prompt)))
+            with self._locks.hold(session_id):
+                # Whatever an earlier turn left unfinished (a crash, an outage) goes first.
+                self._repository.discard_unfinished_turn(session_id, AGENT_ID)
+                agent = build_agent(
+                    self._settings, self._repository, session_id, self._model_factory()
+                )
+                turn.emit(_Started())
+                try:
+                    result = asyncio.run(self._drive(agent, turn, prompt))
+                except BaseException:
+                    self._roll_back(session_id)
+                    raise
+            turn.emit(result)
+        except SessionBusyError as error:
+            turn.emit(_Failed(error))
         except BaseException as error:  # delivered to the request, which reports it
-            logger.exception("turn failed: session_id=%s", turn.session_id)
+            logger.exception("turn failed: session_id=%s", session_id)
             turn.emit(_Failed(error))
 
+    def _roll_back(self, session_id: str) -> None:
+        try:
+            removed = self._repository.discard_unfinished_turn(session_id, AGENT_ID)
+            logger.info("rolled back a failed turn: session_id=%s messages=%d", session_id, removed)
+        except Exception:
+            # The next turn of the session discards it before it starts.
+            logger.exception("could not roll back a failed turn: session_id=%s", session_id)
+
+    async def _drive(self, agent: Any, turn: Turn, prompt: str) -> TurnResult:
+        try:
+            async with asyncio.timeout(self._settings.turn_timeout):
+                result = await self._relay(agent, turn, prompt)
+        except TimeoutError:
+            raise TurnTimeoutError(
+                f"The turn took longer than {self._settings.turn_timeout:g} s (TURN_TIMEOUT)."
+            ) from None
+        usage = result.metrics.accumulated_usage
+        return TurnResult(
+            session_id=turn.session_id,
+            response=message_text(result.message),
+            stop_reason=str(result.stop_reason),
+            usage=Usage(usage["inputTokens"], usage["outputTokens"], usage["totalTokens"]),
+        )
+
     @staticmethod
-    async def _drive(agent: Any, turn: Turn, prompt: str) -> TurnResult:
+    async def _relay(agent: Any, turn: Turn, prompt: str) -> Any:
+        """Send the turn's events on as they come; return the SDK's AgentResult."""
         result = None
         async for event in agent.stream_async(prompt):
             if "data" in event:
@@ -166,10 +212,4 @@ class TurnRunner:
                         turn.emit(ToolResult(done["toolUseId"], done["status"]))
             elif "result" in event:
                 result = event["result"]
-        usage = result.metrics.accumulated_usage
-        return TurnResult(
-            session_id=turn.session_id,
-            response=message_text(result.message),
-            stop_reason=str(result.stop_reason),
-            usage=Usage(usage["inputTokens"], usage["outputTokens"], usage["totalTokens"]),
-        )
+        return result

@@ -5,9 +5,14 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
+from strands.types.exceptions import ModelThrottledException
 
 from ..session_store import AlreadyExistsError, InvalidCursorError, InvalidIdError, NotFoundError
+from ..session_store.locks import SessionBusyError
+from ..turns import TurnTimeoutError
 from .schemas import ErrorResponse
 
 logger = logging.getLogger(__name__)
@@ -24,6 +29,35 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.headers = headers
+
+
+# The database is down, unreachable or out of connections: worth retrying, not a bug.
+DATABASE_OUTAGES = (OperationalError, InterfaceError, PoolTimeoutError)
+
+
+def database_unavailable() -> ApiError:
+    return ApiError(503, "database_unavailable", "The database is unreachable; retry shortly.")
+
+
+def turn_error(error: BaseException) -> ApiError:
+    """The status and code a client gets for what stopped its turn."""
+    # The SDK wraps what went wrong during its event loop (EventLoopException): look inside.
+    causes = [error]
+    while causes[-1].__cause__ is not None:
+        causes.append(causes[-1].__cause__)
+    for cause in causes:
+        if isinstance(cause, SessionBusyError):
+            return ApiError(409, "session_busy", str(cause))
+        if isinstance(cause, TurnTimeoutError):
+            return ApiError(504, "model_timeout", str(cause))
+        if isinstance(cause, ModelThrottledException):
+            message = "The model provider is throttling requests; retry shortly."
+            return ApiError(503, "model_throttled", message, headers={"Retry-After": "5"})
+        if isinstance(cause, DATABASE_OUTAGES):
+            return database_unavailable()
+    # The provider's own message can hold request details: it is logged, not returned.
+    name = type(causes[-1]).__name__
+    return ApiError(502, "model_error", f"The model failed ({name}); see the logs.")
 
 
 def error_response(
@@ -68,6 +102,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def invalid_value(_: Request, error: ValueError) -> JSONResponse:
         return error_response(422, "invalid_request", str(error))
 
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(PoolTimeoutError)
+    async def outage(_: Request, error: Exception) -> JSONResponse:
+        logger.warning("database unavailable: %s", error)
+        return await api_error(_, database_unavailable())
+
     @app.exception_handler(Exception)
     async def unexpected(_: Request, error: Exception) -> JSONResponse:
         logger.exception("unhandled error", exc_info=error)
@@ -79,6 +120,18 @@ ERROR_RESPONSES: dict[int | str, dict] = {
     for status, description in {
         401: "Missing or wrong API key",
         404: "Unknown session",
+        413: "Request body too large",
         422: "Invalid request",
+        503: "The database is unreachable",
+    }.items()
+}
+TURN_ERROR_RESPONSES: dict[int | str, dict] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        409: "Another turn of the session is running (session_busy)",
+        413: "The prompt is longer than MAX_PROMPT_CHARS (prompt_too_long)",
+        502: "The model failed (model_error); the turn was rolled back",
+        503: "The model is throttled, or the database unreachable",
+        504: "The turn took longer than TURN_TIMEOUT (model_timeout)",
     }.items()
 }

@@ -10,12 +10,14 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from ..turns import TextDelta, ToolResult, ToolUse, Turn, TurnEvent, TurnResult
 from .dependencies import AppSettings, Runner
-from .errors import ERROR_RESPONSES, ApiError
+from .errors import ERROR_RESPONSES, TURN_ERROR_RESPONSES, ApiError, turn_error
 from .schemas import TurnRequest, TurnResponse
 from .security import require_api_key
 
 router = APIRouter(
-    tags=["turns"], dependencies=[Depends(require_api_key)], responses=ERROR_RESPONSES
+    tags=["turns"],
+    dependencies=[Depends(require_api_key)],
+    responses=ERROR_RESPONSES | TURN_ERROR_RESPONSES,
 )
 
 
@@ -34,7 +36,10 @@ async def started_turn(
     body: Annotated[TurnRequest, Depends(checked_request)], runner: Runner
 ) -> Turn:
     """Start the turn before the response begins, so that failing to start gets a real status."""
-    return await runner.start(body.session_id or str(uuid4()), body.prompt)
+    try:
+        return await runner.start(body.session_id or str(uuid4()), body.prompt)
+    except Exception as error:
+        raise turn_error(error) from error
 
 
 def turn_response(result: TurnResult) -> TurnResponse:
@@ -44,7 +49,10 @@ def turn_response(result: TurnResult) -> TurnResponse:
 @router.post("/process")
 async def process(turn: Annotated[Turn, Depends(started_turn)]) -> TurnResponse:
     """Run one turn of the session and answer with the agent's reply."""
-    return turn_response(await turn.result())
+    try:
+        return turn_response(await turn.result())
+    except Exception as error:
+        raise turn_error(error) from error
 
 
 def server_sent_event(event: TurnEvent) -> ServerSentEvent:
@@ -78,4 +86,7 @@ async def process_streaming(
         async for event in turn.events():
             yield server_sent_event(event)
     except Exception as error:
-        yield ServerSentEvent(event="error", data={"code": "turn_failed", "message": str(error)})
+        failure = turn_error(error)
+        yield ServerSentEvent(
+            event="error", data={"code": failure.code, "message": failure.message}
+        )

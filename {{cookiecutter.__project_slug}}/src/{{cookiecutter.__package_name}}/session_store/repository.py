@@ -324,6 +324,32 @@ class SqlSessionRepository(SessionRepository):
         with self._engine.connect() as connection:
             return [_session_message(row) for row in connection.execute(query)]
 
+    def discard_unfinished_turn(self, session_id: str, agent_id: str) -> int:
+        """Delete the messages after the agent's last finished turn; return how many there were.
+
+        A turn is finished when the assistant has answered without asking for a tool. A turn cut
+        short (the model failed, the process died, the database went away) leaves a prompt or a
+        tool call behind it, and the next turn would show the model two prompts in a row or a
+        tool call without its result.
+        """
+        key = self._agent_key(session_id, agent_id, messages)
+        newest = finished = None
+        with self._engine.connect() as connection:
+            # Newest first, a few at a time: the newest message is nearly always the finish.
+            query = select(*_MESSAGE_COLUMNS).where(*key).order_by(messages.c.message_id.desc())
+            while finished is None:
+                rows = connection.execute(query.limit(8)).all()
+                if not rows:
+                    break
+                newest = rows[0].message_id if newest is None else newest
+                finished = next((row.message_id for row in rows if _finishes_turn(row)), None)
+                query = query.where(messages.c.message_id < rows[-1].message_id)
+            if newest is None or finished == newest:
+                return 0
+            cutoff = -1 if finished is None else finished
+            statement = delete(messages).where(*key, messages.c.message_id > cutoff)
+            return connection.execute(statement).rowcount
+
     def count_messages(self, session_id: str, agent_id: str | None = None) -> int:
         """How many messages the session holds, for one agent or for all of them."""
         query = select(func.count()).where(
@@ -432,6 +458,13 @@ class SqlSessionRepository(SessionRepository):
         with self._engine.connect() as connection:
             if not connection.execute(statement).rowcount:
                 raise NotFoundError(missing)
+
+
+def _finishes_turn(row: Row) -> bool:
+    message = _session_message(row).to_message()
+    return message["role"] == "assistant" and not any(
+        "toolUse" in block for block in message["content"]
+    )
 
 
 def _encode_cursor(row: Row) -> str:

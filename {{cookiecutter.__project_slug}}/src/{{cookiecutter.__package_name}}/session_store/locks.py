@@ -1,0 +1,110 @@
+"""One turn at a time per session: a PostgreSQL advisory lock across replicas, a lock in SQLite's
+single process.
+
+Two agents restored from the same session in two requests would number their messages alike and
+interleave their turns; the Strands SDK does not coordinate them, so every turn holds its
+session's lock from restore to last write.
+"""
+
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
+
+
+class SessionBusyError(Exception):
+    """Another turn of the session held its lock for longer than the lock timeout."""
+
+    def __init__(self, session_id: str, timeout: float) -> None:
+        super().__init__(
+            f"Session {session_id!r} is busy with another turn; "
+            f"it was still busy after {timeout:g} s. Retry when that turn has finished."
+        )
+
+
+class SessionLocks(Protocol):
+    """The lock of each session id, held with `hold(session_id)`."""
+
+    def hold(self, session_id: str) -> AbstractContextManager[None]: ...
+
+
+class ProcessSessionLocks:
+    """Locks within this process: right for SQLite, which one process serves."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._guard = threading.Lock()
+        # session id -> [lock, number of turns holding or waiting for it]
+        self._locks: dict[str, list] = {}
+
+    @contextmanager
+    def hold(self, session_id: str) -> Iterator[None]:
+        with self._guard:
+            entry = self._locks.setdefault(session_id, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            if not entry[0].acquire(timeout=self.timeout):
+                raise SessionBusyError(session_id, self.timeout)
+            try:
+                yield
+            finally:
+                entry[0].release()
+        finally:
+            with self._guard:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self._locks[session_id]
+
+
+# Advisory lock keys are 64-bit: session ids are hashed into them, seeded so that other users
+# of advisory locks in the same database are unlikely to collide with ours.
+_LOCK_KEY_SEED = 0x5E55_1075
+
+
+class AdvisorySessionLocks:
+    """`pg_advisory_lock` on a connection of its own for the whole turn.
+
+    The lock lives as long as that connection: a replica that crashes, or loses its network,
+    releases it when PostgreSQL drops the connection, so no session stays locked. The engine
+    must be a pool of its own (database.create_lock_engine): a turn holds one of its
+    connections while the model thinks, and must not starve the requests' pool. Its
+    connections wait at most `timeout` seconds for a lock (lock_timeout).
+    """
+
+    def __init__(self, engine: Engine, timeout: float) -> None:
+        self.timeout = timeout
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    @contextmanager
+    def hold(self, session_id: str) -> Iterator[None]:
+        with self._engine.connect() as connection:
+            self._acquire(connection, session_id)
+            try:
+                yield
+            finally:
+                self._release(connection, session_id)
+
+    def _acquire(self, connection: Connection, session_id: str) -> None:
+        try:
+            connection.execute(
+                text("SELECT pg_advisory_lock(hashtextextended(:session_id, :seed))"),
+                {"session_id": session_id, "seed": _LOCK_KEY_SEED},
+            )
+        except DBAPIError as error:
+            if getattr(error.orig, "sqlstate", None) == "55P03":  # lock_not_available
+                raise SessionBusyError(session_id, self.timeout) from None
+            raise
+
+    @staticmethod
+    def _release(connection: Connection, session_id: str) -> None:
+        try:
+            connection.execute(
+                text("SELECT pg_advisory_unlock(hashtextextended(:session_id, :seed))"),
+                {"session_id": session_id, "seed": _LOCK_KEY_SEED},
+            )
+        except DBAPIError:
+            # The connection is gone, and the lock with it: make sure the pool drops it too.
+            connection.invalidate()

@@ -1,0 +1,86 @@
+"""PostgreSQL goes away and comes back: requests fail fast with 503 and then succeed again,
+without a restart; a turn cut short by the outage leaves the session valid."""
+
+import itertools
+
+import httpx
+import pytest
+
+from {{ cookiecutter.__package_name }}.database import create_engine, upgrade_schema
+
+from .databases import settings_for
+from .server import running_server
+from .sse import parse_events
+from .throwaway_postgres import ThrowawayPostgres, throwaway_postgres
+
+pytestmark = pytest.mark.postgresql
+
+# Generous next to the ~2 s the service's own timeouts allow: a request that hangs fails the test.
+PROMPT_ANSWER = httpx.Timeout(15)
+FAST_FAILURE = {"DB_CONNECT_TIMEOUT": "2", "DB_POOL_TIMEOUT": "2"}
+
+
+@pytest.fixture
+def postgres() -> ThrowawayPostgres:
+    with throwaway_postgres() as server:
+        engine = create_engine(settings_for(server.url))
+        upgrade_schema(engine)
+        engine.dispose()
+        yield server
+
+
+def assert_unavailable(response: httpx.Response) -> None:
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["code"] == "database_unavailable"
+
+
+def test_requests_fail_fast_during_an_outage_and_recover_after(postgres: ThrowawayPostgres) -> None:
+    with running_server(postgres.url, **FAST_FAILURE) as client:
+        client.timeout = PROMPT_ANSWER
+        assert client.post("/process", json={"prompt": "before", "session_id": "s"}).is_success
+
+        postgres.stop()
+        assert_unavailable(client.get("/ready"))
+        assert_unavailable(client.post("/process", json={"prompt": "during", "session_id": "s"}))
+        assert_unavailable(client.get("/sessions"))
+        assert_unavailable(client.get("/sessions/s/history"))
+        assert client.get("/health").status_code == 200, "liveness does not depend on the database"
+
+        postgres.start()
+        assert client.get("/ready").status_code == 200
+        after = client.post("/process", json={"prompt": "after", "session_id": "s"})
+        history = client.get("/sessions/s/history").json()["messages"]
+
+    assert after.json()["response"] == "You said: after"
+    assert [m["text"] for m in history] == [
+        "before",
+        "You said: before",
+        "after",
+        "You said: after",
+    ]
+
+
+def test_a_turn_cut_short_by_an_outage_leaves_the_session_valid(
+    postgres: ThrowawayPostgres,
+) -> None:
+    slow = {"TEST_WORD_DELAY": "0.3", **FAST_FAILURE}
+    with running_server(postgres.url, app="tests.slow_server:create_slow_app", **slow) as client:
+        client.timeout = PROMPT_ANSWER
+        body = {"prompt": "a long answer please", "session_id": "s"}
+        with client.stream("POST", "/process-streaming", json=body) as response:
+            lines = response.iter_lines()
+            for line in lines:
+                if line == "event: text":
+                    postgres.stop()  # the prompt is stored; the answer never will be
+                    break
+            events = parse_events("\n".join([line, *lines]))
+        postgres.start()
+        after = client.post("/process", json={"prompt": "again", "session_id": "s"})
+        history = client.get("/sessions/s/history").json()["messages"]
+
+    assert events[-1].event == "error"
+    assert events[-1].data["code"] == "database_unavailable"
+    assert after.status_code == 200, after.text
+    assert [m["text"] for m in history] == ["again", "You said: again"]
+    for earlier, later in itertools.pairwise(history):
+        assert earlier["role"] != later["role"]

@@ -1,0 +1,161 @@
+"""A turn that fails is rolled back: the client gets a clear status, the session stays valid."""
+
+import asyncio
+import itertools
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from strands.types.exceptions import ModelThrottledException
+from strands.types.session import SessionMessage
+
+from .conftest import Api
+from .scripted_model import ScriptedModel, ToolCall
+from .sse import parse_events
+from .test_turn_concurrency import GatedModel
+
+MakeApi = Callable[..., Api]
+
+
+def roles(api: Api, session_id: str = "s") -> list[str]:
+    return [m.message["role"] for m in api.repository.list_messages(session_id, "default")]
+
+
+def assert_valid(api: Api, session_id: str = "s") -> None:
+    """User and assistant alternate, and the last turn ended with the assistant's answer."""
+    stored = [m.to_message() for m in api.repository.list_messages(session_id, "default")]
+    for earlier, later in itertools.pairwise(stored):
+        assert earlier["role"] != later["role"], "two messages of one role in a row"
+    if stored:
+        assert stored[-1]["role"] == "assistant"
+        assert not any("toolUse" in block for block in stored[-1]["content"])
+
+
+@pytest.mark.parametrize(
+    ("failure", "status", "code"),
+    [
+        (RuntimeError("provider exploded"), 502, "model_error"),
+        (ModelThrottledException("slow down"), 503, "model_throttled"),
+    ],
+)
+def test_a_failing_model_is_reported_and_its_turn_rolled_back(
+    make_api: MakeApi, failure: Exception, status: int, code: str
+) -> None:
+    api = make_api(["First answer.", failure, "Third answer."], model_max_attempts=1)
+    api.client.post("/process", json={"prompt": "one", "session_id": "s"})
+
+    failed = api.client.post("/process", json={"prompt": "two", "session_id": "s"})
+    after = api.client.post("/process", json={"prompt": "three", "session_id": "s"})
+
+    assert failed.status_code == status
+    assert failed.json()["error"]["code"] == code
+    assert "provider exploded" not in failed.text, "provider messages stay in the logs"
+    if code == "model_throttled":
+        assert failed.headers["Retry-After"] == "5"
+    assert after.status_code == 200
+    shown = [m["content"][0]["text"] for m in api.model.calls[-1]]
+    assert shown == ["one", "First answer.", "three"], "the failed prompt is gone"
+    assert roles(api) == ["user", "assistant", "user", "assistant"]
+
+
+class HangingModel(ScriptedModel):
+    async def stream(self, *args: Any, **kwargs: Any) -> AsyncIterator[dict]:
+        yield {"messageStart": {"role": "assistant"}}
+        await asyncio.sleep(60)
+
+
+def test_a_turn_longer_than_the_turn_timeout_gets_504(make_api: MakeApi) -> None:
+    api = make_api(model=HangingModel(), turn_timeout=0.3)
+
+    response = api.client.post("/process", json={"prompt": "hello?", "session_id": "s"})
+
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "model_timeout"
+    assert roles(api) == []
+
+
+def test_a_failure_after_a_tool_call_leaves_no_dangling_tool_use(
+    make_api: MakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from strands import tool
+
+    from {{ cookiecutter.__package_name }} import agent as agent_module
+
+    @tool
+    def ping() -> str:
+        """Answer pong."""
+        return "pong"
+
+    monkeypatch.setattr(agent_module, "TOOLS", [ping])
+    api = make_api(["Hi.", ToolCall("ping"), RuntimeError("lost the thread"), "Hi again."])
+    api.client.post("/process", json={"prompt": "hello", "session_id": "s"})
+
+    failed = api.client.post("/process", json={"prompt": "ping it", "session_id": "s"})
+    after = api.client.post("/process", json={"prompt": "hello again", "session_id": "s"})
+
+    assert failed.status_code == 502
+    assert after.status_code == 200
+    assert roles(api) == ["user", "assistant", "user", "assistant"]
+    assert_valid(api)
+
+
+def test_a_stream_that_fails_ends_with_an_error_event(make_api: MakeApi) -> None:
+    api = make_api(["Fine.", RuntimeError("boom")])
+    api.client.post("/process", json={"prompt": "one", "session_id": "s"})
+
+    with api.client.stream(
+        "POST", "/process-streaming", json={"prompt": "two", "session_id": "s"}
+    ) as response:
+        events = parse_events(response.read().decode())
+
+    assert [e.event for e in events] == ["session", "error"]
+    assert events[-1].data["code"] == "model_error"
+    assert roles(api) == ["user", "assistant"]
+
+
+def test_a_turn_left_unfinished_by_a_crash_is_discarded_by_the_next(make_api: MakeApi) -> None:
+    api = make_api(["First.", "Second."])
+    api.client.post("/process", json={"prompt": "one", "session_id": "s"})
+    # What a replica killed mid-turn leaves behind: the prompt, and no answer.
+    orphan = {"role": "user", "content": [{"text": "lost"}]}
+    api.repository.create_message("s", "default", SessionMessage(orphan, message_id=2))
+
+    response = api.client.post("/process", json={"prompt": "two", "session_id": "s"})
+
+    assert response.status_code == 200
+    shown = [m["content"][0]["text"] for m in api.model.calls[-1]]
+    assert shown == ["one", "First.", "two"]
+    assert_valid(api)
+
+
+def test_a_second_turn_on_a_busy_session_gets_409_after_the_lock_timeout(
+    make_api: MakeApi,
+) -> None:
+    release = threading.Event()
+    model = GatedModel(lambda: release.wait(timeout=20))
+    api = make_api(model=model, session_lock_timeout=0.2)
+
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(api.client.post, "/process", json={"prompt": "a", "session_id": "s"})
+        assert model.entered.wait(timeout=20)
+        busy = api.client.post("/process", json={"prompt": "b", "session_id": "s"})
+        streamed = api.client.post("/process-streaming", json={"prompt": "c", "session_id": "s"})
+        other = pool.submit(api.client.get, "/sessions/s")
+        release.set()
+        assert first.result(timeout=30).status_code == 200
+
+    assert busy.status_code == streamed.status_code == 409
+    assert busy.json()["error"]["code"] == "session_busy"
+    assert other.result().status_code == 200
+    assert roles(api) == ["user", "assistant"]
+
+
+def test_a_throttled_call_is_retried_before_giving_up(make_api: MakeApi) -> None:
+    api = make_api([ModelThrottledException("busy"), "Got through."], model_max_attempts=2)
+
+    response = api.client.post("/process", json={"prompt": "hi", "session_id": "s"})
+
+    assert response.status_code == 200
+    assert len(api.model.calls) == 2
