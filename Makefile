@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 # The template directory and the hooks are Jinja: the bake tests lint what they render.
 LINTED := local_extensions.py scripts tests
 
-.PHONY: help install test test-fast demo lint format clean
+.PHONY: help install test test-fast demo bench lint format clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -22,6 +22,9 @@ test-fast: install ## The suite without the slow tests that install each baked p
 
 demo: install ## Render, install and start the default project, and talk to it
 	$(UV) run python scripts/demo.py
+
+bench: install ## Bake the default project and run its benchmarks (ARGS="--test-suite" times make test too)
+	$(UV) run python scripts/bench.py $(ARGS)
 
 lint: install ## Check the template's own code
 	$(UV) run ruff check $(LINTED)

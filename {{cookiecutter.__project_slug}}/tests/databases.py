@@ -3,7 +3,7 @@
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import pytest
 from sqlalchemy import create_engine, make_url, text
@@ -32,22 +32,34 @@ def unavailable(reason: str) -> None:
 
 
 @contextmanager
-def postgres_database() -> Iterator[str]:
-    """Create a uniquely named database on the TEST_DATABASE_URL server; drop it afterwards."""
-    if not TEST_DATABASE_URL:
-        unavailable("TEST_DATABASE_URL is not set")
-    server = make_url(settings_for(TEST_DATABASE_URL).database_url)
-    name = f"test_{uuid.uuid4().hex[:16]}"
+def temporary_database(server_url: str, prefix: str = "test") -> Iterator[str]:
+    """Create a uniquely named database on this PostgreSQL server; drop it afterwards.
+
+    Raises OperationalError when the server is unreachable. The benchmarks use it too.
+    """
+    server = make_url(settings_for(server_url).database_url)
+    name = f"{prefix}_{uuid.uuid4().hex[:16]}"
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as error:
-        admin.dispose()
-        unavailable(f"PostgreSQL at TEST_DATABASE_URL is unreachable: {error}")
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
+        try:
+            yield server.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A database of its own on the TEST_DATABASE_URL server, for one test or one run."""
+    if not TEST_DATABASE_URL:
+        unavailable("TEST_DATABASE_URL is not set")
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(temporary_database(TEST_DATABASE_URL))
+        except OperationalError as error:
+            unavailable(f"PostgreSQL at TEST_DATABASE_URL is unreachable: {error}")
+        yield url

@@ -234,6 +234,31 @@ def test_message_round_trips_unchanged(repository: SqlSessionRepository) -> None
 
 
 @pytest.mark.usefixtures("agent")
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [
+        ("2026-01-02T03:04:05.123456+00:00", "2026-01-02T03:04:05.123456+00:00"),
+        ("2026-01-02T03:04:05.000100+00:00", "2026-01-02T03:04:05.000100+00:00"),
+        ("2026-01-02T03:04:05+00:00", "2026-01-02T03:04:05+00:00"),
+        ("2026-01-02T05:04:05.5+02:00", "2026-01-02T03:04:05.500000+00:00"),
+    ],
+)
+def test_message_timestamps_come_back_as_isoformat_writes_them_in_utc(
+    repository: SqlSessionRepository, written: str, read: str
+) -> None:
+    message = text_message(0, "hi")
+    message.created_at = message.updated_at = written
+    repository.create_message("s-1", "default", message)
+
+    for stored in (
+        repository.read_message("s-1", "default", 0),
+        repository.list_messages("s-1", "default")[0],
+    ):
+        assert stored.created_at == stored.updated_at == read
+        assert datetime.fromisoformat(stored.created_at) == datetime.fromisoformat(written)
+
+
+@pytest.mark.usefixtures("agent")
 def test_message_errors(repository: SqlSessionRepository) -> None:
     repository.create_message("s-1", "default", text_message(0, "hi"))
 

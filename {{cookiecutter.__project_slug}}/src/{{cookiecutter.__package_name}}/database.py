@@ -46,30 +46,35 @@ def create_engine(settings: Settings) -> Engine:
 
 
 def create_lock_engine(settings: Settings) -> Engine:
-    """PostgreSQL connections that hold session locks, one per running turn (see locks.py).
+    """PostgreSQL connections for running turns, one each: the connection holds the session's
+    lock (see locks.py) and carries the turn's own reads and writes.
 
     A pool of its own, as large as the number of turns a process runs at once, so that turns
     waiting for the model never take connections from the requests' pool.
     """
+    lock_timeout = int(settings.session_lock_timeout * 1000)
     return sqlalchemy_create_engine(
         settings.database_url,
-        pool_pre_ping=True,
+        json_serializer=dumps_json,
+        # No pre-ping: taking the lock is the check (AdvisorySessionLocks.hold).
         pool_size=settings.max_concurrent_turns,
         max_overflow=0,
         pool_timeout=settings.db_pool_timeout,
         connect_args=_postgres_connect_args(
             settings,
-            # Waiting for a session's lock is bounded by lock_timeout alone.
-            statement_timeout=0,
-            lock_timeout=int(settings.session_lock_timeout * 1000),
+            lock_timeout=lock_timeout,
+            # Waiting for a session's lock must end by lock_timeout, not by statement_timeout.
+            statement_timeout=max(settings.db_statement_timeout_ms, lock_timeout + 1000),
         ),
     )
 
 
-def _postgres_connect_args(settings: Settings, **server_settings: int) -> dict[str, Any]:
+def _postgres_connect_args(settings: Settings, **server_settings: int | str) -> dict[str, Any]:
     # Server-side keepalives make PostgreSQL notice a vanished replica within about a minute,
     # and so release the session locks its connections held.
     server_settings |= {
+        # Timestamps then arrive in UTC, as they are stored, with nothing to convert.
+        "timezone": "UTC",
         "tcp_keepalives_idle": 30,
         "tcp_keepalives_interval": 10,
         "tcp_keepalives_count": 3,

@@ -152,7 +152,10 @@ class TurnRunner:
     def _run(self, turn: Turn, prompt: str) -> None:
         session_id = turn.session_id
         try:
-            with self._locks.hold(session_id):
+            with (
+                self._locks.hold(session_id) as connection,
+                self._repository.bound_to(connection),
+            ):
                 # Whatever an earlier turn left unfinished (a crash, an outage) goes first.
                 self._repository.discard_unfinished_turn(session_id, AGENT_ID)
                 agent = build_agent(

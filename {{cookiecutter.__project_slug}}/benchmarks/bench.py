@@ -1,0 +1,485 @@
+"""Benchmarks of the session store and the service: `make bench`.
+
+Every comparison is measured side by side in one run and printed as a ratio as well as in
+milliseconds (medians; p99 where the tail matters). Nothing here asserts a time: targets are
+printed next to the figures for a person to read.
+
+PostgreSQL figures need BENCH_DATABASE_URL (or TEST_DATABASE_URL): a server on which the user
+may create databases; the benchmark creates its own and drops it afterwards.
+"""
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import Engine, insert, text
+from strands import Agent, tool
+from strands.agent.conversation_manager import SlidingWindowConversationManager
+from strands.session import FileSessionManager, RepositorySessionManager, SessionRepository
+from strands.types.content import Messages
+from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
+from tests.databases import temporary_database
+from tests.server import running_server
+
+from {{ cookiecutter.__package_name }}.api import app as app_module
+from {{ cookiecutter.__package_name }}.config import Settings
+from {{ cookiecutter.__package_name }}.database import create_engine, upgrade_schema
+from {{ cookiecutter.__package_name }}.echo import EchoModel
+from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository
+from {{ cookiecutter.__package_name }}.session_store.tables import agents, messages, sessions
+
+from .memory_store import MemorySessionRepository
+
+TEXT = "The quick brown fox jumps over the lazy dog while the agent keeps notes. " * 3
+WINDOW = 40
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"
+
+
+def median_time(run: Callable[[], object], repeat: int) -> float:
+    timings = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        timings.append(time.perf_counter() - start)
+    return statistics.median(timings)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def message(number: int) -> dict[str, Any]:
+    """A message of ~300 bytes, shaped as the SDK stores it."""
+    role = ("user", "assistant")[number % 2]
+    return {"role": role, "content": [{"text": f"{number}: {TEXT}"}], "tracking_id": f"t-{number}"}
+
+
+def window_state(removed: int) -> dict[str, Any]:
+    return {"__name__": "SlidingWindowConversationManager", "removed_message_count": removed}
+
+
+# The stores compared
+
+
+@dataclass
+class Store:
+    name: str
+    repository: SessionRepository
+    seed: Callable[[str, int, int], None]  # session id, messages, messages trimmed by the window
+    floor: Callable[[str], int] | None = None  # the bare SELECT and JSON decoding of a session
+    engine: Engine | None = None  # the database, for the stores that have one
+
+
+def seed_through(repository: SessionRepository) -> Callable[[str, int, int], None]:
+    def seed(session_id: str, total: int, removed: int) -> None:
+        repository.create_session(Session(session_id, SessionType.AGENT))
+        repository.create_agent(session_id, SessionAgent("default", {}, window_state(removed)))
+        for number in range(total):
+            repository.create_message(
+                session_id, "default", SessionMessage(message(number), number)
+            )
+
+    return seed
+
+
+def sql_store(name: str, engine: Engine) -> Store:
+    """This project's store; seeded in bulk, since a 100,000-message session is seeded too."""
+
+    def seed(session_id: str, total: int, removed: int) -> None:
+        now = datetime.now(UTC)
+        stamps = {"created_at": now, "updated_at": now}
+        with engine.begin() as connection:
+            connection.execute(
+                insert(sessions), {"session_id": session_id, "session_type": "AGENT", **stamps}
+            )
+            connection.execute(
+                insert(agents),
+                {
+                    "session_id": session_id,
+                    "agent_id": "default",
+                    "state": {},
+                    "conversation_manager_state": window_state(removed),
+                    "internal_state": {},
+                    **stamps,
+                },
+            )
+            for start in range(0, total, 5_000):
+                rows = [
+                    {"session_id": session_id, "agent_id": "default", "message_id": number,
+                     "message": message(number), **stamps}
+                    for number in range(start, min(total, start + 5_000))
+                ]  # fmt: skip
+                connection.execute(insert(messages), rows)
+
+    def floor(session_id: str) -> int:
+        query = text(
+            "SELECT CAST(message AS TEXT) FROM messages "
+            "WHERE session_id = :session_id AND agent_id = 'default' ORDER BY message_id"
+        )
+        with engine.connect() as connection:
+            rows = connection.execute(query, {"session_id": session_id}).all()
+        return len([json.loads(row[0]) for row in rows])
+
+    return Store(name, SqlSessionRepository(engine), seed, floor, engine)
+
+
+@contextmanager
+def stores(postgres_server: str | None) -> Iterator[list[Store]]:
+    with ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
+        memory = MemorySessionRepository()
+        files = FileSessionManager("unused", storage_dir=str(workdir / "files")).session_repository
+        found = [
+            Store("in-memory (SDK cost)", memory, seed_through(memory)),
+            Store("FileSessionManager", files, seed_through(files)),
+        ]
+        urls = [("SQLite", f"sqlite:///{workdir / 'bench.db'}")]
+        if postgres_server:
+            urls.append(
+                ("PostgreSQL", stack.enter_context(temporary_database(postgres_server, "bench")))
+            )
+        for name, url in urls:
+            engine = create_engine(Settings(_env_file=None, database_url=url))
+            stack.callback(engine.dispose)
+            upgrade_schema(engine)
+            found.append(sql_store(name, engine))
+        yield found
+
+
+# Store benchmarks
+
+
+def restore(repository: SessionRepository, session_id: str) -> Agent:
+    manager = RepositorySessionManager(session_id=session_id, session_repository=repository)
+    return Agent(model=EchoModel(), session_manager=manager, callback_handler=None)
+
+
+def bench_restore(all_stores: list[Store], sizes: list[int], repeat: int) -> list[dict]:
+    results = []
+    for size in sizes:
+        row: dict[str, Any] = {"messages": size}
+        for store in all_stores:
+            session_id = f"restore-{size}"
+            store.seed(session_id, size, 0)
+            assert len(restore(store.repository, session_id).messages) == size
+            row[store.name] = median_time(
+                lambda s=store, i=session_id: restore(s.repository, i), repeat
+            )
+            if store.floor:
+                row[f"{store.name} I/O floor"] = median_time(
+                    lambda s=store, i=session_id: s.floor(i), repeat
+                )
+        results.append(row)
+    return results
+
+
+def bench_growth(all_stores: list[Store], total: int, repeat: int) -> list[dict]:
+    """A long session whose window trimmed all but WINDOW messages, against a short one."""
+    results = []
+    for store in all_stores:
+        if not store.floor:
+            continue
+        store.seed("grown", total, total - WINDOW)
+        store.seed("short", WINDOW, 0)
+        grown = median_time(lambda s=store: restore(s.repository, "grown"), repeat)
+        short = median_time(lambda s=store: restore(s.repository, "short"), repeat)
+        results.append(
+            {"store": store.name, "grown": grown, "short": short, "ratio": grown / short}
+        )
+    return results
+
+
+@tool
+def word_count(text: str) -> int:
+    """Count the words in a text.
+
+    Args:
+        text: The text.
+    """
+    return len(text.split())
+
+
+class ToolCallingEchoModel(EchoModel):
+    """Calls word_count on each prompt, then echoes: a one-tool turn."""
+
+    async def stream(self, messages: Messages, *args: Any, **kwargs: Any) -> Any:
+        if any("toolResult" in block for block in messages[-1]["content"]):
+            async for event in super().stream(messages, *args, **kwargs):
+                yield event
+            return
+        start = {"toolUse": {"toolUseId": f"c-{len(messages)}", "name": "word_count"}}
+        yield {"messageStart": {"role": "assistant"}}
+        yield {"contentBlockStart": {"start": start}}
+        yield {"contentBlockDelta": {"delta": {"toolUse": {"input": '{"text": "a b c"}'}}}}
+        yield {"contentBlockStop": {}}
+        yield {"messageStop": {"stopReason": "tool_use"}}
+
+
+def turn_time(
+    repository: SessionRepository | None,
+    with_tool: bool,
+    turns: int,
+    connection_per_turn: Callable[[], AbstractContextManager] = nullcontext,
+) -> float:
+    """Median time of a turn of one long-lived agent (the window trims from the 21st turn on)."""
+    manager = None
+    if repository:
+        session_id = f"turns-{uuid.uuid4().hex}"
+        manager = RepositorySessionManager(session_id=session_id, session_repository=repository)
+    agent = Agent(
+        model=ToolCallingEchoModel() if with_tool else EchoModel(),
+        tools=[word_count],
+        session_manager=manager,
+        conversation_manager=SlidingWindowConversationManager(window_size=WINDOW),
+        callback_handler=None,
+    )
+
+    def turn() -> None:
+        with connection_per_turn():
+            agent("How many words are in this prompt?")
+
+    for _ in range(3):
+        turn()
+    return median_time(turn, turns)
+
+
+def bench_turns(all_stores: list[Store], turns: int) -> list[dict]:
+    """Time a turn adds over the same agent with no session manager.
+
+    Database stores are measured twice: each call borrowing a pooled connection (as any Strands
+    agent uses the store), and with one connection bound for the whole turn (as the service
+    runs turns, on the connection that holds the session's lock).
+    """
+    results = []
+    for kind, with_tool in (("text turn", False), ("one-tool turn", True)):
+        bare = turn_time(None, with_tool, turns)
+        row: dict[str, Any] = {"turn": kind, "no session manager": bare}
+        for store in all_stores:
+            row[store.name] = turn_time(store.repository, with_tool, turns) - bare
+            if store.engine is not None:
+
+                @contextmanager
+                def one_connection(store: Store = store) -> Iterator[None]:
+                    with (
+                        store.engine.connect() as connection,
+                        store.repository.bound_to(connection),
+                    ):
+                        yield
+
+                per_turn = turn_time(store.repository, with_tool, turns, one_connection)
+                row[f"{store.name}, as the service"] = per_turn - bare
+        results.append(row)
+    return results
+
+
+# Service benchmarks
+
+
+def create_bench_app() -> FastAPI:
+    """uvicorn factory: the service, or with BENCH_STORE=memory the same service on an in-memory
+    store (what the service costs without a database)."""
+    if os.environ.get("BENCH_STORE") == "memory":
+        app_module.SqlSessionRepository = lambda engine: MemorySessionRepository()
+    return app_module.create_app()
+
+
+async def load(base_url: str, headers: dict, clients: int, sessions: int, duration: float) -> dict:
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + duration
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        nonlocal errors
+        while time.perf_counter() < deadline:
+            body = {"prompt": "What is new today?", "session_id": f"s-{random.randrange(sessions)}"}
+            start = time.perf_counter()
+            response = await client.post("/process", json=body)
+            latencies.append(time.perf_counter() - start)
+            errors += response.status_code != 200
+
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(
+        base_url=base_url, headers=headers, limits=limits, timeout=60
+    ) as client:
+        await asyncio.gather(*(client_loop(client) for _ in range(clients)))
+    return {
+        "requests/s": len(latencies) / duration,
+        "p50": statistics.median(latencies),
+        "p99": percentile(latencies, 0.99),
+        "errors": errors,
+    }
+
+
+def first_event(client: httpx.Client, repeat: int) -> dict:
+    """Time from sending /process-streaming to its first event, and to its first text."""
+    to_session, to_text = [], []
+    for number in range(repeat):
+        start = time.perf_counter()
+        body = {"prompt": "Stream a reply", "session_id": f"first-{number}"}
+        with client.stream("POST", "/process-streaming", json=body) as response:
+            for line in response.iter_lines():
+                if line == "event: session":
+                    to_session.append(time.perf_counter() - start)
+                elif line == "event: text":
+                    to_text.append(time.perf_counter() - start)
+                    break
+    return {"first event": statistics.median(to_session), "first text": statistics.median(to_text)}
+
+
+async def health_under_streams(base_url: str, headers: dict, streams: int, duration: float) -> dict:
+    probes: list[float] = []
+    deadline = time.perf_counter() + duration
+
+    async def streamer(client: httpx.AsyncClient, number: int) -> None:
+        while time.perf_counter() < deadline:
+            body = {"prompt": "Stream a long reply " * 20, "session_id": f"stream-{number}"}
+            async with client.stream("POST", "/process-streaming", json=body) as response:
+                async for _ in response.aiter_lines():
+                    pass
+
+    async def prober(client: httpx.AsyncClient) -> None:
+        await asyncio.sleep(0.5)
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            await client.get("/health")
+            probes.append(time.perf_counter() - start)
+            await asyncio.sleep(0.01)
+
+    limits = httpx.Limits(max_connections=streams + 1)
+    async with httpx.AsyncClient(
+        base_url=base_url, headers=headers, limits=limits, timeout=60
+    ) as client:
+        await asyncio.gather(prober(client), *(streamer(client, n) for n in range(streams)))
+    return {
+        "p50": statistics.median(probes),
+        "p99": percentile(probes, 0.99),
+        "probes": len(probes),
+    }
+
+
+def bench_service(database_url: str, args: argparse.Namespace) -> dict:
+    results: dict[str, Any] = {}
+    app = "benchmarks.bench:create_bench_app"
+    with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
+        # In memory, the service touches no database; its session locks are in-process ones.
+        urls = {"memory": f"sqlite:///{workdir}/unused.db", "database": database_url}
+        for store, url in urls.items():
+            # The service as shipped: its default settings.
+            with running_server(url, app=app, BENCH_STORE=store) as client:
+                headers = dict(client.headers)
+                base_url = str(client.base_url)
+                results[store] = asyncio.run(
+                    load(base_url, headers, args.clients, args.sessions, args.duration)
+                )
+                results[store] |= first_event(client, repeat=20)
+                if store == "database":
+                    results["health"] = asyncio.run(
+                        health_under_streams(base_url, headers, args.clients, args.duration)
+                    )
+    return results
+
+
+# Report
+
+
+def table(rows: list[dict], formats: dict[str, Callable[[Any], str]] | None = None) -> str:
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    for row in rows:
+        cells = [
+            (formats or {}).get(c, ms if isinstance(row[c], float) else str)(row[c])
+            for c in columns
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def report(results: dict[str, Any], postgres: bool) -> None:
+    print(f"\n## Restore into a new Agent (median)\n\n{table(results['restore'])}")
+    for row in results["restore"]:
+        files, sdk = row["FileSessionManager"], row["in-memory (SDK cost)"]
+        for name in ("SQLite", "PostgreSQL") if postgres else ("SQLite",):
+            bound = row[f"{name} I/O floor"] + sdk
+            print(
+                f"- {row['messages']:>6} messages, {name}: {files / row[name]:.1f}x faster than "
+                f"FileSessionManager (target >= 15x at 10,000); "
+                f"{row[name] / bound:.2f}x the I/O floor + SDK cost (target <= 1.5x)"
+            )
+    print(f"\n## Growth: {results['growth_total']:,} messages, the window keeps {WINDOW}\n")
+    print(table(results["growth"], {"ratio": lambda r: f"{r:.2f}x (target <= 2x)"}))
+    print(f"\n## Per-turn overhead over no session manager (median)\n\n{table(results['turns'])}")
+    print("Target: at most 1.5 ms per text turn on PostgreSQL.")
+    service = results.get("service")
+    if service:
+        print("\n## Service: /process, echo model, "
+              f"{results['clients']} clients over {results['sessions']} sessions\n")  # fmt: skip
+        rows = [{"store": store, **service[store]} for store in ("memory", "database")]
+        print(table(rows, {"requests/s": lambda v: f"{v:.0f}", "errors": str}))
+        ratio = service["database"]["requests/s"] / service["memory"]["requests/s"]
+        print(f"\nThroughput on the database / in memory: {ratio:.2f} (target >= 0.7)")
+        health = service["health"]
+        print(f"\n## /health while {results['clients']} streaming turns run\n")
+        print(f"p50 {ms(health['p50'])}, p99 {ms(health['p99'])} over {health['probes']} probes "
+              "(target p99 <= 20 ms)")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,1000,10000", help="messages per restored session")
+    parser.add_argument("--growth", type=int, default=100_000, help="messages of the long session")
+    parser.add_argument("--repeat", type=int, default=7, help="runs per restore figure")
+    parser.add_argument("--turns", type=int, default=200, help="turns per per-turn figure")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--sessions", type=int, default=256)
+    parser.add_argument("--duration", type=float, default=10, help="seconds per service figure")
+    parser.add_argument("--no-service", action="store_true", help="skip the uvicorn benchmarks")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args()
+    postgres = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
+    if not postgres:
+        print("BENCH_DATABASE_URL is not set: PostgreSQL figures are left out.", file=sys.stderr)
+
+    results: dict[str, Any] = {
+        "growth_total": args.growth,
+        "clients": args.clients,
+        "sessions": args.sessions,
+    }
+    with stores(postgres) as all_stores:
+        # As the service does after start-up (api/app.py): long-lived objects out of the
+        # garbage collector's way.
+        gc.freeze()
+        sizes = [int(size) for size in args.sizes.split(",")]
+        results["restore"] = bench_restore(all_stores, sizes, args.repeat)
+        results["growth"] = bench_growth(all_stores, args.growth, args.repeat)
+        results["turns"] = bench_turns(all_stores, args.turns)
+        if not args.no_service:
+            # The service runs on the last store: PostgreSQL when there is one.
+            url = all_stores[-1].engine.url.render_as_string(hide_password=False)
+            results["service"] = bench_service(url, args)
+    report(results, postgres=bool(postgres))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
