@@ -26,11 +26,13 @@ POSTGRES_URL = os.environ.get(
 
 
 def bake_seconds(repeat: int = 5) -> float:
+    """`cookiecutter --no-input` as a user runs it, interpreter start-up included."""
     timings = []
     for _ in range(repeat):
         with tempfile.TemporaryDirectory() as output:
+            command = [sys.executable, "-m", "cookiecutter", "--no-input", "-o", output]
             start = time.perf_counter()
-            cookiecutter(str(TEMPLATE_DIR), no_input=True, output_dir=output)
+            subprocess.run([*command, str(TEMPLATE_DIR)], check=True, capture_output=True)
             timings.append(time.perf_counter() - start)
     return statistics.median(timings)
 
@@ -54,7 +56,7 @@ def main() -> None:
     )
 
     print("\n## The template\n")
-    print(f"- bake the default project: {bake_seconds() * 1000:.0f} ms (median of 5)")
+    print(f"- `cookiecutter --no-input`, the default project: {bake_seconds() * 1000:.0f} ms")
     if time_test_suite:
         start = time.perf_counter()
         subprocess.run(["make", "test"], cwd=TEMPLATE_DIR, env=env, check=True)

@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from strands import Agent
+from strands.agent import AgentResult
 from strands.models import Model
 from strands.types.content import Message
 
@@ -103,6 +105,10 @@ class Turn:
             raise item.error
         return item
 
+    async def started(self) -> None:
+        """Wait until the session is restored and the model is called; raise what prevented it."""
+        await self._next()
+
     async def events(self) -> AsyncIterator[TurnEvent]:
         """Text deltas, tool uses and tool results as they happen; the TurnResult last."""
         while True:
@@ -142,7 +148,7 @@ class TurnRunner:
         """Start a turn; return once its session is restored, or raise what stopped it."""
         turn = Turn(session_id, asyncio.get_running_loop())
         asyncio.get_running_loop().run_in_executor(self._executor, self._run, turn, prompt)
-        await turn._next()  # _Started, or the error that came first
+        await turn.started()
         return turn
 
     def shutdown(self) -> None:
@@ -182,7 +188,7 @@ class TurnRunner:
             # The next turn of the session discards it before it starts.
             logger.exception("could not roll back a failed turn: session_id=%s", session_id)
 
-    async def _drive(self, agent: Any, turn: Turn, prompt: str) -> TurnResult:
+    async def _drive(self, agent: Agent, turn: Turn, prompt: str) -> TurnResult:
         try:
             async with asyncio.timeout(self._settings.turn_timeout):
                 result = await self._relay(agent, turn, prompt)
@@ -199,8 +205,8 @@ class TurnRunner:
         )
 
     @staticmethod
-    async def _relay(agent: Any, turn: Turn, prompt: str) -> Any:
-        """Send the turn's events on as they come; return the SDK's AgentResult."""
+    async def _relay(agent: Agent, turn: Turn, prompt: str) -> AgentResult:
+        """Send the turn's events on as they come; return the SDK's result."""
         result = None
         async for event in agent.stream_async(prompt):
             if "data" in event:
