@@ -105,9 +105,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
     @app.exception_handler(PoolTimeoutError)
-    async def outage(_: Request, error: Exception) -> JSONResponse:
+    async def outage(request: Request, error: Exception) -> JSONResponse:
         logger.warning("database unavailable: %s", error)
-        return await api_error(_, database_unavailable())
+        return await api_error(request, database_unavailable())
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, error: Exception) -> JSONResponse:
@@ -115,23 +115,29 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(500, "internal_error", "The service failed; it has been logged.")
 
 
-ERROR_RESPONSES: dict[int | str, dict] = {
-    status: {"model": ErrorResponse, "description": description}
-    for status, description in {
+def documented(descriptions: dict[int, str]) -> dict[int | str, dict]:
+    """Error statuses for a route's OpenAPI `responses`, each with the error body's schema."""
+    return {
+        status: {"model": ErrorResponse, "description": description}
+        for status, description in descriptions.items()
+    }
+
+
+ERROR_RESPONSES = documented(
+    {
         401: "Missing or wrong API key",
         404: "Unknown session",
         413: "Request body too large",
         422: "Invalid request",
         503: "The database is unreachable",
-    }.items()
-}
-TURN_ERROR_RESPONSES: dict[int | str, dict] = {
-    status: {"model": ErrorResponse, "description": description}
-    for status, description in {
+    }
+)
+TURN_ERROR_RESPONSES = documented(
+    {
         409: "Another turn of the session is running (session_busy)",
         413: "The prompt is longer than MAX_PROMPT_CHARS (prompt_too_long)",
         502: "The model failed (model_error); the turn was rolled back",
         503: "The model is throttled, or the database unreachable",
         504: "The turn took longer than TURN_TIMEOUT (model_timeout)",
-    }.items()
-}
+    }
+)

@@ -9,8 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from .errors import ApiError
-from .schemas import ErrorResponse
+from .errors import ApiError, documented
 from .security import require_api_key
 
 logger = logging.getLogger(__name__)
@@ -30,7 +29,7 @@ async def health() -> Health:
 @router.get(
     "/ready",
     dependencies=[Depends(require_api_key)],
-    responses={503: {"model": ErrorResponse, "description": "The database is unreachable"}},
+    responses=documented({503: "The database is unreachable"}),
 )
 async def ready(request: Request) -> Health:
     """Readiness: the database answers."""

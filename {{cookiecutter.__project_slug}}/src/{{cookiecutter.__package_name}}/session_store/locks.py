@@ -9,6 +9,7 @@ session's lock from restore to last write.
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from sqlalchemy import Connection, Engine, text
@@ -32,31 +33,36 @@ class SessionLocks(Protocol):
     def hold(self, session_id: str) -> AbstractContextManager[Connection | None]: ...
 
 
+@dataclass
+class _SessionLock:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    users: int = 0  # turns holding or waiting for it: at 0 it is forgotten
+
+
 class ProcessSessionLocks:
     """Locks within this process: right for SQLite, which one process serves."""
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self._guard = threading.Lock()
-        # session id -> [lock, number of turns holding or waiting for it]
-        self._locks: dict[str, list] = {}
+        self._locks: dict[str, _SessionLock] = {}
 
     @contextmanager
     def hold(self, session_id: str) -> Iterator[None]:
         with self._guard:
-            entry = self._locks.setdefault(session_id, [threading.Lock(), 0])
-            entry[1] += 1
+            entry = self._locks.setdefault(session_id, _SessionLock())
+            entry.users += 1
         try:
-            if not entry[0].acquire(timeout=self.timeout):
+            if not entry.lock.acquire(timeout=self.timeout):
                 raise SessionBusyError(session_id, self.timeout)
             try:
                 yield
             finally:
-                entry[0].release()
+                entry.lock.release()
         finally:
             with self._guard:
-                entry[1] -= 1
-                if entry[1] == 0:
+                entry.users -= 1
+                if entry.users == 0:
                     del self._locks[session_id]
 
 
