@@ -16,6 +16,7 @@ from sqlalchemy import (
     Row,
     Table,
     Text,
+    bindparam,
     cast,
     delete,
     func,
@@ -113,6 +114,17 @@ _AGENT_COLUMNS = (
 )
 
 
+# The statements every turn runs, built once: a statement built per call costs about a third of
+# a single-row statement's time on loopback PostgreSQL.
+_READ_SESSION = select(sessions).where(sessions.c.session_id == bindparam("key_session"))
+_AGENT_KEY = (
+    agents.c.session_id == bindparam("key_session"),
+    agents.c.agent_id == bindparam("key_agent"),
+)
+_READ_AGENT = select(*_AGENT_COLUMNS).where(*_AGENT_KEY)
+_UPDATE_AGENT = update(agents).where(*_AGENT_KEY)
+
+
 def _session(row: Row) -> Session:
     return Session(
         session_id=row.session_id,
@@ -161,7 +173,16 @@ class SqlSessionRepository(SessionRepository):
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        # Built once and given their values at execution: a statement built per call costs a
+        # third of a message insert's time on loopback PostgreSQL.
+        self._inserts = {
+            table: insert(table)
+            .on_conflict_do_nothing()
+            # SQLAlchemy reports an INSERT's rowcount only when asked: 0 means it hit a conflict.
+            .execution_options(preserve_rowcount=True)
+            for table in (sessions, agents, messages, multi_agents)
+        }
 
     @contextmanager
     def bound_to(self, connection: Connection | None) -> Iterator[None]:
@@ -203,8 +224,9 @@ class SqlSessionRepository(SessionRepository):
         return session
 
     def read_session(self, session_id: str, **kwargs: Any) -> Session | None:
-        session_id = validate_id("session id", session_id)
-        row = self._first(select(sessions).where(sessions.c.session_id == session_id))
+        with self._connect() as connection:
+            key = {"key_session": validate_id("session id", session_id)}
+            row = connection.execute(_READ_SESSION, key).first()
         return _session(row) if row else None
 
     def delete_session(self, session_id: str) -> None:
@@ -256,25 +278,22 @@ class SqlSessionRepository(SessionRepository):
         )
 
     def read_agent(self, session_id: str, agent_id: str, **kwargs: Any) -> SessionAgent | None:
-        query = select(*_AGENT_COLUMNS).where(*self._agent_key(session_id, agent_id))
-        row = self._first(query)
+        with self._connect() as connection:
+            row = connection.execute(_READ_AGENT, self._agent_params(session_id, agent_id)).first()
         return _session_agent(row) if row else None
 
     def update_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
         agent_id = session_agent.agent_id
-        statement = (
-            update(agents)
-            .where(*self._agent_key(session_id, agent_id))
-            .values(
-                state=session_agent.state,
-                conversation_manager_state=session_agent.conversation_manager_state,
-                internal_state=session_agent._internal_state,
-                updated_at=_timestamp(session_agent.updated_at),
-            )
-        )
-        self._change_one(
-            statement, missing=f"agent {agent_id!r} does not exist in session {session_id!r}"
-        )
+        values = {
+            **self._agent_params(session_id, agent_id),
+            "state": session_agent.state,
+            "conversation_manager_state": session_agent.conversation_manager_state,
+            "internal_state": session_agent._internal_state,
+            "updated_at": _timestamp(session_agent.updated_at),
+        }
+        with self._connect() as connection:
+            if not connection.execute(_UPDATE_AGENT, values).rowcount:
+                raise NotFoundError(f"agent {agent_id!r} does not exist in session {session_id!r}")
 
     def list_agents(self, session_id: str) -> list[SessionAgent]:
         """The session's agents, in the order they were created."""
@@ -466,6 +485,10 @@ class SqlSessionRepository(SessionRepository):
     def _ids(session_id: str, agent_id: str) -> tuple[str, str]:
         return validate_id("session id", session_id), validate_id("agent id", agent_id)
 
+    def _agent_params(self, session_id: str, agent_id: str) -> dict[str, str]:
+        session_id, agent_id = self._ids(session_id, agent_id)
+        return {"key_session": session_id, "key_agent": agent_id}
+
     def _agent_key(self, session_id: str, agent_id: str, table: Table = agents) -> tuple:
         session_id, agent_id = self._ids(session_id, agent_id)
         return table.c.session_id == session_id, table.c.agent_id == agent_id
@@ -484,16 +507,9 @@ class SqlSessionRepository(SessionRepository):
     def _insert_new(
         self, table: Table, values: Mapping[str, Any], *, exists: str, missing: str = ""
     ) -> None:
-        statement = (
-            self._insert(table)
-            .values(values)
-            .on_conflict_do_nothing()
-            # SQLAlchemy reports an INSERT's rowcount only when asked: 0 means it hit a conflict.
-            .execution_options(preserve_rowcount=True)
-        )
         try:
             with self._connect() as connection:
-                inserted = connection.execute(statement).rowcount
+                inserted = connection.execute(self._inserts[table], values).rowcount
         except IntegrityError as error:
             # The only constraint left to fail is the foreign key: the parent record is missing.
             raise NotFoundError(missing) from error
