@@ -164,10 +164,11 @@ _bound_connection: ContextVar[tuple[object, Connection | None]] = ContextVar(
 class SqlSessionRepository(SessionRepository):
     """Sessions, agents, messages and multi-agent state in four tables (see tables.py).
 
-    Every method is one SQL statement run in autocommit mode: one round trip to the database,
-    with no BEGIN and COMMIT around it. Creating a record that exists raises AlreadyExistsError
-    (INSERT ... ON CONFLICT DO NOTHING, so concurrent creators never see an IntegrityError);
-    updating or deleting one that does not exist raises NotFoundError; reads return None.
+    Every method of the Strands interface is one SQL statement run in autocommit mode: one round
+    trip to the database, with no BEGIN and COMMIT around it. Creating a record that exists
+    raises AlreadyExistsError (INSERT ... ON CONFLICT DO NOTHING, so concurrent creators never
+    see an IntegrityError); updating or deleting one that does not exist raises NotFoundError;
+    reads return None.
     Both errors are SessionExceptions, as the Strands SDK expects.
     """
 
