@@ -292,9 +292,11 @@ class SqlSessionRepository(SessionRepository):
             "internal_state": session_agent._internal_state,
             "updated_at": _timestamp(session_agent.updated_at),
         }
-        with self._connect() as connection:
-            if not connection.execute(_UPDATE_AGENT, values).rowcount:
-                raise NotFoundError(f"agent {agent_id!r} does not exist in session {session_id!r}")
+        self._change_one(
+            _UPDATE_AGENT,
+            values,
+            missing=f"agent {agent_id!r} does not exist in session {session_id!r}",
+        )
 
     def list_agents(self, session_id: str) -> list[SessionAgent]:
         """The session's agents, in the order they were created."""
@@ -311,12 +313,13 @@ class SqlSessionRepository(SessionRepository):
     def create_message(
         self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any
     ) -> None:
-        key = dict(zip(("session_id", "agent_id"), self._ids(session_id, agent_id), strict=True))
+        session_id, agent_id = self._ids(session_id, agent_id)
         message_id = session_message.message_id
         self._insert_new(
             messages,
             {
-                **key,
+                "session_id": session_id,
+                "agent_id": agent_id,
                 "message_id": message_id,
                 "message": session_message.message,
                 "redact_message": session_message.redact_message,
@@ -517,9 +520,11 @@ class SqlSessionRepository(SessionRepository):
         if not inserted:
             raise AlreadyExistsError(exists)
 
-    def _change_one(self, statement: Any, *, missing: str) -> None:
+    def _change_one(
+        self, statement: Any, values: Mapping[str, Any] | None = None, *, missing: str
+    ) -> None:
         with self._connect() as connection:
-            if not connection.execute(statement).rowcount:
+            if not connection.execute(statement, values).rowcount:
                 raise NotFoundError(missing)
 
 
