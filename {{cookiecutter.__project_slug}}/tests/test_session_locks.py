@@ -69,8 +69,13 @@ def test_advisory_locks_coordinate_replicas_and_survive_a_crash() -> None:
 
             # A replica that dies mid-turn: PostgreSQL ends its connection, and the lock goes.
             with replica_one.hold("s"), one.connect() as spare:
+                # pg_locks spans the cluster: other test runs may hold advisory locks too.
                 holder = spare.execute(
-                    text("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted")
+                    text(
+                        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                        "AND database = (SELECT oid FROM pg_database "
+                        "WHERE datname = current_database())"
+                    )
                 ).scalar_one()
                 spare.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": holder})
                 with replica_two.hold("s"):
