@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import gc
 import json
+import multiprocessing
 import os
 import random
 import statistics
@@ -244,12 +245,14 @@ def turn_time(
     repository: SessionRepository | None,
     with_tool: bool,
     turns: int,
-    connection_per_turn: Callable[[], AbstractContextManager] = nullcontext,
+    scope: Callable[[str], AbstractContextManager] | None = None,
 ) -> float:
-    """Median time of a turn of one long-lived agent (the window trims from the 21st turn on)."""
+    """Median time of a turn of one long-lived agent (the window trims from the 21st turn on).
+
+    `scope(session_id)` is entered around every turn."""
     manager = None
+    session_id = f"turns-{uuid.uuid4().hex}"
     if repository:
-        session_id = f"turns-{uuid.uuid4().hex}"
         manager = RepositorySessionManager(session_id=session_id, session_repository=repository)
     agent = Agent(
         model=ToolCallingEchoModel() if with_tool else EchoModel(),
@@ -260,7 +263,7 @@ def turn_time(
     )
 
     def turn() -> None:
-        with connection_per_turn():
+        with scope(session_id) if scope else nullcontext():
             agent("How many words are in this prompt?")
 
     for _ in range(3):
@@ -272,8 +275,8 @@ def bench_turns(all_stores: list[Store], turns: int) -> list[dict]:
     """Time a turn adds over the same agent with no session manager.
 
     Database stores are measured twice: each call borrowing a pooled connection (as any Strands
-    agent uses the store), and with one connection bound for the whole turn (as the service
-    runs turns, on the connection that holds the session's lock).
+    agent uses the store), and as the service runs turns: in the repository's turn scope, on one
+    connection (the one that holds the session's lock in the service).
     """
     results = []
     for kind, with_tool in (("text turn", False), ("one-tool turn", True)):
@@ -284,14 +287,14 @@ def bench_turns(all_stores: list[Store], turns: int) -> list[dict]:
             if store.engine is not None:
 
                 @contextmanager
-                def one_connection(store: Store = store) -> Iterator[None]:
+                def as_the_service(session_id: str, store: Store = store) -> Iterator[None]:
                     with (
                         store.engine.connect() as connection,
-                        store.repository.bound_to(connection),
+                        store.repository.turn(session_id, "default", connection),
                     ):
                         yield
 
-                per_turn = turn_time(store.repository, with_tool, turns, one_connection)
+                per_turn = turn_time(store.repository, with_tool, turns, as_the_service)
                 row[f"{store.name}, as the service"] = per_turn - bare
         results.append(row)
     return results
@@ -351,8 +354,24 @@ def first_event(client: httpx.Client, repeat: int) -> dict:
     return {"first event": statistics.median(to_session), "first text": statistics.median(to_text)}
 
 
-async def health_under_streams(base_url: str, headers: dict, streams: int, duration: float) -> dict:
-    probes: list[float] = []
+def probe_health(
+    base_url: str, start_after: float, duration: float, probes: multiprocessing.Queue
+) -> None:
+    """Time GET /health every 10 ms once the streams are under way. Runs in a process of its
+    own, so that the load generator's event loop never delays a reading."""
+    time.sleep(start_after)
+    timings = []
+    deadline = time.perf_counter() + duration
+    with httpx.Client(base_url=base_url) as client:
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            client.get("/health")
+            timings.append(time.perf_counter() - start)
+            time.sleep(0.01)
+    probes.put(timings)
+
+
+async def stream_turns(base_url: str, headers: dict, streams: int, duration: float) -> None:
     deadline = time.perf_counter() + duration
 
     async def streamer(client: httpx.AsyncClient, number: int) -> None:
@@ -362,45 +381,70 @@ async def health_under_streams(base_url: str, headers: dict, streams: int, durat
                 async for _ in response.aiter_lines():
                     pass
 
-    async def prober(client: httpx.AsyncClient) -> None:
-        await asyncio.sleep(0.5)
-        while time.perf_counter() < deadline:
-            start = time.perf_counter()
-            await client.get("/health")
-            probes.append(time.perf_counter() - start)
-            await asyncio.sleep(0.01)
-
-    limits = httpx.Limits(max_connections=streams + 1)
+    limits = httpx.Limits(max_connections=streams)
     async with httpx.AsyncClient(
         base_url=base_url, headers=headers, limits=limits, timeout=60
     ) as client:
-        await asyncio.gather(prober(client), *(streamer(client, n) for n in range(streams)))
+        await asyncio.gather(*(streamer(client, n) for n in range(streams)))
+
+
+def health_under_streams(base_url: str, headers: dict, streams: int, duration: float) -> dict:
+    probes: multiprocessing.Queue = multiprocessing.Queue()
+    # Probes start once the streams run, and stop before they end.
+    margin = min(0.5, duration / 4)
+    prober = multiprocessing.Process(
+        target=probe_health, args=(base_url, margin, duration - 2 * margin, probes)
+    )
+    prober.start()
+    asyncio.run(stream_turns(base_url, headers, streams, duration))
+    timings = probes.get()
+    prober.join()
     return {
-        "p50": statistics.median(probes),
-        "p99": percentile(probes, 0.99),
-        "probes": len(probes),
+        "p50": statistics.median(timings),
+        "p99": percentile(timings, 0.99),
+        "probes": len(timings),
     }
 
 
 def bench_service(database_url: str, args: argparse.Namespace) -> dict:
-    results: dict[str, Any] = {}
-    app = "benchmarks.bench:create_bench_app"
-    with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
+    """Both services run side by side and take the load in turns, a few seconds at a time, so
+    that a noisy neighbour or a slow spell of the machine weighs on both alike."""
+    with ExitStack() as stack:
+        workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-"))
         # In memory, the service touches no database; its session locks are in-process ones.
         urls = {"memory": f"sqlite:///{workdir}/unused.db", "database": database_url}
-        for store, url in urls.items():
+        clients = {
             # The service as shipped: its default settings.
-            with running_server(url, app=app, BENCH_STORE=store) as client:
-                headers = dict(client.headers)
-                base_url = str(client.base_url)
-                results[store] = asyncio.run(
-                    load(base_url, headers, args.clients, args.sessions, args.duration)
-                )
-                results[store] |= first_event(client, repeat=20)
-                if store == "database":
-                    results["health"] = asyncio.run(
-                        health_under_streams(base_url, headers, args.clients, args.duration)
+            store: stack.enter_context(
+                running_server(url, app="benchmarks.bench:create_bench_app", BENCH_STORE=store)
+            )
+            for store, url in urls.items()
+        }
+        rounds: dict[str, list[dict]] = {store: [] for store in clients}
+        for _ in range(args.rounds):
+            for store, client in clients.items():
+                figures = asyncio.run(
+                    load(
+                        str(client.base_url),
+                        dict(client.headers),
+                        args.clients,
+                        args.sessions,
+                        args.duration / args.rounds,
                     )
+                )
+                rounds[store].append(figures)
+        results: dict[str, Any] = {}
+        for store, client in clients.items():
+            results[store] = {
+                name: statistics.median(figures[name] for figures in rounds[store])
+                for name in ("requests/s", "p50", "p99")
+            }
+            results[store]["errors"] = sum(figures["errors"] for figures in rounds[store])
+            results[store] |= first_event(client, repeat=20)
+        database = clients["database"]
+        results["health"] = health_under_streams(
+            str(database.base_url), dict(database.headers), args.clients, args.duration
+        )
     return results
 
 
@@ -457,6 +501,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--sessions", type=int, default=256)
     parser.add_argument("--duration", type=float, default=10, help="seconds per service figure")
+    parser.add_argument("--rounds", type=int, default=4, help="turns each service takes the load")
     parser.add_argument("--no-service", action="store_true", help="skip the uvicorn benchmarks")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()

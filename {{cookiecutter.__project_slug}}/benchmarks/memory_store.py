@@ -65,5 +65,5 @@ class MemorySessionRepository(SessionRepository):
         return 0  # turns on this store never fail halfway
 
     @contextmanager
-    def bound_to(self, connection: object) -> Iterator[None]:
-        yield  # no connections here
+    def turn(self, session_id: str, agent_id: str, connection: object = None) -> Iterator[None]:
+        yield  # no connections here, and turns on this store never fail halfway

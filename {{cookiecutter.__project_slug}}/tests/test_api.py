@@ -131,7 +131,8 @@ def test_create_list_inspect_and_delete_sessions(make_api: MakeApi) -> None:
     detail = api.client.get("/sessions/support-1").json()
     assert detail["message_count"] == 2
     assert [(a["agent_id"], a["message_count"]) for a in detail["agents"]] == [("default", 2)]
-    assert detail["updated_at"] >= detail["created_at"]
+    newest = api.client.get("/sessions/support-1/history").json()["messages"][-1]
+    assert detail["updated_at"] == detail["agents"][0]["updated_at"] >= newest["created_at"]
     again = api.client.post("/sessions", json={"session_id": "support-1"})
     assert_error(again, 409, "already_exists")
 

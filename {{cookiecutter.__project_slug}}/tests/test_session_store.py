@@ -1,9 +1,11 @@
 """The repository contract on SQLite and on PostgreSQL: every method, its results, its errors."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 from strands import Agent
 from strands.multiagent import GraphBuilder
 from strands.multiagent.graph import Graph
@@ -191,6 +193,65 @@ def test_update_agent_keeps_created_at(repository: SqlSessionRepository) -> None
     assert read._internal_state == changed._internal_state
     assert read.created_at == created.created_at
     assert read.updated_at == changed.updated_at
+
+
+@contextmanager
+def statements_run(engine: Engine) -> Iterator[list[str]]:
+    executed: list[str] = []
+
+    def record(_connection, _cursor, statement: str, *_args: object) -> None:
+        executed.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield executed
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def test_a_turn_reads_its_agent_once_and_writes_only_changes(
+    repository: SqlSessionRepository, engine: Engine
+) -> None:
+    session = new_session(repository)
+    new_agent(repository)
+    other = new_agent(repository, agent_id="other")
+
+    with statements_run(engine) as executed, repository.turn("s-1", "default"):
+        assert repository.read_session("s-1") == session
+        read = repository.read_agent("s-1", "default")
+        repository.update_agent("s-1", read)  # as read: nothing to write
+        read.state["user"]["visits"] = 4  # the SDK changes what it was given in place
+        repository.update_agent("s-1", read)
+        repository.update_agent("s-1", read)  # as last written
+        assert repository.read_agent("s-1", "other").state == other.state
+
+    # The turn's one read, one update, and the read of the agent the turn is not for.
+    assert len(executed) == 3
+    assert repository.read_agent("s-1", "default").state["user"]["visits"] == 4
+
+
+def test_a_turn_starts_by_discarding_what_an_unfinished_turn_left(
+    repository: SqlSessionRepository,
+) -> None:
+    new_session(repository)
+    new_agent(repository)
+    for message in (text_message(0, "hi"), text_message(1, "hello", "assistant")):
+        repository.create_message("s-1", "default", message)
+    repository.create_message("s-1", "default", text_message(2, "left without an answer"))
+
+    with repository.turn("s-1", "default"):
+        restored = repository.list_messages("s-1", "default")
+
+    assert [message.message_id for message in restored] == [0, 1]
+
+
+def test_a_turn_on_a_new_session_sees_what_it_creates(repository: SqlSessionRepository) -> None:
+    with repository.turn("s-1", "default"):
+        assert repository.read_session("s-1") is None
+        session = new_session(repository)
+        agent = new_agent(repository)
+        assert repository.read_session("s-1") == session
+        assert repository.read_agent("s-1", "default") == agent
 
 
 def test_agents_are_listed_in_creation_order(repository: SqlSessionRepository) -> None:

@@ -160,10 +160,9 @@ class TurnRunner:
         try:
             with (
                 self._locks.hold(session_id) as connection,
-                self._repository.bound_to(connection),
+                # Also discards whatever an earlier turn left unfinished (a crash, an outage).
+                self._repository.turn(session_id, AGENT_ID, connection),
             ):
-                # Whatever an earlier turn left unfinished (a crash, an outage) goes first.
-                self._repository.discard_unfinished_turn(session_id, AGENT_ID)
                 agent = build_agent(
                     self._settings, self._repository, session_id, self._model_factory()
                 )

@@ -50,7 +50,10 @@ class SessionCreate(BaseModel):
 class SessionSummary(BaseModel):
     session_id: str
     created_at: datetime
-    updated_at: datetime = Field(description="The last time any of its agents was updated.")
+    updated_at: datetime = Field(
+        description="In a session's detail: its last message or agent change. In the list of "
+        "sessions: the last change of the session record itself, which turns do not touch."
+    )
 
 
 class SessionList(BaseModel):
@@ -62,7 +65,7 @@ class AgentSummary(BaseModel):
     agent_id: str
     message_count: int
     created_at: datetime
-    updated_at: datetime
+    updated_at: datetime = Field(description="Its last message or state change.")
 
 
 class SessionDetail(SessionSummary):

@@ -79,7 +79,7 @@ class AdvisorySessionLocks:
     must be a pool of its own (database.create_lock_engine): a turn holds one of its
     connections while the model thinks, and must not starve the requests' pool. Its
     connections wait at most `timeout` seconds for a lock (lock_timeout). The turn also runs
-    its own reads and writes on that connection (SqlSessionRepository.bound_to).
+    its own reads and writes on that connection (SqlSessionRepository.turn).
     """
 
     def __init__(self, engine: Engine, timeout: float) -> None:
