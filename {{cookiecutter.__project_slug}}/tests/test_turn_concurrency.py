@@ -1,9 +1,13 @@
 """Turns run on worker threads: the event loop stays free, and sessions proceed in parallel."""
 
+import os
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+import pytest
 
 from .conftest import Api
 from .scripted_model import ScriptedModel
@@ -57,3 +61,18 @@ def test_the_event_loop_answers_while_a_turn_blocks(make_api: Callable[..., Api]
 
     assert health.status_code == sessions.status_code == 200
     assert answered_while_blocked
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="threads have their own nice value on Linux")
+def test_turns_run_at_a_lower_cpu_priority_than_the_event_loop(
+    make_api: Callable[..., Api],
+) -> None:
+    def own_nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    seen_by_the_turn: list[int] = []
+    api = make_api(model=GatedModel(lambda: seen_by_the_turn.append(own_nice())))
+
+    assert api.client.post("/process", json={"prompt": "hi"}).status_code == 200
+
+    assert seen_by_the_turn == [min(own_nice() + 10, 19)]

@@ -35,11 +35,11 @@ class Settings(BaseSettings):
     conversation_window: int = Field(default=40, ge=2)
     max_prompt_chars: int = Field(default=32_000, ge=1)
     # Turns one process runs at once, each on a worker thread; more wait for a free thread.
-    # On PostgreSQL each running turn also holds a connection (its session lock). Threads that
-    # compute at once contend for the GIL with the event loop: 8 keeps /health under 20 ms at
-    # p99 with the instant echo model on 2 cores; turns that wait on a remote model use little
-    # CPU, so raise it for those (see BENCHMARKS in the README).
-    max_concurrent_turns: int = Field(default=8, ge=1)
+    # On PostgreSQL each running turn also holds a connection (its session lock). Turns that
+    # compute at once contend with the event loop for the GIL: 4 keeps /health p99 near 10 ms
+    # with the instant echo model on 2 cores. Turns that wait on a remote model use little
+    # CPU: raise it for those (see "Operating" in the README).
+    max_concurrent_turns: int = Field(default=4, ge=1)
     # Seconds a turn waits for another turn of its session to finish before 409 session_busy.
     session_lock_timeout: float = Field(default=10, gt=0)
     # Seconds a whole turn may take, model calls and tools included, before 504 model_timeout.

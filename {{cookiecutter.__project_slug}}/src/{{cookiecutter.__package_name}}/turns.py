@@ -13,7 +13,11 @@ session is left as it was before it, and the next turn starts clean.
 """
 
 import asyncio
+import contextlib
 import logging
+import os
+import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -126,6 +130,19 @@ class Turn:
         raise RuntimeError("the turn ended without a result")  # pragma: no cover
 
 
+def _yield_the_cpu_to_the_event_loop() -> None:
+    """Lower the scheduling priority of the calling worker thread (nice 10).
+
+    Turn threads share the GIL and the cores with the event loop's thread. While turns compute
+    (tools, a fast model), the loop, and every request it serves, would queue behind them; a
+    niced turn thread lets the scheduler run the loop first. On Linux, nice is per thread
+    (setpriority(2), "BUGS"); elsewhere this would renice the process, so it is left alone.
+    """
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+
+
 class TurnRunner:
     """Runs turns on a bounded pool of worker threads, one agent per turn."""
 
@@ -141,7 +158,9 @@ class TurnRunner:
         self._locks = locks
         self._model_factory = model_factory
         self._executor = ThreadPoolExecutor(
-            max_workers=settings.max_concurrent_turns, thread_name_prefix="turn"
+            max_workers=settings.max_concurrent_turns,
+            thread_name_prefix="turn",
+            initializer=_yield_the_cpu_to_the_event_loop,
         )
 
     async def start(self, session_id: str, prompt: str) -> Turn:
