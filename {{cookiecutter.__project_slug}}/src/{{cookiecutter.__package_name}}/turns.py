@@ -179,7 +179,7 @@ class TurnRunner:
         try:
             with (
                 self._locks.hold(session_id) as connection,
-                # Also discards whatever an earlier turn left unfinished (a crash, an outage).
+                # Restoring also discards what an earlier turn left unfinished (a crash, an outage).
                 self._repository.turn(session_id, AGENT_ID, connection),
             ):
                 agent = build_agent(

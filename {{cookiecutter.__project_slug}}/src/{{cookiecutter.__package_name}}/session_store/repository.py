@@ -214,6 +214,7 @@ class _Turn:
     connection: Connection | None
     session_id: str
     agent_id: str
+    loaded: bool = False
     session: Session | None = None
     agent: SessionAgent | None = None
     # The agent's state as stored, decoded apart from the SDK's objects (which it changes).
@@ -269,27 +270,27 @@ class SqlSessionRepository(SessionRepository):
     ) -> Iterator[None]:
         """Scope one turn of `agent_id` in `session_id`; the caller holds the session's lock.
 
-        The turn starts with one statement that reads the session, the agent and its newest
-        message; if that message does not end a turn, what the earlier turn left unfinished is
-        discarded (discard_unfinished_turn). Within the scope every call runs on `connection`
-        (an autocommit connection to the same database: the one holding the lock) rather than
-        on a pooled one of its own, the SDK's reads of this session and agent are answered from
-        what the turn has read or written, and an agent update that changes nothing is skipped.
-        A service turn so runs 6 or 7 statements instead of 9 or 10. The lock makes it safe:
-        nothing else writes the session while the turn holds it.
+        When the SDK first reads the session, the agent or its messages, one statement reads
+        the session, the agent and its newest message; if that message does not end a turn,
+        what the earlier turn left unfinished is discarded (discard_unfinished_turn). Within the
+        scope every call runs on `connection` (an autocommit connection to the same database:
+        the one holding the lock) rather than on a pooled one of its own, the SDK's reads of
+        this session and agent are answered from what the turn has read or written, and an
+        agent update that changes nothing is skipped. A service turn so runs 6 or 7 statements
+        instead of 9 or 10. The lock makes it safe: nothing else writes the session meanwhile.
         """
         turn = _Turn(self, connection, *self._ids(session_id, agent_id))
         token = _current_turn.set(turn)
         try:
-            self._start_turn(turn)
             yield
         finally:
             _current_turn.reset(token)
 
-    def _start_turn(self, turn: _Turn) -> None:
+    def _load_turn(self, turn: _Turn) -> None:
         key = {"key_session": turn.session_id, "key_agent": turn.agent_id}
         with self._connect() as connection:
             row = connection.execute(_READ_TURN, key).first()
+        turn.loaded = True
         if row is None:
             return
         turn.session = Session(
@@ -309,6 +310,13 @@ class SqlSessionRepository(SessionRepository):
         if turn is None or turn.repository is not self or turn.session_id != session_id:
             return None
         return turn if agent_id in (None, turn.agent_id) else None
+
+    def _loaded_turn(self, session_id: str, agent_id: str | None = None) -> _Turn | None:
+        """The turn in progress if it is on this session (and agent), its records read."""
+        turn = self._turn_of(session_id, agent_id)
+        if turn and not turn.loaded:
+            self._load_turn(turn)
+        return turn
 
     @contextmanager
     def _connect(self) -> Iterator[Connection]:
@@ -338,7 +346,7 @@ class SqlSessionRepository(SessionRepository):
         return session
 
     def read_session(self, session_id: str, **kwargs: Any) -> Session | None:
-        if turn := self._turn_of(session_id):
+        if turn := self._loaded_turn(session_id):
             return turn.session
         with self._connect() as connection:
             key = {"key_session": validate_id("session id", session_id)}
@@ -396,7 +404,7 @@ class SqlSessionRepository(SessionRepository):
             turn.remember(session_agent)
 
     def read_agent(self, session_id: str, agent_id: str, **kwargs: Any) -> SessionAgent | None:
-        if turn := self._turn_of(session_id, agent_id):
+        if turn := self._loaded_turn(session_id, agent_id):
             return turn.agent
         with self._connect() as connection:
             row = connection.execute(_READ_AGENT, self._agent_params(session_id, agent_id)).first()
@@ -407,7 +415,7 @@ class SqlSessionRepository(SessionRepository):
         turn = self._turn_of(session_id, agent_id)
         # The SDK writes the agent after every message: in a turn, writes that change nothing
         # are skipped.
-        if turn and turn.agent and _json_value(_agent_state(session_agent)) == turn.stored_state:
+        if turn and turn.stored_state == _json_value(_agent_state(session_agent)):
             return
         values = {
             **self._agent_params(session_id, agent_id),
@@ -501,6 +509,8 @@ class SqlSessionRepository(SessionRepository):
         """
         if offset < 0 or (limit is not None and limit < 0):
             raise ValueError("offset and limit must not be negative")
+        # A turn's first look at its messages comes after what an unfinished turn left is gone.
+        self._loaded_turn(session_id, agent_id)
         values = {**self._agent_params(session_id, agent_id), "offset": offset}
         query = _LIST_MESSAGES if limit is None else _LIST_MESSAGES.limit(limit)
         with self._connect() as connection:
