@@ -407,8 +407,9 @@ def health_under_streams(base_url: str, headers: dict, streams: int, duration: f
 
 
 def bench_service(database_url: str, args: argparse.Namespace) -> dict:
-    """Both services run side by side and take the load in turns, a few seconds at a time, so
-    that a noisy neighbour or a slow spell of the machine weighs on both alike."""
+    """Both services run side by side and take the load alternately, a few seconds at a time,
+    so that a noisy neighbour or a slow spell of the machine weighs on both alike. Figures are
+    medians over the rounds."""
     with ExitStack() as stack:
         workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-"))
         # In memory, the service touches no database; its session locks are in-process ones.
@@ -501,7 +502,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--sessions", type=int, default=256)
     parser.add_argument("--duration", type=float, default=10, help="seconds per service figure")
-    parser.add_argument("--rounds", type=int, default=4, help="turns each service takes the load")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds of load")
     parser.add_argument("--no-service", action="store_true", help="skip the uvicorn benchmarks")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()

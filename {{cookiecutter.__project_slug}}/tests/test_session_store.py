@@ -245,13 +245,16 @@ def test_a_turn_starts_by_discarding_what_an_unfinished_turn_left(
     assert [message.message_id for message in restored] == [0, 1]
 
 
-def test_a_turn_on_a_new_session_sees_what_it_creates(repository: SqlSessionRepository) -> None:
+def test_a_turn_sees_what_it_creates_and_deletes(repository: SqlSessionRepository) -> None:
     with repository.turn("s-1", "default"):
         assert repository.read_session("s-1") is None
         session = new_session(repository)
         agent = new_agent(repository)
         assert repository.read_session("s-1") == session
         assert repository.read_agent("s-1", "default") == agent
+        repository.delete_session("s-1")
+        assert repository.read_session("s-1") is None
+        assert repository.read_agent("s-1", "default") is None
 
 
 def test_agents_are_listed_in_creation_order(repository: SqlSessionRepository) -> None:

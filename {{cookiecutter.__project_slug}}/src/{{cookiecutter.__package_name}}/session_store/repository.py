@@ -142,8 +142,8 @@ _LIST_MESSAGES = (
     )
     .order_by(messages.c.message_id)
 )
-# What a turn needs before it starts, in one statement: the session, its agent, and the agent's
-# newest message (to tell whether the previous turn finished).
+# What a turn reads to restore its agent, in one statement: the session, the agent, and the
+# agent's newest message (which tells whether the previous turn finished).
 _NEWEST_MESSAGE = (
     select(_as_text(messages.c.message))
     .where(
@@ -222,6 +222,9 @@ class _Turn:
 
     def remember(self, session_agent: SessionAgent) -> None:
         self.agent, self.stored_state = session_agent, _json_value(_agent_state(session_agent))
+
+    def forget(self) -> None:
+        self.loaded, self.session, self.agent, self.stored_state = False, None, None, None
 
 
 _current_turn: ContextVar[_Turn | None] = ContextVar("current_turn", default=None)
@@ -359,6 +362,8 @@ class SqlSessionRepository(SessionRepository):
             sessions.c.session_id == validate_id("session id", session_id)
         )
         self._change_one(statement, missing=f"session {session_id!r} does not exist")
+        if turn := self._turn_of(session_id):
+            turn.forget()
 
     def list_sessions(self, limit: int = 20, cursor: str | None = None) -> SessionPage:
         """Sessions newest first, `limit` at a time; `cursor` continues where a page ended.
