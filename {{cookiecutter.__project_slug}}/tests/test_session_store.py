@@ -230,7 +230,7 @@ def test_a_turn_reads_its_agent_once_and_writes_only_changes(
     assert repository.read_agent("s-1", "default").state["user"]["visits"] == 4
 
 
-def test_a_turn_starts_by_discarding_what_an_unfinished_turn_left(
+def test_a_turn_discards_what_an_unfinished_turn_left_before_restoring(
     repository: SqlSessionRepository,
 ) -> None:
     new_session(repository)
