@@ -102,12 +102,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def invalid_value(_: Request, error: ValueError) -> JSONResponse:
         return error_response(422, "invalid_request", str(error))
 
-    @app.exception_handler(OperationalError)
-    @app.exception_handler(InterfaceError)
-    @app.exception_handler(PoolTimeoutError)
     async def outage(request: Request, error: Exception) -> JSONResponse:
         logger.warning("database unavailable: %s", error)
         return await api_error(request, database_unavailable())
+
+    for error_type in DATABASE_OUTAGES:
+        app.add_exception_handler(error_type, outage)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, error: Exception) -> JSONResponse:

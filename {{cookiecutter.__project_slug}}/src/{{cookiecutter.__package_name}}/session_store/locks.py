@@ -69,6 +69,12 @@ class ProcessSessionLocks:
 # Advisory lock keys are 64-bit: session ids are hashed into them, seeded so that other users
 # of advisory locks in the same database are unlikely to collide with ours.
 _LOCK_KEY_SEED = 0x5E55_1075
+_LOCK = text("SELECT pg_advisory_lock(hashtextextended(:session_id, :seed))")
+_UNLOCK = text("SELECT pg_advisory_unlock(hashtextextended(:session_id, :seed))")
+
+
+def _lock_key(session_id: str) -> dict[str, str | int]:
+    return {"session_id": session_id, "seed": _LOCK_KEY_SEED}
 
 
 class AdvisorySessionLocks:
@@ -117,10 +123,7 @@ class AdvisorySessionLocks:
 
     def _acquire(self, connection: Connection, session_id: str) -> None:
         try:
-            connection.execute(
-                text("SELECT pg_advisory_lock(hashtextextended(:session_id, :seed))"),
-                {"session_id": session_id, "seed": _LOCK_KEY_SEED},
-            )
+            connection.execute(_LOCK, _lock_key(session_id))
         except DBAPIError as error:
             if getattr(error.orig, "sqlstate", None) == "55P03":  # lock_not_available
                 raise SessionBusyError(session_id, self.timeout) from None
@@ -129,10 +132,7 @@ class AdvisorySessionLocks:
     @staticmethod
     def _release(connection: Connection, session_id: str) -> None:
         try:
-            connection.execute(
-                text("SELECT pg_advisory_unlock(hashtextextended(:session_id, :seed))"),
-                {"session_id": session_id, "seed": _LOCK_KEY_SEED},
-            )
+            connection.execute(_UNLOCK, _lock_key(session_id))
         except SQLAlchemyError:
             # The connection failed (now, or earlier in the turn) and the lock went with it:
             # make sure the pool drops it too. The turn's own error is what gets reported.

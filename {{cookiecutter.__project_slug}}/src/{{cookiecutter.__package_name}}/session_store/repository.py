@@ -220,8 +220,10 @@ class _Turn:
     # The agent's state as stored, decoded apart from the SDK's objects (which it changes).
     stored_state: list | None = field(default=None, repr=False)
 
-    def remember(self, session_agent: SessionAgent) -> None:
-        self.agent, self.stored_state = session_agent, _json_value(_agent_state(session_agent))
+    def remember(self, session_agent: SessionAgent, state: list | None = None) -> None:
+        """Record `session_agent` as stored; `state` is its _stored_state, if already made."""
+        self.agent = session_agent
+        self.stored_state = _stored_state(session_agent) if state is None else state
 
     def forget(self) -> None:
         self.loaded, self.session, self.agent, self.stored_state = False, None, None, None
@@ -230,17 +232,14 @@ class _Turn:
 _current_turn: ContextVar[_Turn | None] = ContextVar("current_turn", default=None)
 
 
-def _json_value(value: Any) -> Any:
-    """`value` as it reads back from a JSON column."""
-    return json.loads(dumps_json(value))
-
-
-def _agent_state(session_agent: SessionAgent) -> list:
-    return [
+def _stored_state(session_agent: SessionAgent) -> list:
+    """The agent's state as it reads back from its JSON columns: a copy of its own."""
+    state = [
         session_agent.state,
         session_agent.conversation_manager_state,
         session_agent._internal_state,
     ]
+    return json.loads(dumps_json(state))
 
 
 class SqlSessionRepository(SessionRepository):
@@ -418,9 +417,10 @@ class SqlSessionRepository(SessionRepository):
     def update_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
         agent_id = session_agent.agent_id
         turn = self._turn_of(session_id, agent_id)
+        state = _stored_state(session_agent) if turn else None
         # The SDK writes the agent after every message: in a turn, writes that change nothing
         # are skipped.
-        if turn and turn.stored_state == _json_value(_agent_state(session_agent)):
+        if turn and state == turn.stored_state:
             return
         values = {
             **self._agent_params(session_id, agent_id),
@@ -435,7 +435,7 @@ class SqlSessionRepository(SessionRepository):
             missing=f"agent {agent_id!r} does not exist in session {session_id!r}",
         )
         if turn:
-            turn.remember(session_agent)
+            turn.remember(session_agent, state)
 
     def list_agents(self, session_id: str) -> list[SessionAgent]:
         """The session's agents, in the order they were created."""
