@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, event, func, select
+from sqlalchemy.exc import OperationalError
 from strands import Agent
 from strands.multiagent import GraphBuilder
 from strands.multiagent.graph import Graph
@@ -243,6 +244,111 @@ def test_a_turn_discards_what_an_unfinished_turn_left_before_restoring(
         restored = repository.list_messages("s-1", "default")
 
     assert [message.message_id for message in restored] == [0, 1]
+
+
+def test_a_turn_writes_its_messages_and_agent_update_together_when_it_ends(
+    repository: SqlSessionRepository, engine: Engine
+) -> None:
+    new_session(repository)
+    agent = new_agent(repository)
+    agent.conversation_manager_state["removed"] = 2
+
+    with statements_run(engine) as executed:
+        with repository.turn("s-1", "default"):
+            repository.create_message("s-1", "default", text_message(0, "hi"))
+            repository.create_message("s-1", "default", text_message(1, "hello", "assistant"))
+            repository.update_agent("s-1", agent)
+            assert executed == []
+        # PostgreSQL takes the messages and the update in one statement; SQLite in two.
+        assert len(executed) == (1 if engine.dialect.name == "postgresql" else 2)
+
+    assert [m.message_id for m in repository.list_messages("s-1", "default")] == [0, 1]
+    assert repository.read_agent("s-1", "default").conversation_manager_state["removed"] == 2
+
+
+@pytest.mark.usefixtures("agent")
+def test_what_a_turn_holds_back_is_written_before_it_reads(
+    repository: SqlSessionRepository,
+) -> None:
+    with repository.turn("s-1", "default"):
+        repository.create_message("s-1", "default", text_message(0, "hi"))
+        assert repository.count_messages("s-1") == 1
+        repository.create_message("s-1", "default", text_message(1, "hello", "assistant"))
+        assert [m.message_id for m in repository.list_messages("s-1", "default")] == [0, 1]
+
+
+@pytest.mark.usefixtures("agent")
+def test_a_turn_that_raises_still_writes_what_it_held_back(
+    repository: SqlSessionRepository,
+) -> None:
+    with pytest.raises(RuntimeError, match="model failed"), repository.turn("s-1", "default"):
+        repository.create_message("s-1", "default", text_message(0, "hi"))
+        raise RuntimeError("model failed")
+
+    assert repository.count_messages("s-1") == 1
+
+
+@pytest.mark.usefixtures("agent")
+def test_a_turn_holds_what_it_was_given_as_it_was_when_given(
+    repository: SqlSessionRepository,
+) -> None:
+    prompt = text_message(0, "hi")
+    agent = repository.read_agent("s-1", "default")
+    agent._internal_state["model_state"] = {"cache": ["a"]}
+
+    with repository.turn("s-1", "default"):
+        repository.create_message("s-1", "default", prompt)
+        repository.update_agent("s-1", agent)
+        # The SDK changes some of what it gave later in the turn, in place (a conversation
+        # manager trims a tool result, a model provider its own state); nothing writes it again.
+        prompt.message["content"][0]["text"] = "changed"
+        agent._internal_state["model_state"]["cache"].append("b")
+
+    assert repository.read_message("s-1", "default", 0).message["content"] == [{"text": "hi"}]
+    stored = repository.read_agent("s-1", "default")._internal_state
+    assert stored["model_state"] == {"cache": ["a"]}
+
+
+@pytest.mark.usefixtures("agent")
+def test_held_writes_fail_with_the_store_errors_when_the_turn_ends(
+    repository: SqlSessionRepository,
+) -> None:
+    repository.create_message("s-1", "default", text_message(0, "hi"))
+
+    with (
+        pytest.raises(AlreadyExistsError, match=r"one of messages \[1, 0\] exists"),
+        repository.turn("s-1", "default"),
+    ):
+        repository.create_message("s-1", "default", text_message(1, "hello", "assistant"))
+        repository.create_message("s-1", "default", text_message(0, "again"))
+    for write in (
+        lambda: repository.create_message("s-1", "ghost", text_message(0, "hi")),
+        lambda: repository.update_agent("s-1", SessionAgent("ghost", {}, {})),
+    ):
+        with (
+            pytest.raises(NotFoundError, match="agent 'ghost' does not exist"),
+            repository.turn("s-1", "ghost"),
+        ):
+            write()
+
+
+@pytest.mark.usefixtures("agent")
+def test_a_read_cut_off_by_the_database_fails_as_sqlalchemy_reports_it(
+    repository: SqlSessionRepository, engine: Engine
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a SQLite connection cannot be cut off")
+    autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+    with autocommit.connect() as connection, repository.turn("s-1", "default", connection):
+        repository.read_agent("s-1", "default")
+        backend = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        with autocommit.connect() as other:
+            other.execute(select(func.pg_terminate_backend(backend)))
+
+        with pytest.raises(OperationalError) as raised:
+            repository.list_messages("s-1", "default")
+
+    assert raised.value.connection_invalidated
 
 
 def test_a_turn_sees_what_it_creates_and_deletes(repository: SqlSessionRepository) -> None:

@@ -4,12 +4,15 @@ import json
 import re
 from base64 import urlsafe_b64decode, urlsafe_b64encode
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from psycopg import Error as DriverError
+from psycopg import capabilities
 from sqlalchemy import (
     Connection,
     Engine,
@@ -18,7 +21,9 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
+    case,
     cast,
+    column,
     delete,
     func,
     select,
@@ -26,7 +31,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.sql import Executable
 from strands.session import SessionRepository
 from strands.types.exceptions import SessionException
 from strands.types.session import (
@@ -112,7 +120,11 @@ _MESSAGE_COLUMNS = (
     _as_text(messages.c.message),
     _as_text(messages.c.redact_message),
     iso_timestamp(messages.c.created_at).label("created_at"),
-    iso_timestamp(messages.c.updated_at).label("updated_at"),
+    # Messages are seldom updated after they are created (a redaction): for the others the
+    # database formats one timestamp, not two (each costs ~6 ms per 10,000 rows on PostgreSQL).
+    case(
+        (messages.c.updated_at != messages.c.created_at, iso_timestamp(messages.c.updated_at))
+    ).label("updated_at"),
 )
 _AGENT_COLUMNS = (
     agents.c.agent_id,
@@ -142,6 +154,9 @@ _LIST_MESSAGES = (
     )
     .order_by(messages.c.message_id)
 )
+_LIST_SOME_MESSAGES = _LIST_MESSAGES.limit(bindparam("limit"))
+# A long read's rows arrive from psycopg this many at a time (_stream_rows).
+_STREAM_CHUNK = 250
 # What a turn reads to restore its agent, in one statement: the session, the agent, and the
 # agent's newest message (which tells whether the previous turn finished).
 _NEWEST_MESSAGE = (
@@ -175,6 +190,26 @@ _READ_TURN = (
 )
 
 
+# The writes a turn held back (SqlSessionRepository.turn), in one statement on PostgreSQL: the
+# messages travel as one JSON array, unpacked into rows by jsonb_to_recordset, and the agent
+# update runs in the same statement when there is one.
+_HELD_MESSAGES = (
+    func.jsonb_to_recordset(bindparam("held_messages", type_=JSONB))
+    .table_valued(*(column(c.name, c.type) for c in messages.c))
+    .render_derived(name="held", with_types=True)
+)
+_INSERT_HELD_MESSAGES = (
+    postgresql.insert(messages)
+    .from_select(list(messages.c.keys()), select(_HELD_MESSAGES))
+    .on_conflict_do_nothing()
+    .execution_options(preserve_rowcount=True)
+)
+_NEW_MESSAGES = _INSERT_HELD_MESSAGES.returning(messages.c.message_id).cte("new_messages")
+_INSERT_HELD_MESSAGES_AND_UPDATE_AGENT = _UPDATE_AGENT.add_cte(_NEW_MESSAGES).returning(
+    select(func.count()).select_from(_NEW_MESSAGES).scalar_subquery()
+)
+
+
 def _session(row: Row) -> Session:
     return Session(
         session_id=row.session_id,
@@ -201,7 +236,7 @@ def _session_message(row: Row) -> SessionMessage:
     # unpacked as a tuple (in _MESSAGE_COLUMNS order), cheaper than attribute lookups by name.
     message_id, message, redact_message, created_at, updated_at = row
     return SessionMessage(
-        _loads(message), message_id, _loads(redact_message), created_at, updated_at
+        _loads(message), message_id, _loads(redact_message), created_at, updated_at or created_at
     )
 
 
@@ -219,6 +254,19 @@ class _Turn:
     agent: SessionAgent | None = None
     # The agent's state as stored, decoded apart from the SDK's objects (which it changes).
     stored_state: list | None = field(default=None, repr=False)
+    # Writes held back until the turn runs another statement or ends: the values of each
+    # message's insert, and of the agent's latest update.
+    held_messages: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    held_agent_update: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def key(self) -> dict[str, str]:
+        """The bound values of the statements keyed on the turn's session and agent."""
+        return {"key_session": self.session_id, "key_agent": self.agent_id}
+
+    @property
+    def holds_writes(self) -> bool:
+        return bool(self.held_messages) or self.held_agent_update is not None
 
     def remember(self, session_agent: SessionAgent, state: list | None = None) -> None:
         """Record `session_agent` as stored; `state` is its _stored_state, if already made."""
@@ -232,14 +280,20 @@ class _Turn:
 _current_turn: ContextVar[_Turn | None] = ContextVar("current_turn", default=None)
 
 
+def _as_stored(value: Any) -> Any:
+    """`value` as it reads back from a JSON column: a copy of its own, as it is now."""
+    return json.loads(dumps_json(value))
+
+
 def _stored_state(session_agent: SessionAgent) -> list:
-    """The agent's state as it reads back from its JSON columns: a copy of its own."""
-    state = [
-        session_agent.state,
-        session_agent.conversation_manager_state,
-        session_agent._internal_state,
-    ]
-    return json.loads(dumps_json(state))
+    """The agent's state, conversation manager state and internal state, as stored."""
+    return _as_stored(
+        [
+            session_agent.state,
+            session_agent.conversation_manager_state,
+            session_agent._internal_state,
+        ]
+    )
 
 
 class SqlSessionRepository(SessionRepository):
@@ -247,15 +301,20 @@ class SqlSessionRepository(SessionRepository):
 
     Every method of the Strands interface is at most one SQL statement run in autocommit mode:
     one round trip to the database, with no BEGIN and COMMIT around it (within a `turn`, some
-    need none). Creating a record that exists raises AlreadyExistsError (INSERT ... ON CONFLICT
-    DO NOTHING, so concurrent creators never see an IntegrityError); updating or deleting one
-    that does not exist raises NotFoundError; reads return None. Both errors are
-    SessionExceptions, as the Strands SDK expects.
+    need none, and writes are held and written together). Creating a record that exists raises
+    AlreadyExistsError (INSERT ... ON CONFLICT DO NOTHING, so concurrent creators never see an
+    IntegrityError); updating or deleting one that does not exist raises NotFoundError; reads
+    return None. Both errors are SessionExceptions, as the Strands SDK expects.
     """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-        insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._postgresql = engine.dialect.name == "postgresql"
+        # Streaming rows in chunks needs psycopg 3 on libpq 17 or newer (see _stream_rows).
+        self._streams_rows = (
+            engine.dialect.driver == "psycopg" and capabilities.has_stream_chunked()
+        )
+        insert = postgresql.insert if self._postgresql else sqlite.insert
         # Built once and given their values at execution: a statement built per call costs a
         # third of a message insert's time on loopback PostgreSQL.
         self._inserts = {
@@ -276,22 +335,42 @@ class SqlSessionRepository(SessionRepository):
         the session, the agent and its newest message; if that message does not end a turn,
         what the earlier turn left unfinished is discarded (discard_unfinished_turn). Within the
         scope every call runs on `connection` (an autocommit connection to the same database:
-        the one holding the lock) rather than on a pooled one of its own, the SDK's reads of
-        this session and agent are answered from what the turn has read or written, and an
-        agent update that changes nothing is skipped. A service turn so runs 6 or 7 statements
-        instead of 9 or 10. The lock makes it safe: nothing else writes the session meanwhile.
+        the one holding the lock) rather than on a pooled one of its own, and the SDK's reads of
+        this session and agent are answered from what the turn has read or written.
+
+        The agent's new messages and state updates are held back until the turn runs any other
+        statement or ends, and then written together: in one statement and one commit on
+        PostgreSQL, where each statement is a round trip and each commit a flush of the
+        write-ahead log. An update that changes nothing is skipped. A text turn so writes once
+        instead of three times, and a service turn runs 5 statements instead of 7. Holding
+        loses nothing that would have been kept: what a turn that never ends had written is an
+        unfinished turn, which the next one discards anyway. The lock makes it safe: nothing
+        else writes the session meanwhile.
         """
         turn = _Turn(self, connection, *self._ids(session_id, agent_id))
         token = _current_turn.set(turn)
         try:
             yield
+        except BaseException:
+            # Written as they would have been without holding them; if that fails too, the
+            # turn's own error is the one to report, and the next turn discards what is left.
+            with suppress(Exception):
+                self._end(turn)
+            raise
+        else:
+            self._end(turn)
         finally:
             _current_turn.reset(token)
 
+    def _end(self, turn: _Turn) -> None:
+        """Write what the turn still holds as it ends."""
+        if turn.holds_writes:
+            with self._turn_connection(turn) as connection:
+                self._write_held(turn, connection)
+
     def _load_turn(self, turn: _Turn) -> None:
-        key = {"key_session": turn.session_id, "key_agent": turn.agent_id}
         with self._connect() as connection:
-            row = connection.execute(_READ_TURN, key).first()
+            row = connection.execute(_READ_TURN, turn.key).first()
         turn.loaded = True
         if row is None:
             return
@@ -323,11 +402,60 @@ class SqlSessionRepository(SessionRepository):
     @contextmanager
     def _connect(self) -> Iterator[Connection]:
         turn = _current_turn.get()
-        if turn is not None and turn.repository is self and turn.connection is not None:
-            yield turn.connection
-        else:
+        if turn is None or turn.repository is not self:
             with self._engine.connect() as borrowed:
                 yield borrowed
+            return
+        with self._turn_connection(turn) as connection:
+            # What the turn held back goes first: reads see it, and writes stay in order.
+            self._write_held(turn, connection)
+            yield connection
+
+    def _turn_connection(self, turn: _Turn) -> AbstractContextManager[Connection]:
+        if turn.connection is None:
+            return self._engine.connect()
+        return nullcontext(turn.connection)
+
+    def _write_held(self, turn: _Turn, connection: Connection) -> None:
+        """Write the messages and the agent update that the turn held back (see `turn`)."""
+        if not turn.holds_writes:
+            return
+        held_messages, held_agent = turn.held_messages, turn.held_agent_update
+        # Taken off the turn first: a write that failed is not tried again.
+        turn.held_messages, turn.held_agent_update = [], None
+        missing = f"agent {turn.agent_id!r} does not exist in session {turn.session_id!r}"
+        try:
+            inserted, updated = self._insert_and_update(turn, connection, held_messages, held_agent)
+        except IntegrityError as error:
+            # The only constraint left to fail is the foreign key: the agent is missing.
+            raise NotFoundError(missing) from error
+        if inserted < len(held_messages):
+            ids = [values["message_id"] for values in held_messages]
+            raise AlreadyExistsError(f"one of messages {ids} exists for agent {turn.agent_id!r}")
+        if held_agent is not None and not updated:
+            raise NotFoundError(missing)
+
+    def _insert_and_update(
+        self,
+        turn: _Turn,
+        connection: Connection,
+        held_messages: list[dict[str, Any]],
+        held_agent: dict[str, Any] | None,
+    ) -> tuple[int, int]:
+        """Insert the messages, update the agent; return how many rows each changed."""
+        if self._postgresql and held_messages:
+            records = {"held_messages": [_as_record(values) for values in held_messages]}
+            if held_agent is None:
+                return connection.execute(_INSERT_HELD_MESSAGES, records).rowcount, 0
+            values = {**turn.key, **held_agent, **records}
+            inserted = connection.execute(_INSERT_HELD_MESSAGES_AND_UPDATE_AGENT, values).scalar()
+            return (0, 0) if inserted is None else (inserted, 1)
+        inserted = updated = 0
+        if held_messages:
+            inserted = connection.execute(self._inserts[messages], held_messages).rowcount
+        if held_agent is not None:
+            updated = connection.execute(_UPDATE_AGENT, {**turn.key, **held_agent}).rowcount
+        return inserted, updated
 
     # Sessions
 
@@ -423,19 +551,22 @@ class SqlSessionRepository(SessionRepository):
         if turn and state == turn.stored_state:
             return
         values = {
-            **self._agent_params(session_id, agent_id),
             "state": session_agent.state,
             "conversation_manager_state": session_agent.conversation_manager_state,
             "internal_state": session_agent._internal_state,
             "updated_at": _timestamp(session_agent.updated_at),
         }
+        if turn:
+            # Held as the copy `state` is: the SDK may change what it gave before the turn ends.
+            names = ("state", "conversation_manager_state", "internal_state")
+            turn.held_agent_update = {**values, **dict(zip(names, state, strict=True))}
+            turn.remember(session_agent, state)
+            return
         self._change_one(
             _UPDATE_AGENT,
-            values,
+            {**self._agent_params(session_id, agent_id), **values},
             missing=f"agent {agent_id!r} does not exist in session {session_id!r}",
         )
-        if turn:
-            turn.remember(session_agent, state)
 
     def list_agents(self, session_id: str) -> list[SessionAgent]:
         """The session's agents, in the order they were created."""
@@ -454,17 +585,26 @@ class SqlSessionRepository(SessionRepository):
     ) -> None:
         session_id, agent_id = self._ids(session_id, agent_id)
         message_id = session_message.message_id
+        values = {
+            "session_id": session_id,
+            "agent_id": agent_id,
+            "message_id": message_id,
+            "message": session_message.message,
+            "redact_message": session_message.redact_message,
+            "created_at": _timestamp(session_message.created_at),
+            "updated_at": _timestamp(session_message.updated_at),
+        }
+        if turn := self._turn_of(session_id, agent_id):
+            # A copy, as a write now would store it: the SDK changes some messages in place later
+            # in a turn (a conversation manager trimming a tool result) without writing them again.
+            message, redact_message = _as_stored([values["message"], values["redact_message"]])
+            turn.held_messages.append(
+                {**values, "message": message, "redact_message": redact_message}
+            )
+            return
         self._insert_new(
             messages,
-            {
-                "session_id": session_id,
-                "agent_id": agent_id,
-                "message_id": message_id,
-                "message": session_message.message,
-                "redact_message": session_message.redact_message,
-                "created_at": _timestamp(session_message.created_at),
-                "updated_at": _timestamp(session_message.updated_at),
-            },
+            values,
             exists=f"message {message_id} already exists for agent {agent_id!r}",
             missing=f"agent {agent_id!r} does not exist in session {session_id!r}",
         )
@@ -516,9 +656,11 @@ class SqlSessionRepository(SessionRepository):
             raise ValueError("offset and limit must not be negative")
         # A turn's first look at its messages comes after what an unfinished turn left is gone.
         self._loaded_turn(session_id, agent_id)
-        values = {**self._agent_params(session_id, agent_id), "offset": offset}
-        query = _LIST_MESSAGES if limit is None else _LIST_MESSAGES.limit(limit)
+        values = {**self._agent_params(session_id, agent_id), "offset": offset, "limit": limit}
+        query = _LIST_MESSAGES if limit is None else _LIST_SOME_MESSAGES
         with self._connect() as connection:
+            if self._streams_rows:
+                return [_session_message(row) for row in _stream_rows(connection, query, values)]
             result = connection.execute(query, values)
             # The driver's own tuples: these columns need no conversion, and skipping SQLAlchemy's
             # Row objects takes a fifth off restoring a long conversation.
@@ -668,6 +810,46 @@ class SqlSessionRepository(SessionRepository):
         with self._connect() as connection:
             if not connection.execute(statement, values).rowcount:
                 raise NotFoundError(missing)
+
+
+@lru_cache(maxsize=16)
+def _sql(statement: Executable, dialect: Dialect) -> str:
+    return str(statement.compile(dialect=dialect))
+
+
+def _stream_rows(
+    connection: Connection, statement: Executable, values: Mapping[str, Any]
+) -> Iterator[tuple]:
+    """The rows of `statement`, streamed by psycopg a chunk at a time.
+
+    Decoding one chunk then overlaps the database producing and sending the next: listing
+    10,000 messages takes ~40 ms instead of ~65 (1,000: ~6 ms instead of ~8). SQLAlchemy
+    streams only through a server-side cursor, a round trip per chunk. A failure is raised as
+    SQLAlchemy raises it, and a connection that died is invalidated, as SQLAlchemy does.
+    """
+    sql = _sql(statement, connection.dialect)
+    dbapi_connection = connection.connection.dbapi_connection
+    cursor = dbapi_connection.cursor()
+    try:
+        yield from cursor.stream(sql, values, size=_STREAM_CHUNK)
+    except DriverError as error:
+        disconnected = connection.dialect.is_disconnect(error, dbapi_connection, cursor)
+        if disconnected:
+            connection.invalidate(error)
+        raise DBAPIError.instance(
+            sql, values, error, DriverError, connection_invalidated=disconnected
+        ) from error
+    finally:
+        cursor.close()
+
+
+def _as_record(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A message's insert values as a JSON record for jsonb_to_recordset."""
+    return {
+        **values,
+        "created_at": values["created_at"].isoformat(),
+        "updated_at": values["updated_at"].isoformat(),
+    }
 
 
 def _finishes_turn(message: Mapping[str, Any]) -> bool:
