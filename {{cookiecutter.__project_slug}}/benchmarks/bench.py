@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,9 @@ from {{ cookiecutter.__package_name }}.config import Settings
 from {{ cookiecutter.__package_name }}.database import create_engine, upgrade_schema
 from {{ cookiecutter.__package_name }}.echo import EchoModel
 from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository
+from {{ cookiecutter.__package_name }}.session_store.locks import SessionLocks, session_locks
 from {{ cookiecutter.__package_name }}.session_store.tables import agents, messages, sessions
+from {{ cookiecutter.__package_name }}.turns import locked_turn
 
 from .memory_store import MemorySessionRepository
 
@@ -55,18 +58,24 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f} ms"
 
 
-def median_time(run: Callable[[], object], repeat: int) -> float:
+def interleaved_medians(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """The median time of each run over `repeat` rounds, in each of which every run goes once,
+    in a shuffled order: a slow spell of the machine weighs on all of them alike, and the
+    ratios between them hold even when the machine is noisy."""
     # What earlier measurements left behind (the in-memory store keeps every message it was
     # given) is long-lived: frozen, as the service freezes what it starts with, so that it does
     # not slow down the garbage collections of what is measured next.
     gc.collect()
     gc.freeze()
-    timings = []
+    timings: dict[str, list[float]] = {name: [] for name in runs}
+    order = list(runs.items())
     for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        timings.append(time.perf_counter() - start)
-    return statistics.median(timings)
+        random.shuffle(order)
+        for name, run in order:
+            start = time.perf_counter()
+            run()
+            timings[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in timings.items()}
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -94,6 +103,7 @@ class Store:
     seed: Callable[[str, int, int], None]  # session id, messages, messages trimmed by the window
     floor: Callable[[str], int] | None = None  # the bare SELECT and JSON decoding of a session
     engine: Engine | None = None  # the database, for the stores that have one
+    locks: SessionLocks | None = None  # the service's session locks on that database
 
 
 def seed_through(repository: SessionRepository) -> Callable[[str, int, int], None]:
@@ -108,7 +118,7 @@ def seed_through(repository: SessionRepository) -> Callable[[str, int, int], Non
     return seed
 
 
-def sql_store(name: str, engine: Engine) -> Store:
+def sql_store(name: str, engine: Engine, locks: SessionLocks) -> Store:
     """This project's store; seeded in bulk, since a 100,000-message session is seeded too."""
 
     def seed(session_id: str, total: int, removed: int) -> None:
@@ -146,7 +156,7 @@ def sql_store(name: str, engine: Engine) -> Store:
             rows = connection.execute(query, {"session_id": session_id}).all()
         return len([json.loads(row[0]) for row in rows])
 
-    return Store(name, SqlSessionRepository(engine), seed, floor, engine)
+    return Store(name, SqlSessionRepository(engine), seed, floor, engine, locks)
 
 
 @contextmanager
@@ -165,10 +175,14 @@ def stores(postgres_server: str | None) -> Iterator[list[Store]]:
                 ("PostgreSQL", stack.enter_context(temporary_database(postgres_server, "bench")))
             )
         for name, url in urls:
-            engine = create_engine(Settings(_env_file=None, database_url=url))
+            settings = Settings(_env_file=None, database_url=url)
+            engine = create_engine(settings)
             stack.callback(engine.dispose)
             upgrade_schema(engine)
-            found.append(sql_store(name, engine))
+            locks, lock_engine = session_locks(settings, engine)
+            if lock_engine is not None:
+                stack.callback(lock_engine.dispose)
+            found.append(sql_store(name, engine, locks))
         yield found
 
 
@@ -183,19 +197,15 @@ def restore(repository: SessionRepository, session_id: str) -> Agent:
 def bench_restore(all_stores: list[Store], sizes: list[int], repeat: int) -> list[dict]:
     results = []
     for size in sizes:
-        row: dict[str, Any] = {"messages": size}
+        session_id = f"restore-{size}"
+        runs: dict[str, Callable[[], object]] = {}
         for store in all_stores:
-            session_id = f"restore-{size}"
             store.seed(session_id, size, 0)
             assert len(restore(store.repository, session_id).messages) == size
-            row[store.name] = median_time(
-                lambda s=store, i=session_id: restore(s.repository, i), repeat
-            )
+            runs[store.name] = partial(restore, store.repository, session_id)
             if store.floor:
-                row[f"{store.name} I/O floor"] = median_time(
-                    lambda s=store, i=session_id: s.floor(i), repeat
-                )
-        results.append(row)
+                runs[f"{store.name} I/O floor"] = partial(store.floor, session_id)
+        results.append({"messages": size, **interleaved_medians(runs, repeat)})
     return results
 
 
@@ -207,10 +217,10 @@ def bench_growth(all_stores: list[Store], total: int, repeat: int) -> list[dict]
             continue
         store.seed("grown", total, total - WINDOW)
         store.seed("short", WINDOW, 0)
-        grown = median_time(lambda s=store: restore(s.repository, "grown"), repeat)
-        short = median_time(lambda s=store: restore(s.repository, "short"), repeat)
+        runs = {length: partial(restore, store.repository, length) for length in ("grown", "short")}
+        medians = interleaved_medians(runs, repeat)
         results.append(
-            {"store": store.name, "grown": grown, "short": short, "ratio": grown / short}
+            {"store": store.name, **medians, "ratio": medians["grown"] / medians["short"]}
         )
     return results
 
@@ -241,17 +251,29 @@ class ToolCallingEchoModel(EchoModel):
         yield {"messageStop": {"stopReason": "tool_use"}}
 
 
-def turn_time(
+@dataclass
+class TimedAgent:
+    """One long-lived agent that a per-turn figure is taken from."""
+
+    name: str
+    agent: Agent
+    session_id: str
+    scope: Callable[[str], AbstractContextManager] | None = None
+
+    def turn(self) -> None:
+        with self.scope(self.session_id) if self.scope else nullcontext():
+            self.agent("How many words are in this prompt?")
+
+
+def timed_agent(
+    name: str,
     repository: SessionRepository | None,
     with_tool: bool,
-    turns: int,
     scope: Callable[[str], AbstractContextManager] | None = None,
-) -> float:
-    """Median time of a turn of one long-lived agent (the window trims from the 21st turn on).
-
-    `scope(session_id)` is entered around every turn."""
-    manager = None
+) -> TimedAgent:
+    """An agent for `name`'s figure; `scope(session_id)` is entered around each of its turns."""
     session_id = f"turns-{uuid.uuid4().hex}"
+    manager = None
     if repository:
         manager = RepositorySessionManager(session_id=session_id, session_repository=repository)
     agent = Agent(
@@ -261,41 +283,44 @@ def turn_time(
         conversation_manager=SlidingWindowConversationManager(window_size=WINDOW),
         callback_handler=None,
     )
+    return TimedAgent(name, agent, session_id, scope)
 
-    def turn() -> None:
-        with scope(session_id) if scope else nullcontext():
-            agent("How many words are in this prompt?")
 
-    for _ in range(3):
-        turn()
-    return median_time(turn, turns)
+def turn_scope(store: Store) -> Callable[[str], AbstractContextManager]:
+    """The repository's turn scope, on a pooled connection of its own."""
+    return lambda session_id: store.repository.turn(session_id, "default")
+
+
+def service_scope(store: Store) -> Callable[[str], AbstractContextManager]:
+    """A turn as the service runs it (turns.locked_turn)."""
+    return partial(locked_turn, store.locks, store.repository)
 
 
 def bench_turns(all_stores: list[Store], turns: int) -> list[dict]:
     """Time a turn adds over the same agent with no session manager.
 
-    Database stores are measured twice: each call borrowing a pooled connection (as any Strands
-    agent uses the store), and as the service runs turns: in the repository's turn scope, on one
-    connection (the one that holds the session's lock in the service).
+    Database stores are measured three ways: each call on a pooled connection (as any Strands
+    agent uses a store), in the repository's turn scope, and as the service runs turns (the
+    turn scope, and the session's lock around it). Every agent takes one turn per round
+    (interleaved_medians).
     """
     results = []
     for kind, with_tool in (("text turn", False), ("one-tool turn", True)):
-        bare = turn_time(None, with_tool, turns)
-        row: dict[str, Any] = {"turn": kind, "no session manager": bare}
+        timed = [timed_agent("no session manager", None, with_tool)]
         for store in all_stores:
-            row[store.name] = turn_time(store.repository, with_tool, turns) - bare
-            if store.engine is not None:
-
-                @contextmanager
-                def as_the_service(session_id: str, store: Store = store) -> Iterator[None]:
-                    with (
-                        store.engine.connect() as connection,
-                        store.repository.turn(session_id, "default", connection),
-                    ):
-                        yield
-
-                per_turn = turn_time(store.repository, with_tool, turns, as_the_service)
-                row[f"{store.name}, as the service"] = per_turn - bare
+            timed.append(timed_agent(store.name, store.repository, with_tool))
+            if store.locks is not None:
+                for how, scope in (("turn scope", turn_scope), ("as the service", service_scope)):
+                    name = f"{store.name}, {how}"
+                    timed.append(timed_agent(name, store.repository, with_tool, scope(store)))
+        # The window fills up and starts trimming after WINDOW / 2 turns: measured from there.
+        for _ in range(WINDOW // 2 + 1):
+            for agent in timed:
+                agent.turn()
+        medians = interleaved_medians({agent.name: agent.turn for agent in timed}, turns)
+        bare = medians.pop("no session manager")
+        row: dict[str, Any] = {"turn": kind, "no session manager": bare}
+        row.update({name: median - bare for name, median in medians.items()})
         results.append(row)
     return results
 
@@ -478,7 +503,15 @@ def report(results: dict[str, Any], postgres: bool) -> None:
     print(f"\n## Growth: {results['growth_total']:,} messages, the window keeps {WINDOW}\n")
     print(table(results["growth"], {"ratio": lambda r: f"{r:.2f}x (target <= 2x)"}))
     print(f"\n## Per-turn overhead over no session manager (median)\n\n{table(results['turns'])}")
-    print("Target: at most 1.5 ms per text turn on PostgreSQL.")
+    database = "PostgreSQL" if postgres else "SQLite"
+    for row in results["turns"]:
+        files = row["FileSessionManager"]
+        for name in (column for column in row if column.startswith(database)):
+            print(f"- {row['turn']}, {name}: {row[name] / files:.2f}x FileSessionManager's")
+    print(
+        "Target: at most 1.5 ms per text turn on PostgreSQL, for the store as the service uses"
+        " it (its turn scope); as the service, the session lock's two statements come on top."
+    )
     service = results.get("service")
     if service:
         print("\n## Service: /process, echo model, "
@@ -497,7 +530,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000,10000", help="messages per restored session")
     parser.add_argument("--growth", type=int, default=100_000, help="messages of the long session")
-    parser.add_argument("--repeat", type=int, default=7, help="runs per restore figure")
+    parser.add_argument("--repeat", type=int, default=9, help="runs per restore figure")
     parser.add_argument("--turns", type=int, default=200, help="turns per per-turn figure")
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--sessions", type=int, default=256)

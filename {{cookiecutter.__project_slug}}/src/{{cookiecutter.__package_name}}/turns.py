@@ -18,8 +18,9 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,6 +144,17 @@ def _yield_the_cpu_to_the_event_loop() -> None:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
+@contextmanager
+def locked_turn(
+    locks: SessionLocks, repository: SqlSessionRepository, session_id: str
+) -> Iterator[None]:
+    """How every turn runs: holding its session's lock, in the repository's turn scope on the
+    connection that holds it. Restoring in it also discards what an earlier turn left
+    unfinished (a crash, an outage); its writes are stored when it ends."""
+    with locks.hold(session_id) as connection, repository.turn(session_id, AGENT_ID, connection):
+        yield
+
+
 class TurnRunner:
     """Runs turns on a bounded pool of worker threads, one agent per turn."""
 
@@ -177,11 +189,7 @@ class TurnRunner:
     def _run(self, turn: Turn, prompt: str) -> None:
         session_id = turn.session_id
         try:
-            with (
-                self._locks.hold(session_id) as connection,
-                # Restoring also discards what an earlier turn left unfinished (a crash, an outage).
-                self._repository.turn(session_id, AGENT_ID, connection),
-            ):
+            with locked_turn(self._locks, self._repository, session_id):
                 agent = build_agent(
                     self._settings, self._repository, session_id, self._model_factory()
                 )

@@ -11,9 +11,9 @@ from strands.models import Model
 
 from ..agent import build_model
 from ..config import Settings, get_settings
-from ..database import create_engine, create_lock_engine, is_sqlite, upgrade_schema
+from ..database import create_engine, is_sqlite, upgrade_schema
 from ..session_store import SqlSessionRepository
-from ..session_store.locks import AdvisorySessionLocks, ProcessSessionLocks
+from ..session_store.locks import session_locks
 from ..turns import TurnRunner
 from . import health, sessions, turns
 from .errors import install_error_handlers
@@ -35,11 +35,7 @@ def create_app(
             # (make migrate, or the compose migrate service), not by every replica at start-up.
             await run_in_threadpool(upgrade_schema, engine)
         repository = SqlSessionRepository(engine)
-        if is_sqlite(engine):
-            locks, lock_engine = ProcessSessionLocks(config.session_lock_timeout), None
-        else:
-            lock_engine = create_lock_engine(config)
-            locks = AdvisorySessionLocks(lock_engine, config.session_lock_timeout)
+        locks, lock_engine = session_locks(config, engine)
         model = model_factory or partial(build_model, config)
         runner = TurnRunner(config, repository, locks, model)
         app.state.settings, app.state.engine = config, engine

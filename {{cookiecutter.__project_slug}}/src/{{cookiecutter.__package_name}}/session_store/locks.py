@@ -15,6 +15,9 @@ from typing import Protocol
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from ..config import Settings
+from ..database import create_lock_engine, is_sqlite
+
 
 class SessionBusyError(Exception):
     """Another turn of the session held its lock for longer than the lock timeout."""
@@ -137,3 +140,12 @@ class AdvisorySessionLocks:
             # The connection failed (now, or earlier in the turn) and the lock went with it:
             # make sure the pool drops it too. The turn's own error is what gets reported.
             connection.invalidate()
+
+
+def session_locks(settings: Settings, engine: Engine) -> tuple[SessionLocks, Engine | None]:
+    """The session locks for `engine`'s database, and the lock pool's own engine (None on
+    SQLite), which the caller disposes of when done."""
+    if is_sqlite(engine):
+        return ProcessSessionLocks(settings.session_lock_timeout), None
+    lock_engine = create_lock_engine(settings)
+    return AdvisorySessionLocks(lock_engine, settings.session_lock_timeout), lock_engine
