@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -24,10 +25,13 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(
-    database_url: str, app: str = "{{ cookiecutter.__package_name }}.main:app", **env: str
+    database_url: str,
+    app: str = "{{ cookiecutter.__package_name }}.main:app",
+    log: IO[str] | None = None,
+    **env: str,
 ) -> Iterator[httpx.Client]:
     """Start `uvicorn` on this database (with the echo model, unless `app` is another factory);
-    yield a client that sends the API key."""
+    yield a client that sends the API key. The server's output goes to `log` if given."""
     port = free_port()
     environment = {
         **os.environ,
@@ -41,7 +45,7 @@ def running_server(
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
     ]  # fmt: skip
     # The project directory, so that `tests.slow_server` is importable by the server.
-    server = subprocess.Popen(command, env=environment, cwd=PROJECT_DIR)
+    server = subprocess.Popen(command, env=environment, cwd=PROJECT_DIR, stdout=log, stderr=log)
     base_url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {API_KEY}"}
     try:

@@ -16,6 +16,7 @@ from ..session_store import SqlSessionRepository
 from ..session_store.locks import session_locks
 from ..turns import TurnRunner
 from . import health, sessions, turns
+from .disconnects import DroppedStreamMiddleware
 from .errors import install_error_handlers
 from .limits import BodySizeLimitMiddleware
 
@@ -59,6 +60,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes)
+    app.add_middleware(DroppedStreamMiddleware)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(turns.router)
