@@ -253,7 +253,7 @@ class _Turn:
     session: Session | None = None
     agent: SessionAgent | None = None
     # The agent's state as stored, decoded apart from the SDK's objects (which it changes).
-    stored_state: list | None = field(default=None, repr=False)
+    stored_state: dict[str, Any] | None = field(default=None, repr=False)
     # Writes held back until the turn runs another statement or ends: the values of each
     # message's insert, and of the agent's latest update.
     held_messages: list[dict[str, Any]] = field(default_factory=list, repr=False)
@@ -268,7 +268,7 @@ class _Turn:
     def holds_writes(self) -> bool:
         return bool(self.held_messages) or self.held_agent_update is not None
 
-    def remember(self, session_agent: SessionAgent, state: list | None = None) -> None:
+    def remember(self, session_agent: SessionAgent, state: dict[str, Any] | None = None) -> None:
         """Record `session_agent` as stored; `state` is its _stored_state, if already made."""
         self.agent = session_agent
         self.stored_state = _stored_state(session_agent) if state is None else state
@@ -285,15 +285,22 @@ def _as_stored(value: Any) -> Any:
     return json.loads(dumps_json(value))
 
 
-def _stored_state(session_agent: SessionAgent) -> list:
-    """The agent's state, conversation manager state and internal state, as stored."""
-    return _as_stored(
-        [
-            session_agent.state,
-            session_agent.conversation_manager_state,
-            session_agent._internal_state,
-        ]
-    )
+def _agent_state(session_agent: SessionAgent) -> dict[str, Any]:
+    """The values of the agent's JSON columns."""
+    return {
+        "state": session_agent.state,
+        "conversation_manager_state": session_agent.conversation_manager_state,
+        "internal_state": session_agent._internal_state,
+    }
+
+
+def _stored_state(session_agent: SessionAgent) -> dict[str, Any]:
+    """The agent's JSON columns as stored: a copy of its own, as it is now."""
+    return _as_stored(_agent_state(session_agent))
+
+
+def _missing_agent(session_id: str, agent_id: str) -> str:
+    return f"agent {agent_id!r} does not exist in session {session_id!r}"
 
 
 class SqlSessionRepository(SessionRepository):
@@ -423,7 +430,7 @@ class SqlSessionRepository(SessionRepository):
         held_messages, held_agent = turn.held_messages, turn.held_agent_update
         # Taken off the turn first: a write that failed is not tried again.
         turn.held_messages, turn.held_agent_update = [], None
-        missing = f"agent {turn.agent_id!r} does not exist in session {turn.session_id!r}"
+        missing = _missing_agent(turn.session_id, turn.agent_id)
         try:
             inserted, updated = self._insert_and_update(turn, connection, held_messages, held_agent)
         except IntegrityError as error:
@@ -544,29 +551,26 @@ class SqlSessionRepository(SessionRepository):
 
     def update_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
         agent_id = session_agent.agent_id
+        updated_at = _timestamp(session_agent.updated_at)
         turn = self._turn_of(session_id, agent_id)
-        state = _stored_state(session_agent) if turn else None
+        if turn is None:
+            self._change_one(
+                _UPDATE_AGENT,
+                {
+                    **self._agent_params(session_id, agent_id),
+                    **_agent_state(session_agent),
+                    "updated_at": updated_at,
+                },
+                missing=_missing_agent(session_id, agent_id),
+            )
+            return
+        state = _stored_state(session_agent)
         # The SDK writes the agent after every message: in a turn, writes that change nothing
-        # are skipped.
-        if turn and state == turn.stored_state:
-            return
-        values = {
-            "state": session_agent.state,
-            "conversation_manager_state": session_agent.conversation_manager_state,
-            "internal_state": session_agent._internal_state,
-            "updated_at": _timestamp(session_agent.updated_at),
-        }
-        if turn:
-            # Held as the copy `state` is: the SDK may change what it gave before the turn ends.
-            names = ("state", "conversation_manager_state", "internal_state")
-            turn.held_agent_update = {**values, **dict(zip(names, state, strict=True))}
+        # are skipped. What is held is the copy: the SDK may change what it gave before the
+        # turn ends.
+        if state != turn.stored_state:
+            turn.held_agent_update = {**state, "updated_at": updated_at}
             turn.remember(session_agent, state)
-            return
-        self._change_one(
-            _UPDATE_AGENT,
-            {**self._agent_params(session_id, agent_id), **values},
-            missing=f"agent {agent_id!r} does not exist in session {session_id!r}",
-        )
 
     def list_agents(self, session_id: str) -> list[SessionAgent]:
         """The session's agents, in the order they were created."""
@@ -597,16 +601,14 @@ class SqlSessionRepository(SessionRepository):
         if turn := self._turn_of(session_id, agent_id):
             # A copy, as a write now would store it: the SDK changes some messages in place later
             # in a turn (a conversation manager trimming a tool result) without writing them again.
-            message, redact_message = _as_stored([values["message"], values["redact_message"]])
-            turn.held_messages.append(
-                {**values, "message": message, "redact_message": redact_message}
-            )
+            content = {"message": values["message"], "redact_message": values["redact_message"]}
+            turn.held_messages.append({**values, **_as_stored(content)})
             return
         self._insert_new(
             messages,
             values,
             exists=f"message {message_id} already exists for agent {agent_id!r}",
-            missing=f"agent {agent_id!r} does not exist in session {session_id!r}",
+            missing=_missing_agent(session_id, agent_id),
         )
 
     def read_message(
