@@ -3,10 +3,12 @@
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from unittest.mock import patch
 
 import pytest
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Connection, Engine, event, func, select
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.sql import Executable
 from strands import Agent
 from strands.multiagent import GraphBuilder
 from strands.multiagent.graph import Graph
@@ -20,6 +22,7 @@ from {{ cookiecutter.__package_name }}.session_store import (
     NotFoundError,
     SqlSessionRepository,
 )
+from {{ cookiecutter.__package_name }}.session_store import repository as repository_module
 from {{ cookiecutter.__package_name }}.session_store.tables import (
     agents,
     messages,
@@ -198,14 +201,22 @@ def test_update_agent_keeps_created_at(repository: SqlSessionRepository) -> None
 
 @contextmanager
 def statements_run(engine: Engine) -> Iterator[list[str]]:
+    """The statements run on `engine`: those SQLAlchemy runs, and those the store streams
+    through the driver itself, which SQLAlchemy's events never see."""
     executed: list[str] = []
+    stream_rows = repository_module._stream_rows
 
     def record(_connection, _cursor, statement: str, *_args: object) -> None:
         executed.append(statement)
 
+    def record_streamed(connection: Connection, statement: Executable, *args: object):
+        executed.append(str(statement.compile(dialect=connection.dialect)))
+        return stream_rows(connection, statement, *args)
+
     event.listen(engine, "before_cursor_execute", record)
     try:
-        yield executed
+        with patch.object(repository_module, "_stream_rows", record_streamed):
+            yield executed
     finally:
         event.remove(engine, "before_cursor_execute", record)
 
@@ -229,6 +240,78 @@ def test_a_turn_reads_its_agent_once_and_writes_only_changes(
     # The turn's one read, one update, and the read of the agent the turn is not for.
     assert len(executed) == 3
     assert repository.read_agent("s-1", "default").state["user"]["visits"] == 4
+
+
+def conversation(repository: SqlSessionRepository, **state: object) -> SessionAgent:
+    """Session s-1 with four messages; `state` is added to its conversation manager's."""
+    new_session(repository)
+    agent = new_agent(repository)
+    agent.conversation_manager_state.update(state)
+    repository.update_agent("s-1", agent)
+    for number, text in enumerate(["hi", "hello", "and now?", "now this"]):
+        role = "assistant" if number % 2 else "user"
+        repository.create_message("s-1", "default", text_message(number, text, role))
+    return agent
+
+
+def test_a_turn_restores_its_agent_in_one_statement(
+    repository: SqlSessionRepository, engine: Engine
+) -> None:
+    conversation(repository, removed_message_count=2)
+    agent = repository.read_agent("s-1", "default")
+    window = repository.list_messages("s-1", "default", offset=2)
+
+    # What the SDK reads to restore an agent whose conversation manager removed two messages.
+    with statements_run(engine) as executed, repository.turn("s-1", "default"):
+        assert repository.read_session("s-1") is not None
+        assert repository.read_agent("s-1", "default") == agent
+        assert repository.list_messages("s-1", "default", offset=2) == window
+
+    assert len(executed) == 1
+    assert [message.message_id for message in window] == [2, 3]
+
+
+@pytest.mark.parametrize(
+    ("state", "offset"),
+    [
+        ({}, 0),
+        ({"removed_message_count": None}, 0),
+        ({"removed_message_count": "2"}, 2),
+        ({"removed_message_count": 2.5}, 2),
+        ({"removed_message_count": [2]}, 2),
+        ({"removed_message_count": -1}, 0),
+        ({"removed_message_count": 1}, 2),
+        ({"removed_message_count": 2}, 0),
+    ],
+    ids=["missing", "null", "text", "fraction", "list", "negative", "other", "from-start"],
+)
+def test_a_turn_lists_from_the_database_what_it_did_not_read_ahead(
+    repository: SqlSessionRepository, engine: Engine, state: dict, offset: int
+) -> None:
+    conversation(repository, **state)
+    expected = repository.list_messages("s-1", "default", offset=offset)
+
+    with statements_run(engine) as executed, repository.turn("s-1", "default"):
+        assert repository.list_messages("s-1", "default", offset=offset) == expected
+
+    assert len(executed) == 2
+    assert len(expected) == 4 - offset
+
+
+def test_a_turn_lists_what_it_changed_after_reading_ahead(
+    repository: SqlSessionRepository,
+) -> None:
+    conversation(repository, removed_message_count=0)
+    redacted = text_message(1, "[redacted]", "assistant")
+
+    with repository.turn("s-1", "default"):
+        repository.read_agent("s-1", "default")
+        repository.update_message("s-1", "default", redacted)
+        restored = repository.list_messages("s-1", "default")
+        again = repository.list_messages("s-1", "default")
+
+    assert restored[1].message == redacted.message
+    assert again == restored
 
 
 def test_a_turn_discards_what_an_unfinished_turn_left_before_restoring(

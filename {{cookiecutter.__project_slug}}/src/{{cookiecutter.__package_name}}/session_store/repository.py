@@ -9,6 +9,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from psycopg import Error as DriverError
@@ -16,6 +17,7 @@ from psycopg import capabilities
 from sqlalchemy import (
     Connection,
     Engine,
+    Integer,
     Row,
     Table,
     Text,
@@ -32,9 +34,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Compiled, Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import Executable
+from sqlalchemy.sql.functions import FunctionElement
 from strands.session import SessionRepository
 from strands.types.exceptions import SessionException
 from strands.types.session import (
@@ -115,17 +119,21 @@ def _as_text(column: Any) -> Any:
     return cast(column, Text).label(column.name)
 
 
-_MESSAGE_COLUMNS = (
-    messages.c.message_id,
-    _as_text(messages.c.message),
-    _as_text(messages.c.redact_message),
-    iso_timestamp(messages.c.created_at).label("created_at"),
+def _message_columns(table: Table) -> tuple:
+    """A message's columns as _session_message takes them, from `table` (messages, or an alias)."""
     # Messages are seldom updated after they are created (a redaction): for the others the
     # database formats one timestamp, not two (each costs ~6 ms per 10,000 rows on PostgreSQL).
-    case(
-        (messages.c.updated_at != messages.c.created_at, iso_timestamp(messages.c.updated_at))
-    ).label("updated_at"),
-)
+    updated_at = case((table.c.updated_at != table.c.created_at, iso_timestamp(table.c.updated_at)))
+    return (
+        table.c.message_id,
+        _as_text(table.c.message),
+        _as_text(table.c.redact_message),
+        iso_timestamp(table.c.created_at).label("created_at"),
+        updated_at.label("updated_at"),
+    )
+
+
+_MESSAGE_COLUMNS = _message_columns(messages)
 _AGENT_COLUMNS = (
     agents.c.agent_id,
     _as_text(agents.c.state),
@@ -157,25 +165,68 @@ _LIST_MESSAGES = (
 _LIST_SOME_MESSAGES = _LIST_MESSAGES.limit(bindparam("limit"))
 # A long read's rows arrive from psycopg this many at a time (_stream_rows).
 _STREAM_CHUNK = 250
-# What a turn reads to restore its agent, in one statement: the session, the agent, and the
-# agent's newest message (which tells whether the previous turn finished).
-_NEWEST_MESSAGE = (
-    select(_as_text(messages.c.message))
-    .where(
-        messages.c.session_id == sessions.c.session_id,
-        messages.c.agent_id == bindparam("key_agent"),
+
+
+class _restored_offset(FunctionElement[int]):
+    """The offset the SDK restores an agent's messages from: the `removed_message_count` that its
+    conversation manager stored, or NULL unless that is a whole number a message id can hold."""
+
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(_restored_offset, "postgresql")
+def _restored_offset_postgresql(element: _restored_offset, compiler: Any, **kw: Any) -> str:
+    count = f"({compiler.process(element.clauses, **kw)} -> 'removed_message_count')"
+    whole = "$ ? (@ == @.floor() && @ >= 0 && @ <= 2147483647)"
+    return (
+        f"CASE WHEN jsonb_typeof({count}) = 'number' "
+        f"THEN jsonb_path_query_first({count}, '{whole}')::integer END"
     )
-    .order_by(messages.c.message_id.desc())
-    .limit(1)
+
+
+@compiles(_restored_offset, "sqlite")
+def _restored_offset_sqlite(element: _restored_offset, compiler: Any, **kw: Any) -> str:
+    count = f"{compiler.process(element.clauses, **kw)}, '$.removed_message_count'"
+    return (
+        f"CASE WHEN json_type({count}) = 'integer' AND json_extract({count}) >= 0 "
+        f"THEN json_extract({count}) END"
+    )
+
+
+# What a turn reads to restore its agent, in one statement and one round trip: the session, the
+# agent, the agent's newest message (which tells whether the previous turn finished), and the
+# messages the SDK will restore, read ahead (_Turn.take_window). A row per restored message, the
+# session and agent repeated on each (or one row, with no message, when there are none).
+_restored = messages.alias("restored")
+# Read first, on its own (PostgreSQL's InitPlan): a bound to range-scan the primary key with.
+_offset = (
+    select(_restored_offset(agents.c.conversation_manager_state))
+    .where(*_AGENT_KEY)
+    .correlate(None)
     .scalar_subquery()
 )
 _READ_TURN = (
     select(
         sessions.c.session_type,
-        sessions.c.created_at.label("session_created_at"),
-        sessions.c.updated_at.label("session_updated_at"),
-        *_AGENT_COLUMNS,
-        _NEWEST_MESSAGE.label("newest_message"),
+        iso_timestamp(sessions.c.created_at),
+        iso_timestamp(sessions.c.updated_at),
+        agents.c.agent_id,
+        _as_text(agents.c.state),
+        _as_text(agents.c.conversation_manager_state),
+        _as_text(agents.c.internal_state),
+        iso_timestamp(agents.c.created_at),
+        iso_timestamp(agents.c.updated_at),
+        select(_as_text(messages.c.message))
+        .where(
+            messages.c.session_id == bindparam("key_session"),
+            messages.c.agent_id == bindparam("key_agent"),
+        )
+        .order_by(messages.c.message_id.desc())
+        .limit(1)
+        .scalar_subquery(),
+        _offset,
+        *_message_columns(_restored),
     )
     .select_from(
         sessions.outerjoin(
@@ -184,10 +235,20 @@ _READ_TURN = (
                 agents.c.session_id == sessions.c.session_id,
                 agents.c.agent_id == bindparam("key_agent"),
             ),
+        ).outerjoin(
+            _restored,
+            and_(
+                _restored.c.session_id == bindparam("key_session"),
+                _restored.c.agent_id == bindparam("key_agent"),
+                _restored.c.message_id >= _offset,
+            ),
         )
     )
     .where(sessions.c.session_id == bindparam("key_session"))
+    .order_by(_restored.c.message_id)
 )
+# Where the restored message's columns start in a row of _READ_TURN.
+_RESTORED_AT = len(_READ_TURN.selected_columns) - len(_MESSAGE_COLUMNS)
 
 
 # The writes a turn held back (SqlSessionRepository.turn), in one statement on PostgreSQL: the
@@ -258,6 +319,10 @@ class _Turn:
     # message's insert, and of the agent's latest update.
     held_messages: list[dict[str, Any]] = field(default_factory=list, repr=False)
     held_agent_update: dict[str, Any] | None = field(default=None, repr=False)
+    # The messages read ahead with the agent, and the offset they start from, until the SDK
+    # lists them or the turn runs another statement.
+    window: list[SessionMessage] | None = field(default=None, repr=False)
+    window_offset: Any = None
 
     @property
     def key(self) -> dict[str, str]:
@@ -275,6 +340,14 @@ class _Turn:
 
     def forget(self) -> None:
         self.loaded, self.session, self.agent, self.stored_state = False, None, None, None
+        self.window = None
+
+    def take_window(self, offset: int, limit: int | None) -> list[SessionMessage] | None:
+        """The messages read ahead, if they are what listing from `offset` now returns; once."""
+        window, self.window = self.window, None
+        if window is None or limit is not None or self.holds_writes or offset != self.window_offset:
+            return None
+        return window
 
 
 _current_turn: ContextVar[_Turn | None] = ContextVar("current_turn", default=None)
@@ -339,7 +412,8 @@ class SqlSessionRepository(SessionRepository):
         """Scope one turn of `agent_id` in `session_id`; the caller holds the session's lock.
 
         When the SDK first reads the session, the agent or its messages, one statement reads
-        the session, the agent and its newest message; if that message does not end a turn,
+        the session, the agent, its newest message and the messages the SDK will restore (from
+        the offset its conversation manager stored); if the newest message does not end a turn,
         what the earlier turn left unfinished is discarded (discard_unfinished_turn). Within the
         scope every call runs on `connection` (an autocommit connection to the same database:
         the one holding the lock) rather than on a pooled one of its own, and the SDK's reads of
@@ -349,7 +423,7 @@ class SqlSessionRepository(SessionRepository):
         statement or ends, and then written together: in one statement and one commit on
         PostgreSQL, where each statement is a round trip and each commit a flush of the
         write-ahead log. An update that changes nothing is skipped. A text turn so writes once
-        instead of three times, and a service turn runs 5 statements instead of 7. Holding
+        instead of three times, and a service turn runs 4 statements instead of 7. Holding
         loses nothing that would have been kept: what a turn that never ends had written is an
         unfinished turn, which the next one discards anyway. The lock makes it safe: nothing
         else writes the session meanwhile.
@@ -377,20 +451,49 @@ class SqlSessionRepository(SessionRepository):
 
     def _load_turn(self, turn: _Turn) -> None:
         with self._connect() as connection:
-            row = connection.execute(_READ_TURN, turn.key).first()
+            rows = self._driver_rows(connection, _READ_TURN, turn.key)
+            first = next(rows, None)
+            restored = [] if first is None else chain([first], rows)
+            # An agent with no messages from the offset on comes as one row with no message.
+            window = [
+                _session_message(row[_RESTORED_AT:])
+                for row in restored
+                if row[_RESTORED_AT] is not None
+            ]
         turn.loaded = True
-        if row is None:
+        if first is None:
             return
+        (
+            session_type,
+            session_created_at,
+            session_updated_at,
+            agent_id,
+            state,
+            conversation_manager_state,
+            internal_state,
+            agent_created_at,
+            agent_updated_at,
+            newest_message,
+            offset,
+        ) = first[:_RESTORED_AT]
         turn.session = Session(
-            session_id=turn.session_id,
-            session_type=SessionType(row.session_type),
-            created_at=row.session_created_at.isoformat(),
-            updated_at=row.session_updated_at.isoformat(),
+            turn.session_id, SessionType(session_type), session_created_at, session_updated_at
         )
-        if row.agent_id is not None:
-            turn.remember(_session_agent(row))
-        if row.newest_message is not None and not _finishes_turn(json.loads(row.newest_message)):
+        if agent_id is None:
+            return
+        agent = SessionAgent(
+            agent_id,
+            _loads(state),
+            _loads(conversation_manager_state),
+            _loads(internal_state),
+            agent_created_at,
+            agent_updated_at,
+        )
+        turn.remember(agent)
+        if newest_message is not None and not _finishes_turn(json.loads(newest_message)):
             self.discard_unfinished_turn(turn.session_id, turn.agent_id)
+        elif offset is not None:
+            turn.window, turn.window_offset = window, offset
 
     def _turn_of(self, session_id: str, agent_id: str | None = None) -> _Turn | None:
         """The turn in progress if it is on this session (and agent)."""
@@ -413,6 +516,8 @@ class SqlSessionRepository(SessionRepository):
             with self._engine.connect() as borrowed:
                 yield borrowed
             return
+        # The messages read ahead are listed as they were when read, not after this statement.
+        turn.window = None
         with self._turn_connection(turn) as connection:
             # What the turn held back goes first: reads see it, and writes stay in order.
             self._write_held(turn, connection)
@@ -657,18 +762,13 @@ class SqlSessionRepository(SessionRepository):
         if offset < 0 or (limit is not None and limit < 0):
             raise ValueError("offset and limit must not be negative")
         # A turn's first look at its messages comes after what an unfinished turn left is gone.
-        self._loaded_turn(session_id, agent_id)
+        turn = self._loaded_turn(session_id, agent_id)
+        if turn and (window := turn.take_window(offset, limit)) is not None:
+            return window
         values = {**self._agent_params(session_id, agent_id), "offset": offset, "limit": limit}
         query = _LIST_MESSAGES if limit is None else _LIST_SOME_MESSAGES
         with self._connect() as connection:
-            if self._streams_rows:
-                return [_session_message(row) for row in _stream_rows(connection, query, values)]
-            result = connection.execute(query, values)
-            # The driver's own tuples: these columns need no conversion, and skipping SQLAlchemy's
-            # Row objects takes a fifth off restoring a long conversation.
-            rows = result.cursor.fetchall()
-            result.close()
-        return [_session_message(row) for row in rows]
+            return [_session_message(row) for row in self._driver_rows(connection, query, values)]
 
     def discard_unfinished_turn(self, session_id: str, agent_id: str) -> int:
         """Delete the messages after the agent's last finished turn; return how many there were.
@@ -790,6 +890,21 @@ class SqlSessionRepository(SessionRepository):
             multi_agents.c.multi_agent_id == validate_id("multi-agent id", multi_agent_id),
         )
 
+    def _driver_rows(
+        self, connection: Connection, statement: Executable, values: Mapping[str, Any]
+    ) -> Iterator[tuple]:
+        """The rows of `statement` as the driver's own tuples, streamed where the driver can.
+
+        For statements whose columns need no conversion: skipping SQLAlchemy's Row objects takes
+        a fifth off restoring a long conversation.
+        """
+        if self._streams_rows:
+            yield from _stream_rows(connection, statement, values)
+            return
+        result = connection.execute(statement, values)
+        yield from result.cursor.fetchall()
+        result.close()
+
     def _first(self, query: Any) -> Row | None:
         with self._connect() as connection:
             return connection.execute(query).first()
@@ -815,8 +930,8 @@ class SqlSessionRepository(SessionRepository):
 
 
 @lru_cache(maxsize=16)
-def _sql(statement: Executable, dialect: Dialect) -> str:
-    return str(statement.compile(dialect=dialect))
+def _compiled(statement: Executable, dialect: Dialect) -> Compiled:
+    return statement.compile(dialect=dialect)
 
 
 def _stream_rows(
@@ -829,7 +944,9 @@ def _stream_rows(
     streams only through a server-side cursor, a round trip per chunk. A failure is raised as
     SQLAlchemy raises it, and a connection that died is invalidated, as SQLAlchemy does.
     """
-    sql = _sql(statement, connection.dialect)
+    compiled = _compiled(statement, connection.dialect)
+    # The values given, and those the statement fixes itself (a LIMIT 1, say).
+    sql, values = str(compiled), compiled.construct_params(values)
     dbapi_connection = connection.connection.dbapi_connection
     cursor = dbapi_connection.cursor()
     try:
