@@ -15,15 +15,15 @@ from strands.multiagent.graph import Graph
 from strands.types.exceptions import SessionException
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
-from {{ cookiecutter.__package_name }}.session_store import (
+from {{cookiecutter.__package_name}}.session_store import (
     AlreadyExistsError,
     InvalidCursorError,
     InvalidIdError,
     NotFoundError,
     SqlSessionRepository,
 )
-from {{ cookiecutter.__package_name }}.session_store import repository as repository_module
-from {{ cookiecutter.__package_name }}.session_store.tables import (
+from {{cookiecutter.__package_name}}.session_store import repository as repository_module
+from {{cookiecutter.__package_name}}.session_store.tables import (
     agents,
     messages,
     multi_agents,
@@ -269,6 +269,23 @@ def test_a_turn_restores_its_agent_in_one_statement(
 
     assert len(executed) == 1
     assert [message.message_id for message in window] == [2, 3]
+
+
+def test_a_turn_restores_a_long_window_in_order_in_one_statement(
+    repository: SqlSessionRepository, engine: Engine
+) -> None:
+    # More messages than one chunk of a streamed read.
+    conversation(repository, removed_message_count=100)
+    for number in range(4, 600):
+        role = "assistant" if number % 2 else "user"
+        repository.create_message("s-1", "default", text_message(number, f"m{number}", role))
+
+    with statements_run(engine) as executed, repository.turn("s-1", "default"):
+        restored = repository.list_messages("s-1", "default", offset=100)
+
+    assert len(executed) == 1
+    assert [message.message_id for message in restored] == list(range(100, 600))
+    assert restored[-1].message["content"] == [{"text": "m599"}]
 
 
 @pytest.mark.parametrize(

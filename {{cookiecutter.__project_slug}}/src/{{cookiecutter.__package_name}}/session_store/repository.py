@@ -9,7 +9,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from itertools import chain
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from psycopg import Error as DriverError
@@ -28,8 +28,11 @@ from sqlalchemy import (
     column,
     delete,
     func,
+    literal_column,
+    null,
     select,
     tuple_,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -194,39 +197,45 @@ def _restored_offset_sqlite(element: _restored_offset, compiler: Any, **kw: Any)
     )
 
 
-# What a turn reads to restore its agent, in one statement and one round trip: the session, the
-# agent, the agent's newest message (which tells whether the previous turn finished), and the
-# messages the SDK will restore, read ahead (_Turn.take_window). A row per restored message, the
-# session and agent repeated on each (or one row, with no message, when there are none).
-_restored = messages.alias("restored")
-# Read first, on its own (PostgreSQL's InitPlan): a bound to range-scan the primary key with.
-_offset = (
+# The offset the agent's messages are restored from, read on its own (PostgreSQL's InitPlan):
+# a bound to range-scan the primary key with.
+_OFFSET = (
     select(_restored_offset(agents.c.conversation_manager_state))
     .where(*_AGENT_KEY)
     .correlate(None)
     .scalar_subquery()
 )
-_READ_TURN = (
+_TURN_HEAD_COLUMNS = (
+    sessions.c.session_type,
+    iso_timestamp(sessions.c.created_at),
+    iso_timestamp(sessions.c.updated_at),
+    agents.c.agent_id,
+    _as_text(agents.c.state),
+    _as_text(agents.c.conversation_manager_state),
+    _as_text(agents.c.internal_state),
+    iso_timestamp(agents.c.created_at),
+    iso_timestamp(agents.c.updated_at),
+    # The agent's newest message tells whether the previous turn finished.
+    select(_as_text(messages.c.message))
+    .where(
+        messages.c.session_id == bindparam("key_session"),
+        messages.c.agent_id == bindparam("key_agent"),
+    )
+    .order_by(messages.c.message_id.desc())
+    .limit(1)
+    .scalar_subquery(),
+    _OFFSET,
+)
+# What a turn reads to restore its agent, in one statement and one round trip: a head row with the
+# session, the agent and its newest message, and the messages the SDK will restore, read ahead
+# (_Turn.take_window). Each row leaves the other kind's columns empty. In no promised order: with
+# an ORDER BY, PostgreSQL sorts every row before it sends the first; without, it sends them as it
+# reads them, in the primary key's order, which Python's sort then checks in linear time.
+_READ_TURN = union_all(
     select(
-        sessions.c.session_type,
-        iso_timestamp(sessions.c.created_at),
-        iso_timestamp(sessions.c.updated_at),
-        agents.c.agent_id,
-        _as_text(agents.c.state),
-        _as_text(agents.c.conversation_manager_state),
-        _as_text(agents.c.internal_state),
-        iso_timestamp(agents.c.created_at),
-        iso_timestamp(agents.c.updated_at),
-        select(_as_text(messages.c.message))
-        .where(
-            messages.c.session_id == bindparam("key_session"),
-            messages.c.agent_id == bindparam("key_agent"),
-        )
-        .order_by(messages.c.message_id.desc())
-        .limit(1)
-        .scalar_subquery(),
-        _offset,
-        *_message_columns(_restored),
+        literal_column("1").label("is_head"),
+        *_TURN_HEAD_COLUMNS,
+        *(null().label(column.name) for column in _MESSAGE_COLUMNS),
     )
     .select_from(
         sessions.outerjoin(
@@ -235,20 +244,18 @@ _READ_TURN = (
                 agents.c.session_id == sessions.c.session_id,
                 agents.c.agent_id == bindparam("key_agent"),
             ),
-        ).outerjoin(
-            _restored,
-            and_(
-                _restored.c.session_id == bindparam("key_session"),
-                _restored.c.agent_id == bindparam("key_agent"),
-                _restored.c.message_id >= _offset,
-            ),
         )
     )
-    .where(sessions.c.session_id == bindparam("key_session"))
-    .order_by(_restored.c.message_id)
+    .where(sessions.c.session_id == bindparam("key_session")),
+    select(literal_column("0"), *(null() for _ in _TURN_HEAD_COLUMNS), *_MESSAGE_COLUMNS).where(
+        messages.c.session_id == bindparam("key_session"),
+        messages.c.agent_id == bindparam("key_agent"),
+        messages.c.message_id >= _OFFSET,
+    ),
 )
-# Where the restored message's columns start in a row of _READ_TURN.
-_RESTORED_AT = len(_READ_TURN.selected_columns) - len(_MESSAGE_COLUMNS)
+# Where a row of _READ_TURN has its session and agent, and where its message.
+_TURN_HEAD = slice(1, 1 + len(_TURN_HEAD_COLUMNS))
+_RESTORED_AT = _TURN_HEAD.stop
 
 
 # The writes a turn held back (SqlSessionRepository.turn), in one statement on PostgreSQL: the
@@ -450,18 +457,16 @@ class SqlSessionRepository(SessionRepository):
                 self._write_held(turn, connection)
 
     def _load_turn(self, turn: _Turn) -> None:
+        head, window = None, []
         with self._connect() as connection:
-            rows = self._driver_rows(connection, _READ_TURN, turn.key)
-            first = next(rows, None)
-            restored = [] if first is None else chain([first], rows)
-            # An agent with no messages from the offset on comes as one row with no message.
-            window = [
-                _session_message(row[_RESTORED_AT:])
-                for row in restored
-                if row[_RESTORED_AT] is not None
-            ]
+            for row in self._driver_rows(connection, _READ_TURN, turn.key):
+                if row[0]:  # is_head
+                    head = row
+                else:
+                    window.append(_session_message(row[_RESTORED_AT:]))
+        window.sort(key=attrgetter("message_id"))
         turn.loaded = True
-        if first is None:
+        if head is None:
             return
         (
             session_type,
@@ -475,7 +480,7 @@ class SqlSessionRepository(SessionRepository):
             agent_updated_at,
             newest_message,
             offset,
-        ) = first[:_RESTORED_AT]
+        ) = head[_TURN_HEAD]
         turn.session = Session(
             turn.session_id, SessionType(session_type), session_created_at, session_updated_at
         )
