@@ -24,10 +24,11 @@ def test_the_benchmarks_run_and_report_every_figure(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     results = json.loads(figures.read_text())
     stores = {"in-memory (SDK cost)", "FileSessionManager", "SQLite"}
-    if TEST_DATABASE_URL:
-        stores.add("PostgreSQL")
+    database = "PostgreSQL" if TEST_DATABASE_URL else "SQLite"
+    stores.add(database)
     assert [row["messages"] for row in results["restore"]] == [20, 40]
     assert stores <= set(results["restore"][0])
+    assert f"{database}, as the service" in results["restore"][0]
     assert {row["store"] for row in results["growth"]} == stores - {
         "in-memory (SDK cost)",
         "FileSessionManager",
