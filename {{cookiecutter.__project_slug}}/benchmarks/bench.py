@@ -39,14 +39,14 @@ from strands.types.session import Session, SessionAgent, SessionMessage, Session
 from tests.databases import temporary_database
 from tests.server import running_server
 
-from {{cookiecutter.__package_name}}.api import app as app_module
-from {{cookiecutter.__package_name}}.config import Settings
-from {{cookiecutter.__package_name}}.database import create_engine, upgrade_schema
-from {{cookiecutter.__package_name}}.echo import EchoModel
-from {{cookiecutter.__package_name}}.session_store import SqlSessionRepository
-from {{cookiecutter.__package_name}}.session_store.locks import SessionLocks, session_locks
-from {{cookiecutter.__package_name}}.session_store.tables import agents, messages, sessions
-from {{cookiecutter.__package_name}}.turns import locked_turn
+from {{ cookiecutter.__package_name }}.api import app as app_module
+from {{ cookiecutter.__package_name }}.config import Settings
+from {{ cookiecutter.__package_name }}.database import create_engine, upgrade_schema
+from {{ cookiecutter.__package_name }}.echo import EchoModel
+from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository
+from {{ cookiecutter.__package_name }}.session_store.locks import SessionLocks, session_locks
+from {{ cookiecutter.__package_name }}.session_store.tables import agents, messages, sessions
+from {{ cookiecutter.__package_name }}.turns import locked_turn
 
 from .memory_store import MemorySessionRepository
 

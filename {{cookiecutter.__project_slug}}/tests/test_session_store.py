@@ -15,15 +15,15 @@ from strands.multiagent.graph import Graph
 from strands.types.exceptions import SessionException
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
-from {{cookiecutter.__package_name}}.session_store import (
+from {{ cookiecutter.__package_name }}.session_store import (
     AlreadyExistsError,
     InvalidCursorError,
     InvalidIdError,
     NotFoundError,
     SqlSessionRepository,
 )
-from {{cookiecutter.__package_name}}.session_store import repository as repository_module
-from {{cookiecutter.__package_name}}.session_store.tables import (
+from {{ cookiecutter.__package_name }}.session_store import repository as repository_module
+from {{ cookiecutter.__package_name }}.session_store.tables import (
     agents,
     messages,
     multi_agents,
