@@ -1,4 +1,9 @@
-"""What routes take from the application: its store, its turn runner, its settings."""
+"""What routes take from the application: its store, its turn runner, its settings.
+
+These, like every dependency that neither blocks nor waits (require_api_key, checked_request),
+are `async def`: FastAPI runs a plain `def` dependency in its thread pool, a thread hop for each
+of them on every request.
+"""
 
 from typing import Annotated
 
@@ -9,15 +14,15 @@ from ..session_store import SqlSessionRepository
 from ..turns import TurnRunner
 
 
-def get_repository(request: Request) -> SqlSessionRepository:
+async def get_repository(request: Request) -> SqlSessionRepository:
     return request.app.state.repository
 
 
-def get_runner(request: Request) -> TurnRunner:
+async def get_runner(request: Request) -> TurnRunner:
     return request.app.state.runner
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 

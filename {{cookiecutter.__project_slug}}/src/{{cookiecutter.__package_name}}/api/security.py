@@ -11,7 +11,7 @@ from .errors import ApiError
 bearer = HTTPBearer(auto_error=False, description="The service's API_KEY.")
 
 
-def require_api_key(
+async def require_api_key(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:

@@ -21,7 +21,7 @@ router = APIRouter(
 )
 
 
-def checked_request(body: TurnRequest, settings: AppSettings) -> TurnRequest:
+async def checked_request(body: TurnRequest, settings: AppSettings) -> TurnRequest:
     if len(body.prompt) > settings.max_prompt_chars:
         raise ApiError(
             413,
