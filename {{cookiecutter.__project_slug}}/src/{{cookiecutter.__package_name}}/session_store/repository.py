@@ -329,7 +329,7 @@ class _Turn:
     # The messages read ahead with the agent, and the offset they start from, until the SDK
     # lists them or the turn runs another statement.
     window: list[SessionMessage] | None = field(default=None, repr=False)
-    window_offset: Any = None
+    window_offset: int | None = None
 
     @property
     def key(self) -> dict[str, str]:
