@@ -3,7 +3,7 @@
 import json
 import re
 from base64 import urlsafe_b64decode, urlsafe_b64encode
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -122,28 +122,24 @@ def _as_text(column: Any) -> Any:
     return cast(column, Text).label(column.name)
 
 
-def _message_columns(table: Table) -> tuple:
-    """A message's columns as _session_message takes them, from `table` (messages, or an alias)."""
+_MESSAGE_COLUMNS = (
+    messages.c.message_id,
+    _as_text(messages.c.message),
+    _as_text(messages.c.redact_message),
+    iso_timestamp(messages.c.created_at).label("created_at"),
     # Messages are seldom updated after they are created (a redaction): for the others the
     # database formats one timestamp, not two (each costs ~6 ms per 10,000 rows on PostgreSQL).
-    updated_at = case((table.c.updated_at != table.c.created_at, iso_timestamp(table.c.updated_at)))
-    return (
-        table.c.message_id,
-        _as_text(table.c.message),
-        _as_text(table.c.redact_message),
-        iso_timestamp(table.c.created_at).label("created_at"),
-        updated_at.label("updated_at"),
-    )
-
-
-_MESSAGE_COLUMNS = _message_columns(messages)
+    case(
+        (messages.c.updated_at != messages.c.created_at, iso_timestamp(messages.c.updated_at))
+    ).label("updated_at"),
+)
 _AGENT_COLUMNS = (
     agents.c.agent_id,
     _as_text(agents.c.state),
     _as_text(agents.c.conversation_manager_state),
     _as_text(agents.c.internal_state),
-    agents.c.created_at,
-    agents.c.updated_at,
+    iso_timestamp(agents.c.created_at).label("created_at"),
+    iso_timestamp(agents.c.updated_at).label("updated_at"),
 )
 
 
@@ -209,12 +205,7 @@ _TURN_HEAD_COLUMNS = (
     sessions.c.session_type,
     iso_timestamp(sessions.c.created_at),
     iso_timestamp(sessions.c.updated_at),
-    agents.c.agent_id,
-    _as_text(agents.c.state),
-    _as_text(agents.c.conversation_manager_state),
-    _as_text(agents.c.internal_state),
-    iso_timestamp(agents.c.created_at),
-    iso_timestamp(agents.c.updated_at),
+    *_AGENT_COLUMNS,
     # The agent's newest message tells whether the previous turn finished.
     select(_as_text(messages.c.message))
     .where(
@@ -287,14 +278,16 @@ def _session(row: Row) -> Session:
     )
 
 
-def _session_agent(row: Row) -> SessionAgent:
+def _session_agent(row: Sequence[Any]) -> SessionAgent:
+    """An agent from its columns, in _AGENT_COLUMNS order."""
+    agent_id, state, conversation_manager_state, internal_state, created_at, updated_at = row
     return SessionAgent(
-        agent_id=row.agent_id,
-        state=_loads(row.state),
-        conversation_manager_state=_loads(row.conversation_manager_state),
-        _internal_state=_loads(row.internal_state),
-        created_at=row.created_at.isoformat(),
-        updated_at=row.updated_at.isoformat(),
+        agent_id,
+        _loads(state),
+        _loads(conversation_manager_state),
+        _loads(internal_state),
+        created_at,
+        updated_at,
     )
 
 
@@ -468,33 +461,11 @@ class SqlSessionRepository(SessionRepository):
         turn.loaded = True
         if head is None:
             return
-        (
-            session_type,
-            session_created_at,
-            session_updated_at,
-            agent_id,
-            state,
-            conversation_manager_state,
-            internal_state,
-            agent_created_at,
-            agent_updated_at,
-            newest_message,
-            offset,
-        ) = head[_TURN_HEAD]
-        turn.session = Session(
-            turn.session_id, SessionType(session_type), session_created_at, session_updated_at
-        )
-        if agent_id is None:
+        session_type, created_at, updated_at, *agent, newest_message, offset = head[_TURN_HEAD]
+        turn.session = Session(turn.session_id, SessionType(session_type), created_at, updated_at)
+        if agent[0] is None:  # no agent_id: the session has no such agent
             return
-        agent = SessionAgent(
-            agent_id,
-            _loads(state),
-            _loads(conversation_manager_state),
-            _loads(internal_state),
-            agent_created_at,
-            agent_updated_at,
-        )
-        turn.remember(agent)
+        turn.remember(_session_agent(agent))
         if newest_message is not None and not _finishes_turn(json.loads(newest_message)):
             self.discard_unfinished_turn(turn.session_id, turn.agent_id)
         elif offset is not None:
@@ -640,9 +611,7 @@ class SqlSessionRepository(SessionRepository):
             {
                 "session_id": session_id,
                 "agent_id": agent_id,
-                "state": session_agent.state,
-                "conversation_manager_state": session_agent.conversation_manager_state,
-                "internal_state": session_agent._internal_state,
+                **_agent_state(session_agent),
                 "created_at": _timestamp(session_agent.created_at),
                 "updated_at": _timestamp(session_agent.updated_at),
             },
