@@ -1,6 +1,8 @@
 """The database engine (one per process) and the schema migrations that shape it."""
 
 import json
+import select
+import time
 from base64 import b64encode
 from functools import partial
 from pathlib import Path
@@ -8,12 +10,16 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, event, make_url
+from sqlalchemy import Engine, event, exc, make_url
 from sqlalchemy import create_engine as sqlalchemy_create_engine
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from .config import Settings
 
 MIGRATIONS = "{{ cookiecutter.__package_name }}:migrations"
+# A pooled connection idle for longer than this is pinged before it is lent out (see
+# _check_connections_on_checkout); one returned more recently is only looked at.
+PING_AFTER_IDLE_SECONDS = 10
 
 
 def _encode_bytes(value: Any) -> Any:
@@ -32,10 +38,9 @@ def create_engine(settings: Settings) -> Engine:
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
         return _create_sqlite_engine(settings)
-    return sqlalchemy_create_engine(
+    engine = sqlalchemy_create_engine(
         url,
         json_serializer=dumps_json,
-        pool_pre_ping=True,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
@@ -43,6 +48,52 @@ def create_engine(settings: Settings) -> Engine:
             settings, statement_timeout=settings.db_statement_timeout_ms
         ),
     )
+    _check_connections_on_checkout(engine)
+    return engine
+
+
+def _check_connections_on_checkout(engine: Engine) -> None:
+    """Lend out live connections only, as pool_pre_ping does, without a round trip each time.
+
+    A connection that the server ended (it restarted, or an administrator terminated it) has
+    been closed by the server: its socket reads as ready while no query runs. Looking costs
+    microseconds; pre-ping's SELECT 1 costs a round trip before every request's first
+    statement (0.1-0.3 ms on loopback). A connection idle for longer than
+    PING_AFTER_IDLE_SECONDS is pinged all the same, since a network that dropped it leaves
+    the socket quiet. As with pre-ping, a dead connection invalidates the whole pool: the
+    others most likely died with it.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def note_idle_since(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        if dbapi_connection is not None:  # None: invalidated, and replaced when next lent out
+            record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def check_alive(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None:  # opened for this checkout
+            return
+        if _closed_by_server(dbapi_connection) or (
+            time.monotonic() - idle_since > PING_AFTER_IDLE_SECONDS
+            and not _answers_ping(engine, dbapi_connection)
+        ):
+            raise exc.InvalidatePoolError("the database closed the connection")
+
+
+def _closed_by_server(dbapi_connection: Any) -> bool:
+    if dbapi_connection.closed:
+        return True
+    # Between queries the server sends nothing, unless it is closing the connection.
+    readable, _, _ = select.select([dbapi_connection.fileno()], [], [], 0)
+    return bool(readable)
+
+
+def _answers_ping(engine: Engine, dbapi_connection: Any) -> bool:
+    try:
+        return engine.dialect.do_ping(dbapi_connection)
+    except engine.dialect.loaded_dbapi.Error:
+        return False
 
 
 def create_lock_engine(settings: Settings) -> Engine:
