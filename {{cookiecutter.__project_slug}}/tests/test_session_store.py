@@ -201,21 +201,21 @@ def test_update_agent_keeps_created_at(repository: SqlSessionRepository) -> None
 
 @contextmanager
 def statements_run(engine: Engine) -> Iterator[list[str]]:
-    """The statements run on `engine`: those SQLAlchemy runs, and those the store streams
-    through the driver itself, which SQLAlchemy's events never see."""
+    """The statements run on `engine`: those SQLAlchemy runs, and those the store runs through
+    the driver itself, which SQLAlchemy's events never see."""
     executed: list[str] = []
-    stream_rows = repository_module._stream_rows
+    driver_cursor = repository_module._driver_cursor
 
     def record(_connection, _cursor, statement: str, *_args: object) -> None:
         executed.append(statement)
 
-    def record_streamed(connection: Connection, statement: Executable, *args: object):
-        executed.append(str(statement.compile(dialect=connection.dialect)))
-        return stream_rows(connection, statement, *args)
+    def record_driver(connection: Connection, statement: Executable, values: dict):
+        executed.append(str(statement.compile(dialect=connection.dialect, column_keys=values)))
+        return driver_cursor(connection, statement, values)
 
     event.listen(engine, "before_cursor_execute", record)
     try:
-        with patch.object(repository_module, "_stream_rows", record_streamed):
+        with patch.object(repository_module, "_driver_cursor", record_driver):
             yield executed
     finally:
         event.remove(engine, "before_cursor_execute", record)

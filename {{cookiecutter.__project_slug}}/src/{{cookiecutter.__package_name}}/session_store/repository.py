@@ -12,8 +12,8 @@ from functools import lru_cache
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
+from psycopg import Cursor, capabilities
 from psycopg import Error as DriverError
-from psycopg import capabilities
 from sqlalchemy import (
     Connection,
     Engine,
@@ -261,7 +261,6 @@ _INSERT_HELD_MESSAGES = (
     postgresql.insert(messages)
     .from_select(list(messages.c.keys()), select(_HELD_MESSAGES))
     .on_conflict_do_nothing()
-    .execution_options(preserve_rowcount=True)
 )
 _NEW_MESSAGES = _INSERT_HELD_MESSAGES.returning(messages.c.message_id).cte("new_messages")
 _INSERT_HELD_MESSAGES_AND_UPDATE_AGENT = _UPDATE_AGENT.add_cte(_NEW_MESSAGES).returning(
@@ -532,12 +531,19 @@ class SqlSessionRepository(SessionRepository):
     ) -> tuple[int, int]:
         """Insert the messages, update the agent; return how many rows each changed."""
         if self._postgresql and held_messages:
-            records = {"held_messages": [_as_record(values) for values in held_messages]}
-            if held_agent is None:
-                return connection.execute(_INSERT_HELD_MESSAGES, records).rowcount, 0
-            values = {**turn.key, **held_agent, **records}
-            inserted = connection.execute(_INSERT_HELD_MESSAGES_AND_UPDATE_AGENT, values).scalar()
-            return (0, 0) if inserted is None else (inserted, 1)
+            values = {"held_messages": [_as_record(message) for message in held_messages]}
+            statement = _INSERT_HELD_MESSAGES
+            if held_agent is not None:
+                values |= {**turn.key, **held_agent}
+                statement = _INSERT_HELD_MESSAGES_AND_UPDATE_AGENT
+            # Run by psycopg itself: through SQLAlchemy's execution machinery, it would add a
+            # seventh to what a text turn costs over no session manager (BENCHMARKS.md).
+            with _driver_cursor(connection, statement, values) as (cursor, sql, params):
+                cursor.execute(sql, params)
+                if held_agent is None:
+                    return cursor.rowcount, 0
+                row = cursor.fetchone()
+            return (0, 0) if row is None else (row[0], 1)
         inserted = updated = 0
         if held_messages:
             inserted = connection.execute(self._inserts[messages], held_messages).rowcount
@@ -903,9 +909,42 @@ class SqlSessionRepository(SessionRepository):
                 raise NotFoundError(missing)
 
 
-@lru_cache(maxsize=16)
-def _compiled(statement: Executable, dialect: Dialect) -> Compiled:
-    return statement.compile(dialect=dialect)
+@lru_cache(maxsize=32)
+def _compiled(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> Compiled:
+    # The names of the values given decide what an UPDATE without .values() sets.
+    return statement.compile(dialect=dialect, column_keys=list(keys))
+
+
+@contextmanager
+def _driver_cursor(
+    connection: Connection, statement: Executable, values: Mapping[str, Any]
+) -> Iterator[tuple[Cursor, str, dict[str, Any]]]:
+    """A psycopg cursor on `connection`, with `statement` and `values` as psycopg takes them.
+
+    For the statements of a turn: SQLAlchemy compiles each once, and psycopg runs it without
+    SQLAlchemy's execution machinery and events. A failure is raised as SQLAlchemy raises it,
+    and a connection that died is invalidated, as SQLAlchemy does.
+    """
+    compiled = _compiled(statement, connection.dialect, tuple(values))
+    # The values given, and those the statement fixes itself (a LIMIT 1, say), converted by
+    # the compiled statement's own converters, as SQLAlchemy converts them (a dict for JSONB).
+    params = compiled.construct_params(values)
+    for name, convert in compiled._bind_processors.items():
+        params[name] = convert(params[name])
+    sql = str(compiled)
+    dbapi_connection = connection.connection.dbapi_connection
+    cursor = dbapi_connection.cursor()
+    try:
+        yield cursor, sql, params
+    except DriverError as error:
+        disconnected = connection.dialect.is_disconnect(error, dbapi_connection, cursor)
+        if disconnected:
+            connection.invalidate(error)
+        raise DBAPIError.instance(
+            sql, params, error, DriverError, connection_invalidated=disconnected
+        ) from error
+    finally:
+        cursor.close()
 
 
 def _stream_rows(
@@ -915,25 +954,10 @@ def _stream_rows(
 
     Decoding one chunk then overlaps the database producing and sending the next: listing
     10,000 messages takes ~40 ms instead of ~65 (1,000: ~6 ms instead of ~8). SQLAlchemy
-    streams only through a server-side cursor, a round trip per chunk. A failure is raised as
-    SQLAlchemy raises it, and a connection that died is invalidated, as SQLAlchemy does.
+    streams only through a server-side cursor, a round trip per chunk.
     """
-    compiled = _compiled(statement, connection.dialect)
-    # The values given, and those the statement fixes itself (a LIMIT 1, say).
-    sql, values = str(compiled), compiled.construct_params(values)
-    dbapi_connection = connection.connection.dbapi_connection
-    cursor = dbapi_connection.cursor()
-    try:
-        yield from cursor.stream(sql, values, size=_STREAM_CHUNK)
-    except DriverError as error:
-        disconnected = connection.dialect.is_disconnect(error, dbapi_connection, cursor)
-        if disconnected:
-            connection.invalidate(error)
-        raise DBAPIError.instance(
-            sql, values, error, DriverError, connection_invalidated=disconnected
-        ) from error
-    finally:
-        cursor.close()
+    with _driver_cursor(connection, statement, values) as (cursor, sql, params):
+        yield from cursor.stream(sql, params, size=_STREAM_CHUNK)
 
 
 def _as_record(values: Mapping[str, Any]) -> dict[str, Any]:
