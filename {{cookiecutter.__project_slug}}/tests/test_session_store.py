@@ -1,9 +1,9 @@
 """The repository contract on SQLite and on PostgreSQL: every method, its results, its errors."""
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from unittest.mock import patch
 
 import pytest
 from sqlalchemy import Connection, Engine, event, func, select
@@ -201,24 +201,65 @@ def test_update_agent_keeps_created_at(repository: SqlSessionRepository) -> None
 
 @contextmanager
 def statements_run(engine: Engine) -> Iterator[list[str]]:
-    """The statements run on `engine`: those SQLAlchemy runs, and those the store runs through
-    the driver itself, which SQLAlchemy's events never see."""
+    """The statements run on `engine`. Listening makes the store run every statement through
+    SQLAlchemy, the turn's own too (see test_the_driver_runs_a_turns_statements_unless_observed)."""
     executed: list[str] = []
-    driver_cursor = repository_module._driver_cursor
 
     def record(_connection, _cursor, statement: str, *_args: object) -> None:
         executed.append(statement)
 
-    def record_driver(connection: Connection, statement: Executable, values: dict):
-        executed.append(str(statement.compile(dialect=connection.dialect, column_keys=values)))
-        return driver_cursor(connection, statement, values)
-
     event.listen(engine, "before_cursor_execute", record)
     try:
-        with patch.object(repository_module, "_driver_cursor", record_driver):
-            yield executed
+        yield executed
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+@pytest.mark.parametrize("observer", ["a cursor event listener", "the statement log"])
+def test_the_driver_runs_a_turns_statements_unless_observed(
+    repository: SqlSessionRepository,
+    engine: Engine,
+    observer: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Unobserved, a turn's read and write run on psycopg's cursor; a tracer listening to
+    SQLAlchemy's cursor events, or its statement log, sees them run through SQLAlchemy."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("on SQLite every statement runs through SQLAlchemy")
+    new_session(repository)
+    new_agent(repository)
+    on_driver: list[Executable] = []
+    driver_cursor = repository_module._driver_cursor
+
+    def spy(connection: Connection, statement: Executable, values: dict):
+        on_driver.append(statement)
+        return driver_cursor(connection, statement, values)
+
+    monkeypatch.setattr(repository_module, "_driver_cursor", spy)
+
+    def a_turn(first: int) -> None:
+        with repository.turn("s-1", "default"):
+            repository.read_agent("s-1", "default")
+            repository.create_message("s-1", "default", text_message(first, "hi"))
+            repository.create_message("s-1", "default", text_message(first + 1, "hi", "assistant"))
+
+    a_turn(0)
+    # The read runs on the driver where libpq can stream rows (17 and newer).
+    read = [repository_module._READ_TURN] if repository._streams_rows else []
+    assert on_driver == [*read, repository_module._INSERT_HELD_MESSAGES]
+
+    on_driver.clear()
+    if observer == "the statement log":
+        caplog.set_level(logging.INFO, logger="sqlalchemy.engine")
+        a_turn(2)
+        logged = [record.getMessage() for record in caplog.records]
+        assert sum("INSERT INTO messages" in statement for statement in logged) == 1
+    else:
+        with statements_run(engine) as executed:
+            a_turn(2)
+        assert len(executed) == 2
+    assert on_driver == []
 
 
 def test_a_turn_reads_its_agent_once_and_writes_only_changes(

@@ -1,6 +1,7 @@
 """A Strands `SessionRepository` over SQLAlchemy: conversations durable in PostgreSQL or SQLite."""
 
 import json
+import logging
 import re
 from base64 import urlsafe_b64decode, urlsafe_b64encode
 from collections.abc import Iterator, Mapping, Sequence
@@ -261,6 +262,7 @@ _INSERT_HELD_MESSAGES = (
     postgresql.insert(messages)
     .from_select(list(messages.c.keys()), select(_HELD_MESSAGES))
     .on_conflict_do_nothing()
+    .execution_options(preserve_rowcount=True)
 )
 _NEW_MESSAGES = _INSERT_HELD_MESSAGES.returning(messages.c.message_id).cte("new_messages")
 _INSERT_HELD_MESSAGES_AND_UPDATE_AGENT = _UPDATE_AGENT.add_cte(_NEW_MESSAGES).returning(
@@ -536,13 +538,10 @@ class SqlSessionRepository(SessionRepository):
             if held_agent is not None:
                 values |= {**turn.key, **held_agent}
                 statement = _INSERT_HELD_MESSAGES_AND_UPDATE_AGENT
-            # Run by psycopg itself: through SQLAlchemy's execution machinery, it would add a
-            # seventh to what a text turn costs over no session manager (BENCHMARKS.md).
-            with _driver_cursor(connection, statement, values) as (cursor, sql, params):
-                cursor.execute(sql, params)
+            with self._executed(connection, statement, values) as outcome:
                 if held_agent is None:
-                    return cursor.rowcount, 0
-                row = cursor.fetchone()
+                    return outcome.rowcount, 0
+                row = outcome.fetchone()
             return (0, 0) if row is None else (row[0], 1)
         inserted = updated = 0
         if held_messages:
@@ -878,12 +877,30 @@ class SqlSessionRepository(SessionRepository):
         For statements whose columns need no conversion: skipping SQLAlchemy's Row objects takes
         a fifth off restoring a long conversation.
         """
-        if self._streams_rows:
+        if self._streams_rows and _unobserved(connection):
             yield from _stream_rows(connection, statement, values)
             return
         result = connection.execute(statement, values)
         yield from result.cursor.fetchall()
         result.close()
+
+    @contextmanager
+    def _executed(
+        self, connection: Connection, statement: Executable, values: Mapping[str, Any]
+    ) -> Iterator[Any]:
+        """Run `statement`; yield its outcome, to read its rowcount or rows from.
+
+        On PostgreSQL it runs on psycopg's cursor itself, which is the outcome, unless something
+        observes SQLAlchemy's execution (_unobserved): SQLAlchemy's execution machinery costs a
+        turn's write about a seventh of what a text turn costs over no session manager
+        (BENCHMARKS.md). Otherwise the outcome is SQLAlchemy's result.
+        """
+        if self._postgresql and _unobserved(connection):
+            with _driver_cursor(connection, statement, values) as (cursor, sql, params):
+                yield cursor.execute(sql, params)
+            return
+        with connection.execute(statement, values) as result:
+            yield result
 
     def _first(self, query: Any) -> Row | None:
         with self._connect() as connection:
@@ -909,6 +926,18 @@ class SqlSessionRepository(SessionRepository):
                 raise NotFoundError(missing)
 
 
+def _unobserved(connection: Connection) -> bool:
+    """Whether nothing watches SQLAlchemy run statements on `connection`: no listener of its
+    cursor events (tracing instruments are such listeners) and no statement log (echo). A
+    statement run on the driver's cursor directly would escape them."""
+    dispatch = connection.dispatch
+    return not (
+        dispatch.before_cursor_execute
+        or dispatch.after_cursor_execute
+        or connection.engine.logger.isEnabledFor(logging.INFO)
+    )
+
+
 @lru_cache(maxsize=32)
 def _compiled(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> Compiled:
     # The names of the values given decide what an UPDATE without .values() sets.
@@ -922,8 +951,9 @@ def _driver_cursor(
     """A psycopg cursor on `connection`, with `statement` and `values` as psycopg takes them.
 
     For the statements of a turn: SQLAlchemy compiles each once, and psycopg runs it without
-    SQLAlchemy's execution machinery and events. A failure is raised as SQLAlchemy raises it,
-    and a connection that died is invalidated, as SQLAlchemy does.
+    SQLAlchemy's execution machinery and events (so only where nothing observes them:
+    _unobserved). A failure is raised as SQLAlchemy raises it, and a connection that died is
+    invalidated, as SQLAlchemy does.
     """
     compiled = _compiled(statement, connection.dialect, tuple(values))
     # The values given, and those the statement fixes itself (a LIMIT 1, say), converted by
