@@ -1,4 +1,4 @@
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -6,15 +6,24 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, delete
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from {{ cookiecutter.__package_name }}.api.app import create_app
 from {{ cookiecutter.__package_name }}.config import Settings, get_settings
-from {{ cookiecutter.__package_name }}.database import create_engine, upgrade_schema
-from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository
+from {{ cookiecutter.__package_name }}.database import (
+    create_async_engine,
+    create_engine,
+    upgrade_schema,
+)
+from {{ cookiecutter.__package_name }}.session_store import (
+    SqlSessionRepository,
+    TurnStore,
+    turn_store_for,
+)
 from {{ cookiecutter.__package_name }}.session_store.tables import sessions
 
-from .databases import API_KEY, postgres_database, settings_for
-from .scripted_model import Reply, ScriptedModel
+from .support.databases import API_KEY, postgres_database, settings_for
+from .support.scripted_model import Reply, ScriptedModel
 
 
 @pytest.fixture(autouse=True)
@@ -62,6 +71,25 @@ def repository(engine: Engine) -> Iterator[SqlSessionRepository]:
     yield SqlSessionRepository(engine)
     with engine.begin() as connection:
         connection.execute(delete(sessions))  # cascades to agents, messages and multi-agent state
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def turn_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """The engine turns run on, as the service makes it; one per test, as each has its loop."""
+    engine = create_async_engine(settings_for(database_url))
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def store(turn_engine: AsyncEngine, repository: SqlSessionRepository) -> TurnStore:
+    """The service's turn store on the test database (its sessions removed after the test)."""
+    return turn_store_for(turn_engine, lease_seconds=3)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from {{ cookiecutter.__package_name }}.agent import (
 from {{ cookiecutter.__package_name }}.echo import EchoModel
 from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository
 
-from .databases import settings_for
+from .support.databases import settings_for
 
 
 def test_the_template_provider_builds_without_calling_it(monkeypatch: pytest.MonkeyPatch) -> None:

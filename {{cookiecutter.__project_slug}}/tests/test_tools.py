@@ -4,7 +4,7 @@ from datetime import datetime
 from {{ cookiecutter.__package_name }}.tools import EXAMPLE_TOOLS, current_time, word_count
 
 from .conftest import Api
-from .scripted_model import ToolCall
+from .support.scripted_model import ToolCall
 
 
 def test_tools_have_specs_the_model_can_read() -> None:

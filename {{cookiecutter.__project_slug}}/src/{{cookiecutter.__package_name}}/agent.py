@@ -1,7 +1,10 @@
 """The one place that builds an Agent: model, system prompt, tools, conversation window, session."""
 
+from collections.abc import Sequence
+
 from strands import Agent, ModelRetryStrategy
 from strands.agent.conversation_manager import SlidingWindowConversationManager
+from strands.hooks import HookProvider
 from strands.models import Model
 from strands.session import RepositorySessionManager, SessionRepository
 
@@ -33,7 +36,7 @@ def build_model(settings: Settings) -> Model:
     """The model for one turn. Providers are imported here because only one extra is installed."""
     provider = settings.model_provider
     if provider == "echo":
-        return EchoModel()
+        return EchoModel(word_delay=settings.echo_word_delay)
     model_id = settings.model_id or DEFAULT_MODEL_IDS[provider]
     if provider == "bedrock":
         from strands.models.bedrock import BedrockModel
@@ -57,9 +60,13 @@ def build_model(settings: Settings) -> Model:
 
 
 def build_agent(
-    settings: Settings, repository: SessionRepository, session_id: str, model: Model
+    settings: Settings,
+    repository: SessionRepository,
+    session_id: str,
+    model: Model,
+    hooks: Sequence[HookProvider] = (),
 ) -> Agent:
-    """An agent for one turn of one session, restored from the session store.
+    """An agent for one turn of one session, restored from `repository`.
 
     Agents are never shared between requests: a shared agent would mix users' conversations.
     """
@@ -79,5 +86,6 @@ def build_agent(
         retry_strategy=ModelRetryStrategy(
             max_attempts=settings.model_max_attempts, initial_delay=2
         ),
+        hooks=list(hooks),
         callback_handler=None,
     )

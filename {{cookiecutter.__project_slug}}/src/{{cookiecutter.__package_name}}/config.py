@@ -34,14 +34,19 @@ class Settings(BaseSettings):
     # How many messages the agent sends to the model; older ones stay stored but unsent.
     conversation_window: int = Field(default=40, ge=2)
     max_prompt_chars: int = Field(default=32_000, ge=1)
-    # Turns one process runs at once, each on a worker thread; more wait for a free thread.
-    # On PostgreSQL each running turn also holds a connection (its session lock). Turns that
-    # compute at once contend with the event loop for the GIL: 4 keeps /health p99 near 10 ms
-    # with the instant echo model on 2 cores. Turns that wait on a remote model use little
-    # CPU: raise it for those (see "Operating" in the README).
-    max_concurrent_turns: int = Field(default=4, ge=1)
+    # The echo model waits this many seconds before each word it streams, so that a load test
+    # of the real service behaves like a remote model (see `make loadtest`).
+    echo_word_delay: float = Field(default=0, ge=0)
+
+    # Turns one process holds at once: running, or waiting for their session's running turn.
+    # More get 429 at once. A turn waiting on a remote model holds memory (about ...) and no
+    # thread or connection, so the limit is a memory budget (see "Operating" in the README).
+    max_concurrent_turns: int = Field(default=1000, ge=1)
     # Seconds a turn waits for another turn of its session to finish before 409 session_busy.
-    session_lock_timeout: float = Field(default=10, gt=0)
+    session_wait_timeout: float = Field(default=10, ge=0)
+    # Seconds a turn's claim on its session lasts unless its replica renews it (every third of
+    # that): after a replica crashes, its sessions are free again within this time.
+    session_lease_seconds: float = Field(default=3, ge=1)
     # Seconds a whole turn may take, model calls and tools included, before 504 model_timeout.
     turn_timeout: float = Field(default=300, gt=0)
     # Larger request bodies get 413.
@@ -58,9 +63,11 @@ class Settings(BaseSettings):
 
     # postgresql+psycopg://user:password@host:5432/db, or sqlite:///path/to/file.db
     database_url: str = DEFAULT_DATABASE_URL
-    # One pool per process: a replica holds at most db_pool_size + db_max_overflow connections.
-    db_pool_size: int = Field(default=10, ge=1)
-    db_max_overflow: int = Field(default=10, ge=0)
+    # The connections a process keeps: DB_POOL_SIZE for its turns, which hold one only while
+    # they begin and while they save (never while a model runs), and DB_SESSIONS_POOL_SIZE for
+    # the /sessions routes and /ready.
+    db_pool_size: int = Field(default=20, ge=2)
+    db_sessions_pool_size: int = Field(default=5, ge=1)
     # Seconds a request waits for a pooled connection before it fails.
     db_pool_timeout: float = Field(default=10, gt=0)
     # PostgreSQL: seconds to establish a connection, and the longest a statement may run.

@@ -1,9 +1,11 @@
 """An offline model for local development, demos and load tests: it streams the prompt back.
 
 It needs no network and no credentials (MODEL_PROVIDER=echo), so the whole service, sessions and
-streaming included, can run anywhere. It never calls tools.
+streaming included, can run anywhere. It never calls tools. With a `word_delay` (ECHO_WORD_DELAY)
+it waits before each word, as a remote model keeps a turn open for seconds.
 """
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +14,9 @@ from strands.types.content import Messages
 
 
 class EchoModel(Model):
+    def __init__(self, word_delay: float = 0) -> None:
+        self.word_delay = word_delay
+
     def update_config(self, **model_config: Any) -> None:
         pass
 
@@ -32,6 +37,8 @@ class EchoModel(Model):
         yield {"messageStart": {"role": "assistant"}}
         yield {"contentBlockStart": {"start": {}}}
         for index, word in enumerate(words):
+            if self.word_delay:
+                await asyncio.sleep(self.word_delay)
             yield {"contentBlockDelta": {"delta": {"text": word if index == 0 else f" {word}"}}}
         yield {"contentBlockStop": {}}
         yield {"messageStop": {"stopReason": "end_turn"}}

@@ -1,47 +1,32 @@
-"""Running agent turns off the event loop, and the events a turn produces.
+"""Turns: one prompt and the agent's answer to it, run on the event loop, saved once at the end.
 
-The Strands SDK calls the session repository synchronously on the thread that runs the agent.
-Each turn therefore runs on a worker thread of its own, with an event loop of its own, and sends
-its events back to the request's event loop: database I/O never stalls the server, and turns of
-different sessions run in parallel.
-
-Turns of one session never overlap: each holds its session's lock (session_store/locks.py) from
-restore to last write, across every replica. A turn that has started runs to its end, even if the
-client goes away: it is stored whole, and the client can read it from the session's history. A
-turn that fails (the model raised, timed out, or the database went away) is rolled back: the
-session is left as it was before it, and the next turn starts clean.
+A turn is admitted (MAX_CONCURRENT_TURNS per process), takes its session's lease and reads it
+(waiting up to SESSION_WAIT_TIMEOUT while another turn holds it), then runs its agent as a task
+against that unit of work, in memory: waiting for its model, it holds no thread and no database
+connection. A turn that has started runs to its end even if its client goes away, and is stored
+whole; a turn that fails, or whose lease was lost, stores nothing.
 """
 
 import asyncio
 import contextlib
 import logging
-import os
-import sys
-import threading
-from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import SQLAlchemyError
 from strands import Agent
 from strands.agent import AgentResult
+from strands.hooks import AfterModelCallEvent, HookProvider, HookRegistry
 from strands.models import Model
 from strands.types.content import Message
 
 from .agent import AGENT_ID, build_agent
 from .config import Settings
-from .session_store import SqlSessionRepository
-from .session_store.locks import SessionBusyError, SessionLocks
+from .session_store import LeaseLostError, SessionBusyError, TurnStore, UnitOfWork
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Usage:
-    input_tokens: int
-    output_tokens: int
-    total_tokens: int
 
 
 @dataclass(frozen=True)
@@ -62,29 +47,42 @@ class ToolResult:
     status: str
 
 
-@dataclass(frozen=True)
-class TurnResult:
+class Usage(BaseModel):
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+
+
+class TurnResult(BaseModel):
+    """A turn's answer: what /process returns, and the last event of /process-streaming."""
+
     session_id: str
-    response: str
-    stop_reason: str
+    response: str = Field(description="The text of the agent's final message.")
+    stop_reason: str = Field(examples=["end_turn"])
     usage: Usage
 
 
 TurnEvent = TextDelta | ToolUse | ToolResult | TurnResult
 
 
+class OverloadedError(Exception):
+    """The process holds as many turns as it may (MAX_CONCURRENT_TURNS)."""
+
+
+class ClientGoneError(Exception):
+    """The client left while its turn waited to start; the turn did not run."""
+
+
 class TurnTimeoutError(Exception):
     """The turn took longer than TURN_TIMEOUT."""
 
 
-@dataclass(frozen=True)
-class _Started:
-    """The worker has restored the session and is about to call the model."""
+class ModelError(Exception):
+    """The model failed: `error` is what its provider raised."""
 
-
-@dataclass(frozen=True)
-class _Failed:
-    error: BaseException
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(f"the model raised {type(error).__name__}")
+        self.error = error
 
 
 def message_text(message: Message) -> str:
@@ -92,34 +90,53 @@ def message_text(message: Message) -> str:
     return "".join(block["text"] for block in message["content"] if "text" in block)
 
 
+class ModelFailures(HookProvider):
+    """Records what the model raised, to tell a model's failure from the service's own."""
+
+    def __init__(self) -> None:
+        self.raised: list[BaseException] = []
+
+    def register_hooks(self, registry: HookRegistry, **kwargs: Any) -> None:
+        registry.add_callback(AfterModelCallEvent, self._record)
+
+    def _record(self, event: AfterModelCallEvent) -> None:
+        if event.exception is not None:
+            self.raised.append(event.exception)
+
+    def cause_of(self, error: BaseException) -> BaseException | None:
+        """The model's exception that `error` is, or was raised from; None if none."""
+        seen: BaseException | None = error
+        while seen is not None:
+            if any(seen is raised for raised in self.raised):
+                return seen
+            seen = seen.__cause__ or seen.__context__
+        return None
+
+
 class Turn:
-    """A turn running on a worker thread; its events arrive through a queue on the caller's loop."""
+    """A turn in progress: its events, and then its result or its error, arrive in a queue."""
 
-    def __init__(self, session_id: str, loop: asyncio.AbstractEventLoop) -> None:
-        self.session_id = session_id
-        self._loop = loop
-        self._queue: asyncio.Queue[TurnEvent | _Started | _Failed] = asyncio.Queue()
+    def __init__(self, work: UnitOfWork) -> None:
+        self.work = work
+        self.task: asyncio.Task[None] | None = None
+        self.saving = False
+        self.lease_lost = False
+        self._queue: asyncio.Queue[TurnEvent | BaseException] = asyncio.Queue()
 
-    def emit(self, item: "TurnEvent | _Started | _Failed") -> None:
-        """Called from the worker thread."""
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+    @property
+    def session_id(self) -> str:
+        return self.work.session_id
 
-    async def _next(self) -> TurnEvent | _Started:
-        item = await self._queue.get()
-        if isinstance(item, _Failed):
-            raise item.error
-        return item
-
-    async def started(self) -> None:
-        """Wait until the session is restored and the model is called; raise what prevented it."""
-        await self._next()
+    def emit(self, item: TurnEvent | BaseException) -> None:
+        self._queue.put_nowait(item)
 
     async def events(self) -> AsyncIterator[TurnEvent]:
-        """Text deltas, tool uses and tool results as they happen; the TurnResult last."""
+        """Text deltas, tool uses and tool results as they happen; the TurnResult last. Raises
+        what stopped the turn."""
         while True:
-            item = await self._next()
-            if isinstance(item, _Started):
-                continue
+            item = await self._queue.get()
+            if isinstance(item, BaseException):
+                raise item
             yield item
             if isinstance(item, TurnResult):
                 return
@@ -131,109 +148,117 @@ class Turn:
         raise RuntimeError("the turn ended without a result")  # pragma: no cover
 
 
-def _yield_the_cpu_to_the_event_loop() -> None:
-    """Lower the scheduling priority of the calling worker thread (nice 10).
-
-    Turn threads share the GIL and the cores with the event loop's thread. While turns compute
-    (tools, a fast model), the loop, and every request it serves, would queue behind them; a
-    niced turn thread lets the scheduler run the loop first. On Linux, nice is per thread
-    (setpriority(2), "BUGS"); elsewhere this would renice the process, so it is left alone.
-    """
-    if sys.platform == "linux":
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-
-
-@contextmanager
-def locked_turn(
-    locks: SessionLocks, repository: SqlSessionRepository, session_id: str
-) -> Iterator[None]:
-    """How every turn runs: holding its session's lock, in the repository's turn scope on the
-    connection that holds it. Restoring in it also discards what an earlier turn left
-    unfinished (a crash, an outage); its writes are stored when it ends."""
-    with locks.hold(session_id) as connection, repository.turn(session_id, AGENT_ID, connection):
-        yield
-
-
 class TurnRunner:
-    """Runs turns on a bounded pool of worker threads, one agent per turn."""
+    """Admits turns, runs them, keeps their leases, and waits for them when the process stops."""
 
     def __init__(
-        self,
-        settings: Settings,
-        repository: SqlSessionRepository,
-        locks: SessionLocks,
-        model_factory: Callable[[], Model],
+        self, settings: Settings, store: TurnStore, model_factory: Callable[[], Model]
     ) -> None:
         self._settings = settings
-        self._repository = repository
-        self._locks = locks
+        self._store = store
         self._model_factory = model_factory
-        self._executor = ThreadPoolExecutor(
-            max_workers=settings.max_concurrent_turns,
-            thread_name_prefix="turn",
-            initializer=_yield_the_cpu_to_the_event_loop,
-        )
+        self._admitted = 0
+        self._running: dict[str, Turn] = {}  # by session id
+        self._stopping = False
+        self._lease_keeper: asyncio.Task[None] | None = None
+        # Turns use all but one of the pool's connections at once: lease renewals must never
+        # wait behind a burst of turns beginning, or the leases would expire meanwhile.
+        self._connections = asyncio.Semaphore(settings.db_pool_size - 1)
 
-    async def start(self, session_id: str, prompt: str) -> Turn:
-        """Start a turn; return once its session is restored, or raise what stopped it."""
-        turn = Turn(session_id, asyncio.get_running_loop())
-        asyncio.get_running_loop().run_in_executor(self._executor, self._run, turn, prompt)
-        await turn.started()
+    async def start(
+        self, session_id: str, prompt: str, client_gone: Callable[[], Awaitable[bool]]
+    ) -> Turn:
+        """Admit a turn and start it once it holds its session; raise what stopped it."""
+        if self._stopping or self._admitted >= self._settings.max_concurrent_turns:
+            raise OverloadedError()
+        self._admitted += 1
+        try:
+            work = await self._begin(session_id, client_gone)
+            try:
+                if await client_gone():
+                    raise ClientGoneError()
+                turn = Turn(work)
+                failures = ModelFailures()
+                model = self._model_factory()
+                agent = build_agent(self._settings, work, session_id, model, hooks=[failures])
+            except BaseException:
+                await self._give_up(work)
+                raise
+        except BaseException:
+            self._admitted -= 1
+            raise
+        self._running[session_id] = turn
+        turn.task = asyncio.create_task(self._run(turn, agent, prompt, failures))
         return turn
 
-    def shutdown(self) -> None:
-        """Let running turns finish (they are stored whole), then stop the workers."""
-        self._executor.shutdown(wait=True)
-
-    def _run(self, turn: Turn, prompt: str) -> None:
-        session_id = turn.session_id
-        try:
-            with locked_turn(self._locks, self._repository, session_id):
-                agent = build_agent(
-                    self._settings, self._repository, session_id, self._model_factory()
-                )
-                turn.emit(_Started())
+    async def _begin(
+        self, session_id: str, client_gone: Callable[[], Awaitable[bool]]
+    ) -> UnitOfWork:
+        """Take the session's lease and read it, retrying while another turn holds it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.session_wait_timeout
+        pause = 0.02
+        while True:
+            # A session this process is running needs no database round trip to be found busy.
+            if session_id not in self._running:
                 try:
-                    result = asyncio.run(self._drive(agent, turn, prompt))
-                except BaseException:
-                    self._roll_back(session_id)
+                    async with self._connections:
+                        return await self._store.begin(session_id, AGENT_ID)
+                except SessionBusyError:
+                    pass
+            if loop.time() + pause > deadline:
+                raise SessionBusyError(session_id, self._settings.session_wait_timeout)
+            if await client_gone():
+                raise ClientGoneError()
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.25)
+
+    async def _run(self, turn: Turn, agent: Agent, prompt: str, failures: ModelFailures) -> None:
+        try:
+            try:
+                async with asyncio.timeout(self._settings.turn_timeout):
+                    result = await self._relay(agent, turn, prompt)
+            except TimeoutError:
+                raise TurnTimeoutError(
+                    f"The turn took longer than {self._settings.turn_timeout:g} s (TURN_TIMEOUT)."
+                ) from None
+            except asyncio.CancelledError:
+                if not turn.lease_lost:
                     raise
+                raise LeaseLostError(turn.session_id) from None
+            except Exception as error:
+                if (cause := failures.cause_of(error)) is not None:
+                    raise ModelError(cause) from error
+                raise
+            turn.saving = True
+            async with self._connections:
+                await self._store.save(turn.work)
+        except BaseException as error:
+            self._log_failure(turn, error)
+            if not isinstance(error, LeaseLostError):
+                await self._give_up(turn.work)
+            turn.emit(error)
+            if not isinstance(error, Exception):
+                raise
+        else:
             turn.emit(result)
-        except SessionBusyError as error:
-            turn.emit(_Failed(error))
-        except BaseException as error:  # delivered to the request, which reports it
-            logger.exception("turn failed: session_id=%s", session_id)
-            turn.emit(_Failed(error))
-
-    def _roll_back(self, session_id: str) -> None:
-        try:
-            removed = self._repository.discard_unfinished_turn(session_id, AGENT_ID)
-            logger.info("rolled back a failed turn: session_id=%s messages=%d", session_id, removed)
-        except Exception:
-            # The next turn of the session discards it before it starts.
-            logger.exception("could not roll back a failed turn: session_id=%s", session_id)
-
-    async def _drive(self, agent: Agent, turn: Turn, prompt: str) -> TurnResult:
-        try:
-            async with asyncio.timeout(self._settings.turn_timeout):
-                result = await self._relay(agent, turn, prompt)
-        except TimeoutError:
-            raise TurnTimeoutError(
-                f"The turn took longer than {self._settings.turn_timeout:g} s (TURN_TIMEOUT)."
-            ) from None
-        usage = result.metrics.accumulated_usage
-        return TurnResult(
-            session_id=turn.session_id,
-            response=message_text(result.message),
-            stop_reason=str(result.stop_reason),
-            usage=Usage(usage["inputTokens"], usage["outputTokens"], usage["totalTokens"]),
-        )
+        finally:
+            self._admitted -= 1
+            del self._running[turn.session_id]
 
     @staticmethod
-    async def _relay(agent: Agent, turn: Turn, prompt: str) -> AgentResult:
-        """Send the turn's events on as they come; return the SDK's result."""
-        result = None
+    def _log_failure(turn: Turn, error: BaseException) -> None:
+        if isinstance(error, ModelError | TurnTimeoutError):
+            logger.warning("turn failed: session_id=%s: %s", turn.session_id, error)
+        elif isinstance(error, LeaseLostError):
+            logger.warning("turn not stored: session_id=%s: %s", turn.session_id, error)
+        else:
+            logger.error("turn failed: session_id=%s", turn.session_id, exc_info=error)
+
+    @staticmethod
+    async def _relay(agent: Agent, turn: Turn, prompt: str) -> TurnResult:
+        """Send the turn's events on as they come; return its result."""
+        result: AgentResult | None = None
         async for event in agent.stream_async(prompt):
             if "data" in event:
                 turn.emit(TextDelta(event["data"]))
@@ -247,4 +272,59 @@ class TurnRunner:
                         turn.emit(ToolResult(done["toolUseId"], done["status"]))
             elif "result" in event:
                 result = event["result"]
-        return result
+        assert result is not None  # the SDK's last event
+        usage = result.metrics.accumulated_usage
+        return TurnResult(
+            session_id=turn.session_id,
+            response=message_text(result.message),
+            stop_reason=str(result.stop_reason),
+            usage=Usage(
+                input_tokens=usage["inputTokens"],
+                output_tokens=usage["outputTokens"],
+                total_tokens=usage["totalTokens"],
+            ),
+        )
+
+    async def _give_up(self, work: UnitOfWork) -> None:
+        async with self._connections:
+            await self._store.give_up(work)
+
+    # The process's life
+
+    def start_keeping_leases(self) -> None:
+        self._lease_keeper = asyncio.create_task(self._keep_leases())
+
+    async def _keep_leases(self) -> None:
+        """Renew the leases of the running turns every third of a lease's length; stop the turns
+        whose lease was lost."""
+        while True:
+            await asyncio.sleep(self._settings.session_lease_seconds / 3)
+            running = [turn for turn in self._running.values() if not turn.saving]
+            if not running:
+                continue
+            try:
+                held = await self._store.renew(turn.work for turn in running)
+            except SQLAlchemyError as error:
+                logger.warning("could not renew %d session leases: %s", len(running), error)
+                continue
+            for turn in running:
+                if turn.work.lease_id not in held and not turn.saving and turn.task is not None:
+                    logger.warning(
+                        "lost the lease of session %s: stopping its turn", turn.session_id
+                    )
+                    turn.lease_lost = True
+                    turn.task.cancel()
+
+    async def shutdown(self) -> None:
+        """Admit no more turns; let the running ones finish and be stored."""
+        self._stopping = True
+        while self._admitted:  # turns still waiting for their session have no task yet
+            tasks = [turn.task for turn in self._running.values() if turn.task is not None]
+            if tasks:
+                await asyncio.wait(tasks)
+            else:
+                await asyncio.sleep(0.05)
+        if self._lease_keeper is not None:
+            self._lease_keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lease_keeper

@@ -1,7 +1,9 @@
-"""The application factory: settings, engine, session store, locks, turn runner and routes."""
+"""The application factory: settings, engine, session store, turn runner and routes."""
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -11,9 +13,8 @@ from strands.models import Model
 
 from ..agent import build_model
 from ..config import Settings, get_settings
-from ..database import create_engine, is_sqlite, upgrade_schema
-from ..session_store import SqlSessionRepository
-from ..session_store.locks import session_locks
+from ..database import create_async_engine, create_engine, upgrade_schema
+from ..session_store import SqlSessionRepository, turn_store_for
 from ..turns import TurnRunner
 from . import health, sessions, turns
 from .disconnects import DroppedStreamMiddleware
@@ -29,29 +30,38 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # One engine, so one connection pool, per process: every request borrows from it.
-        engine = create_engine(config)
-        if is_sqlite(engine):
+        # One engine for turns and one for the rest, each with its pool, per process.
+        engine, turn_engine = create_engine(config), create_async_engine(config)
+        if engine.dialect.name == "sqlite":
             # The embedded database migrates itself; PostgreSQL is migrated once per deployment
             # (make migrate, or the compose migrate service), not by every replica at start-up.
             await run_in_threadpool(upgrade_schema, engine)
-        repository = SqlSessionRepository(engine)
-        locks, lock_engine = session_locks(config, engine)
-        model = model_factory or partial(build_model, config)
-        runner = TurnRunner(config, repository, locks, model)
+        store = turn_store_for(turn_engine, config.session_lease_seconds)
+        runner = TurnRunner(config, store, model_factory or partial(build_model, config))
         app.state.settings, app.state.engine = config, engine
-        app.state.repository, app.state.runner = repository, runner
+        app.state.repository, app.state.runner = SqlSessionRepository(engine), runner
+        # The SDK runs blocking work of a turn on the event loop's default executor: Bedrock's
+        # streamed response and every plain `def` tool. Sized to the turns admitted, so that
+        # none of them queues behind the others (threads start only when needed).
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(config.max_concurrent_turns, thread_name_prefix="turn")
+        )
+        runner.start_keeping_leases()
         # What start-up created (modules, the app, the SDK) lives as long as the process: moved
         # out of the garbage collector's way, it is not scanned again by every full collection,
         # which otherwise doubles the time to restore a long conversation.
         gc.freeze()
+        # A turn allocates tens of thousands of short-lived objects. At Python's default
+        # threshold (a collection every 700 allocations) a thousand turns at once spend nearly
+        # half of their CPU in the collector, mostly rescanning the objects of the turns still
+        # running; every 10,000 keeps it to a few percent (BENCHMARKS.md).
+        gc.set_threshold(10_000, 10, 10)
         try:
             yield
         finally:
-            await run_in_threadpool(runner.shutdown)
+            await runner.shutdown()
+            await turn_engine.dispose()
             engine.dispose()
-            if lock_engine is not None:
-                lock_engine.dispose()
 
     app = FastAPI(
         title={{ cookiecutter.project_name | quoted }},

@@ -1,6 +1,7 @@
 """Every error leaves the service as `{"error": {"code": "...", "message": "..."}}`."""
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -10,9 +11,15 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 from strands.types.exceptions import ModelThrottledException
 
-from ..session_store import AlreadyExistsError, InvalidCursorError, InvalidIdError, NotFoundError
-from ..session_store.locks import SessionBusyError
-from ..turns import TurnTimeoutError
+from ..session_store import (
+    AlreadyExistsError,
+    InvalidCursorError,
+    InvalidIdError,
+    LeaseLostError,
+    NotFoundError,
+    SessionBusyError,
+)
+from ..turns import ClientGoneError, ModelError, OverloadedError, TurnTimeoutError
 from .schemas import ErrorResponse
 
 logger = logging.getLogger(__name__)
@@ -41,23 +48,27 @@ def database_unavailable() -> ApiError:
 
 def turn_error(error: BaseException) -> ApiError:
     """The status and code a client gets for what stopped its turn."""
-    # The SDK wraps what went wrong during its event loop (EventLoopException): look inside.
-    causes = [error]
-    while causes[-1].__cause__ is not None:
-        causes.append(causes[-1].__cause__)
-    for cause in causes:
-        if isinstance(cause, SessionBusyError):
-            return ApiError(409, "session_busy", str(cause))
-        if isinstance(cause, TurnTimeoutError):
-            return ApiError(504, "model_timeout", str(cause))
-        if isinstance(cause, ModelThrottledException):
+    if isinstance(error, OverloadedError):
+        message = "The service is running as many turns as it may; retry shortly."
+        return ApiError(429, "overloaded", message, headers={"Retry-After": "1"})
+    if isinstance(error, SessionBusyError):
+        return ApiError(409, "session_busy", str(error))
+    if isinstance(error, TurnTimeoutError):
+        return ApiError(504, "model_timeout", str(error))
+    if isinstance(error, ModelError):
+        if isinstance(error.error, ModelThrottledException):
             message = "The model provider is throttling requests; retry shortly."
             return ApiError(503, "model_throttled", message, headers={"Retry-After": "5"})
-        if isinstance(cause, DATABASE_OUTAGES):
-            return database_unavailable()
-    # The provider's own message can hold request details: it is logged, not returned.
-    name = type(causes[-1]).__name__
-    return ApiError(502, "model_error", f"The model failed ({name}); see the logs.")
+        # The provider's own message can hold request details: it is logged, not returned.
+        name = type(error.error).__name__
+        return ApiError(502, "model_error", f"The model failed ({name}); see the logs.")
+    if isinstance(error, LeaseLostError):
+        return ApiError(503, "turn_not_stored", str(error), headers={"Retry-After": "1"})
+    if isinstance(error, DATABASE_OUTAGES):
+        return database_unavailable()
+    if isinstance(error, ClientGoneError):
+        return ApiError(499, "client_gone", "The client left before its turn started.")
+    return ApiError(500, "internal_error", "The service failed; it has been logged.")
 
 
 def error_response(
@@ -69,6 +80,14 @@ def error_response(
 
 # Codes for the statuses Starlette raises itself (unknown route, wrong method, ...).
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+# What the session store raises outside turns, as the client gets it.
+_STORE_ERRORS = {
+    NotFoundError: (404, "not_found"),
+    AlreadyExistsError: (409, "already_exists"),
+    SessionBusyError: (409, "session_busy"),
+    InvalidIdError: (422, "invalid_request"),
+    InvalidCursorError: (422, "invalid_request"),
+}
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -89,18 +108,14 @@ def install_error_handlers(app: FastAPI) -> None:
         code = _HTTP_CODES.get(error.status_code, "http_error")
         return error_response(error.status_code, code, str(error.detail), error.headers)
 
-    @app.exception_handler(NotFoundError)
-    async def not_found(_: Request, error: NotFoundError) -> JSONResponse:
-        return error_response(404, "not_found", str(error))
+    def store_error(status_code: int, code: str) -> Callable[..., Awaitable[JSONResponse]]:
+        async def handler(_: Request, error: Exception) -> JSONResponse:
+            return error_response(status_code, code, str(error))
 
-    @app.exception_handler(AlreadyExistsError)
-    async def already_exists(_: Request, error: AlreadyExistsError) -> JSONResponse:
-        return error_response(409, "already_exists", str(error))
+        return handler
 
-    @app.exception_handler(InvalidIdError)
-    @app.exception_handler(InvalidCursorError)
-    async def invalid_value(_: Request, error: ValueError) -> JSONResponse:
-        return error_response(422, "invalid_request", str(error))
+    for error_type, (status_code, code) in _STORE_ERRORS.items():
+        app.add_exception_handler(error_type, store_error(status_code, code))
 
     async def outage(request: Request, error: Exception) -> JSONResponse:
         logger.warning("database unavailable: %s", error)
@@ -134,10 +149,14 @@ ERROR_RESPONSES = documented(
 )
 TURN_ERROR_RESPONSES = documented(
     {
-        409: "Another turn of the session is running (session_busy)",
+        409: "Another turn of the session is still running after SESSION_WAIT_TIMEOUT "
+        "(session_busy)",
         413: "The prompt is longer than MAX_PROMPT_CHARS (prompt_too_long)",
-        502: "The model failed (model_error); the turn was rolled back",
-        503: "The model is throttled, or the database unreachable",
+        429: "The service holds MAX_CONCURRENT_TURNS turns (overloaded); retry after Retry-After",
+        500: "The service failed (internal_error); nothing of the turn was stored",
+        502: "The model failed (model_error); nothing of the turn was stored",
+        503: "The model is throttled, the database unreachable, or the turn lost its claim on "
+        "the session (turn_not_stored)",
         504: "The turn took longer than TURN_TIMEOUT (model_timeout)",
     }
 )

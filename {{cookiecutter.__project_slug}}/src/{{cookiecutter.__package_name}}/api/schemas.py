@@ -3,13 +3,16 @@
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
-from ..session_store.repository import ID_LENGTH, ID_PATTERN, ID_RULE
+from ..session_store import validate_id
+from ..session_store.records import ID_RULE
+from ..session_store.tables import ID_LENGTH
 
 SessionId = Annotated[
     str,
-    StringConstraints(pattern=f"^{ID_PATTERN.pattern}$", min_length=1, max_length=ID_LENGTH),
+    StringConstraints(min_length=1, max_length=ID_LENGTH),
+    AfterValidator(lambda value: validate_id("id", value)),
     Field(description=f"Session id: {ID_RULE}.", examples=["support-chat-42"]),
 ]
 
@@ -30,19 +33,6 @@ class TurnRequest(BaseModel):
     )
 
 
-class Usage(BaseModel):
-    input_tokens: int
-    output_tokens: int
-    total_tokens: int
-
-
-class TurnResponse(BaseModel):
-    session_id: str
-    response: str = Field(description="The text of the agent's final message.")
-    stop_reason: str = Field(examples=["end_turn"])
-    usage: Usage
-
-
 class SessionCreate(BaseModel):
     session_id: SessionId | None = Field(default=None, description="Omit for a random UUID.")
 
@@ -50,10 +40,7 @@ class SessionCreate(BaseModel):
 class SessionSummary(BaseModel):
     session_id: str
     created_at: datetime
-    updated_at: datetime = Field(
-        description="In a session's detail: its last message or agent change. In the list of "
-        "sessions: the last change of the session record itself, which turns do not touch."
-    )
+    updated_at: datetime = Field(description="When its last turn was stored, or it was created.")
 
 
 class SessionList(BaseModel):
@@ -65,7 +52,7 @@ class AgentSummary(BaseModel):
     agent_id: str
     message_count: int
     created_at: datetime
-    updated_at: datetime = Field(description="Its last message or state change.")
+    updated_at: datetime = Field(description="Its last change of state.")
 
 
 class SessionDetail(SessionSummary):

@@ -9,12 +9,12 @@ from typing import Annotated
 from uuid import uuid4
 
 from fastapi import APIRouter, Depends, Path, Query, Response
-from strands.types.session import Session, SessionAgent, SessionType, encode_bytes_values
+from strands.types.session import Session, SessionType, encode_bytes_values
 
-from ..session_store import MessageActivity, NotFoundError
+from ..session_store import NotFoundError
 from ..turns import message_text
 from .dependencies import Repository
-from .errors import ERROR_RESPONSES, ApiError
+from .errors import ERROR_RESPONSES, ApiError, documented
 from .schemas import (
     AgentSummary,
     History,
@@ -42,32 +42,22 @@ def session_not_found(session_id: str) -> ApiError:
 
 
 def session_detail(repository: Repository, session: Session) -> SessionDetail:
-    activity = repository.message_activity(session.session_id)
+    counts = repository.message_counts(session.session_id)
     agents = [
-        agent_summary(agent, activity.get(agent.agent_id))
+        AgentSummary(
+            agent_id=agent.agent_id,
+            message_count=counts.get(agent.agent_id, 0),
+            created_at=datetime.fromisoformat(agent.created_at),
+            updated_at=datetime.fromisoformat(agent.updated_at),
+        )
         for agent in repository.list_agents(session.session_id)
     ]
     return SessionDetail(
         session_id=session.session_id,
         created_at=datetime.fromisoformat(session.created_at),
-        updated_at=max(
-            [datetime.fromisoformat(session.updated_at), *(agent.updated_at for agent in agents)]
-        ),
-        message_count=sum(agent.message_count for agent in agents),
+        updated_at=datetime.fromisoformat(session.updated_at),
+        message_count=sum(counts.values()),
         agents=agents,
-    )
-
-
-def agent_summary(agent: SessionAgent, messages: MessageActivity | None) -> AgentSummary:
-    updated_at = datetime.fromisoformat(agent.updated_at)
-    if messages:
-        # A turn that leaves the agent's state as it was writes only its messages.
-        updated_at = max(updated_at, messages.last_written)
-    return AgentSummary(
-        agent_id=agent.agent_id,
-        message_count=messages.count if messages else 0,
-        created_at=datetime.fromisoformat(agent.created_at),
-        updated_at=updated_at,
     )
 
 
@@ -140,9 +130,14 @@ def get_history(
     )
 
 
-@router.delete("/{session_id}", status_code=204)
+@router.delete(
+    "/{session_id}",
+    status_code=204,
+    responses=documented({409: "A turn of the session is running (session_busy)"}),
+)
 def delete_session(session_id: SessionIdPath, repository: Repository) -> Response:
-    """Delete the session with all its agents, messages and multi-agent state."""
+    """Delete the session with all its agents, messages and multi-agent state, unless a turn of
+    it is running."""
     try:
         repository.delete_session(session_id)
     except NotFoundError:

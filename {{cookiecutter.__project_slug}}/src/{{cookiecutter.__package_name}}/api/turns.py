@@ -1,17 +1,16 @@
 """POST /process and POST /process-streaming: one agent turn, answered whole or streamed as SSE."""
 
 from collections.abc import AsyncIterable
-from dataclasses import asdict
 from typing import Annotated
 from uuid import uuid4
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from ..turns import TextDelta, ToolResult, ToolUse, Turn, TurnEvent, TurnResult
 from .dependencies import AppSettings, Runner
 from .errors import ERROR_RESPONSES, TURN_ERROR_RESPONSES, ApiError, turn_error
-from .schemas import TurnRequest, TurnResponse
+from .schemas import TurnRequest
 from .security import require_api_key
 
 router = APIRouter(
@@ -33,24 +32,21 @@ async def checked_request(body: TurnRequest, settings: AppSettings) -> TurnReque
 
 
 async def started_turn(
-    body: Annotated[TurnRequest, Depends(checked_request)], runner: Runner
+    body: Annotated[TurnRequest, Depends(checked_request)], runner: Runner, request: Request
 ) -> Turn:
     """Start the turn before the response begins, so that failing to start gets a real status."""
+    session_id = body.session_id or str(uuid4())
     try:
-        return await runner.start(body.session_id or str(uuid4()), body.prompt)
+        return await runner.start(session_id, body.prompt, request.is_disconnected)
     except Exception as error:
         raise turn_error(error) from error
 
 
-def turn_response(result: TurnResult) -> TurnResponse:
-    return TurnResponse.model_validate(asdict(result))
-
-
 @router.post("/process")
-async def process(turn: Annotated[Turn, Depends(started_turn)]) -> TurnResponse:
+async def process(turn: Annotated[Turn, Depends(started_turn)]) -> TurnResult:
     """Run one turn of the session and answer with the agent's reply."""
     try:
-        return turn_response(await turn.result())
+        return await turn.result()
     except Exception as error:
         raise turn_error(error) from error
 
@@ -64,7 +60,7 @@ def server_sent_event(event: TurnEvent) -> ServerSentEvent:
         return ServerSentEvent(event="tool_use", data=data)
     if isinstance(event, ToolResult):
         return ServerSentEvent(event="tool_result", data={"id": event.id, "status": event.status})
-    return ServerSentEvent(event="done", data=turn_response(event))
+    return ServerSentEvent(event="done", data=event)
 
 
 @router.post(

@@ -1,25 +1,33 @@
-"""Durable Strands sessions in PostgreSQL or SQLite."""
+"""Durable Strands sessions in PostgreSQL or SQLite.
 
-from .repository import (
+`SqlSessionRepository` is a plain Strands `SessionRepository` for any agent; the service runs
+each turn through a `TurnStore` instead: a lease and one read to begin, one transaction to end.
+"""
+
+from .records import (
     AlreadyExistsError,
-    InvalidCursorError,
     InvalidIdError,
-    MessageActivity,
     NotFoundError,
-    SessionPage,
-    SqlSessionRepository,
+    SessionBusyError,
     validate_id,
 )
+from .repository import InvalidCursorError, SessionPage, SqlSessionRepository
 from .tables import metadata
+from .turn_store import LeaseLostError, TurnStore, turn_store_for
+from .unit_of_work import UnitOfWork
 
 __all__ = [
     "AlreadyExistsError",
     "InvalidCursorError",
     "InvalidIdError",
-    "MessageActivity",
+    "LeaseLostError",
     "NotFoundError",
+    "SessionBusyError",
     "SessionPage",
     "SqlSessionRepository",
+    "TurnStore",
+    "UnitOfWork",
     "metadata",
+    "turn_store_for",
     "validate_id",
 ]

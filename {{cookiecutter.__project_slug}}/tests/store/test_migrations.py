@@ -1,8 +1,10 @@
 """The migrations build a fresh database that matches the tables in code, and tear it down again."""
 
 import os
+import shutil
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,9 +23,9 @@ from {{ cookiecutter.__package_name }}.database import (
 )
 from {{ cookiecutter.__package_name }}.session_store import metadata
 
-from .databases import postgres_database, settings_for
+from ..support.databases import postgres_database, settings_for
+from ..support.server import PROJECT_DIR
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 TABLES = {"sessions", "agents", "messages", "multi_agents"}
 
 
@@ -77,7 +79,7 @@ def test_alembic_command_line_migrates_database_url(empty_database_url: str) -> 
             [*alembic, *arguments], cwd=PROJECT_DIR, env=env, capture_output=True, text=True
         )
         assert result.returncode == 0, result.stderr
-    assert "0001 (head)" in result.stdout
+    assert "0002 (head)" in result.stdout
 
 
 def test_the_app_migrates_the_embedded_sqlite_database_at_start_up() -> None:
@@ -88,3 +90,69 @@ def test_the_app_migrates_the_embedded_sqlite_database_at_start_up() -> None:
     assert set(inspect(engine).get_table_names()) >= TABLES
     assert schema_differences(engine) == []
     engine.dispose()
+
+
+def run(*command: str, env: dict[str, str]) -> str:
+    result = subprocess.run(command, cwd=PROJECT_DIR, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+# Two turns through the service's turn store, and a message through the plain repository.
+TURNS_AND_A_MESSAGE = textwrap.dedent(
+    """
+    import asyncio
+
+    from sqlalchemy import select
+    from strands import Agent
+    from strands.session import RepositorySessionManager
+    from strands.types.session import SessionMessage
+
+    from {{ cookiecutter.__package_name }} import config, database, session_store
+    from {{ cookiecutter.__package_name }}.session_store.tables import messages
+    from tests.support.scripted_model import ScriptedModel
+
+
+    async def turns():
+        engine = database.create_async_engine(config.get_settings())
+        store = session_store.turn_store_for(engine, lease_seconds=3)
+        for prompt in ("one", "two"):
+            work = await store.begin("s", "default")
+            manager = RepositorySessionManager(session_id="s", session_repository=work)
+            model = ScriptedModel(["ok"])
+            agent = Agent(model=model, session_manager=manager, callback_handler=None)
+            await agent.invoke_async(prompt)
+            await store.save(work)
+        await engine.dispose()
+
+
+    asyncio.run(turns())
+    engine = database.create_engine(config.get_settings())
+    message = SessionMessage({"role": "user", "content": [{"text": "three"}]}, message_id=4)
+    session_store.SqlSessionRepository(engine).create_message("s", "default", message)
+    with engine.connect() as connection:
+        print(sorted(connection.execute(select(messages.c.channel)).scalars()))
+    """
+)
+
+
+def test_adding_a_column_is_an_edit_of_tables_py_and_a_migration(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    """What an owner of the project does to add a column, in a copy of the project's source."""
+    source = tmp_path / "src"
+    shutil.copytree(PROJECT_DIR / "src", source)
+    tables = source / "{{ cookiecutter.__package_name }}" / "session_store" / "tables.py"
+    anchor = '    Column("redact_message", NullableJson, nullable=True),\n'
+    added = '    Column("channel", String(32), nullable=False, server_default="web"),\n'
+    tables.write_text(tables.read_text().replace(anchor, anchor + added))
+    env = {**os.environ, "PYTHONPATH": str(source), "DATABASE_URL": empty_database_url}
+    alembic = [sys.executable, "-m", "alembic"]
+
+    run(*alembic, "upgrade", "head", env=env)
+    run(*alembic, "revision", "--autogenerate", "-m", "message channel", env=env)
+    run(*alembic, "upgrade", "head", env=env)
+    run(*alembic, "check", env=env)
+    channels = run(sys.executable, "-c", TURNS_AND_A_MESSAGE, env=env)
+
+    assert channels.strip() == str(["web"] * 5)

@@ -8,10 +8,10 @@ import pytest
 
 from {{ cookiecutter.__package_name }}.database import create_engine, upgrade_schema
 
-from .databases import settings_for
-from .server import running_server
-from .sse import parse_events
-from .throwaway_postgres import ThrowawayPostgres, throwaway_postgres
+from ..support.databases import settings_for
+from ..support.server import running_server
+from ..support.sse import parse_events
+from ..support.throwaway_postgres import ThrowawayPostgres, throwaway_postgres
 
 pytestmark = pytest.mark.postgresql
 
@@ -63,15 +63,15 @@ def test_requests_fail_fast_during_an_outage_and_recover_after(postgres: Throwaw
 def test_a_turn_cut_short_by_an_outage_leaves_the_session_valid(
     postgres: ThrowawayPostgres,
 ) -> None:
-    slow = {"TEST_WORD_DELAY": "0.3", **FAST_FAILURE}
-    with running_server(postgres.url, app="tests.slow_server:create_slow_app", **slow) as client:
+    slow = {"ECHO_WORD_DELAY": "0.3", **FAST_FAILURE}
+    with running_server(postgres.url, **slow) as client:
         client.timeout = PROMPT_ANSWER
         body = {"prompt": "a long answer please", "session_id": "s"}
         with client.stream("POST", "/process-streaming", json=body) as response:
             lines = response.iter_lines()
             for line in lines:
                 if line == "event: text":
-                    postgres.stop()  # the prompt is stored; the answer never will be
+                    postgres.stop()  # the turn runs on, and cannot be saved
                     break
             events = parse_events("\n".join([line, *lines]))
         postgres.start()

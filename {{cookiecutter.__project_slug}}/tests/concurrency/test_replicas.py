@@ -12,13 +12,12 @@ from {{ cookiecutter.__package_name }}.database import create_engine, upgrade_sc
 from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository
 from {{ cookiecutter.__package_name }}.session_store.tables import messages
 
-from .databases import postgres_database, settings_for
-from .server import running_server
+from ..support.databases import postgres_database, settings_for
+from ..support.server import running_server
 
 pytestmark = pytest.mark.postgresql
 
 TURNS = 12
-SLOW_APP = "tests.slow_server:create_slow_app"
 
 
 def test_concurrent_turns_on_one_session_across_two_replicas() -> None:
@@ -26,10 +25,10 @@ def test_concurrent_turns_on_one_session_across_two_replicas() -> None:
         engine = create_engine(settings_for(url))
         stack.callback(engine.dispose)
         upgrade_schema(engine)
-        # Turns of ~0.3 s against a 1 s lock timeout: some turns wait their turn, some give up.
+        # Turns of ~0.3 s against a 1 s wait: some turns wait their turn, some give up.
         replicas = [
             stack.enter_context(
-                running_server(url, app=SLOW_APP, SESSION_LOCK_TIMEOUT="1", TEST_WORD_DELAY="0.1")
+                running_server(url, SESSION_WAIT_TIMEOUT="1", ECHO_WORD_DELAY="0.1")
             )
             for _ in range(2)
         ]

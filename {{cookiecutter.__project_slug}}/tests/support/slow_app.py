@@ -1,11 +1,10 @@
-"""An app factory for uvicorn in tests: a slow, scripted model, so that turns overlap and clients
-can drop mid-turn. `uvicorn --factory tests.slow_server:create_slow_app`.
+"""An app factory for uvicorn in tests: the echo model, which calls a slow tool first when the
+prompt mentions "tool". `uvicorn --factory tests.support.slow_app:create_slow_app`.
 
-The model echoes the prompt one word per TEST_WORD_DELAY seconds. A prompt that mentions "tool"
-first gets a call to `slow_tool`, which takes TEST_TOOL_DELAY seconds.
+Words stream one per ECHO_WORD_DELAY seconds (the service's own setting); the tool takes
+TEST_TOOL_DELAY seconds.
 """
 
-import asyncio
 import json
 import os
 import time
@@ -18,6 +17,7 @@ from strands.types.content import Messages
 
 from {{ cookiecutter.__package_name }} import agent
 from {{ cookiecutter.__package_name }}.api.app import create_app
+from {{ cookiecutter.__package_name }}.config import get_settings
 from {{ cookiecutter.__package_name }}.echo import EchoModel
 
 
@@ -32,14 +32,12 @@ def slow_tool(topic: str) -> str:
     return f"notes on {topic}"
 
 
-class SlowModel(EchoModel):
+class ToolCallingEchoModel(EchoModel):
     async def stream(
         self, messages: Messages, tool_specs: Any = None, system_prompt: str | None = None, **_: Any
     ) -> AsyncIterator[dict[str, Any]]:
-        delay = float(os.environ.get("TEST_WORD_DELAY", "0.05"))
         last = messages[-1]["content"]
-        wants_tool = any("tool" in block.get("text", "") for block in last)
-        if wants_tool:
+        if any("tool" in block.get("text", "") for block in last):
             yield {"messageStart": {"role": "assistant"}}
             start = {"toolUse": {"toolUseId": "slow-1", "name": "slow_tool"}}
             yield {"contentBlockStart": {"start": start}}
@@ -49,11 +47,10 @@ class SlowModel(EchoModel):
             yield {"messageStop": {"stopReason": "tool_use"}}
             return
         async for event in super().stream(messages, tool_specs, system_prompt):
-            if "contentBlockDelta" in event:
-                await asyncio.sleep(delay)
             yield event
 
 
 def create_slow_app() -> FastAPI:
     agent.TOOLS = [slow_tool]
-    return create_app(model_factory=SlowModel)
+    delay = get_settings().echo_word_delay
+    return create_app(model_factory=lambda: ToolCallingEchoModel(word_delay=delay))

@@ -9,7 +9,7 @@ from schemathesis.checks import not_a_server_error
 
 from {{ cookiecutter.__package_name }}.api.app import create_app
 
-from .databases import API_KEY, settings_for
+from ..support.databases import API_KEY, settings_for
 
 # The app is built at import, for schemathesis to read its schema; it runs on a database of its
 # own in a temporary directory (removed at exit), with the offline echo model.

@@ -1,4 +1,4 @@
-"""A turn that fails is rolled back: the client gets a clear status, the session stays valid."""
+"""A turn that fails stores nothing: the client gets a clear status, the session stays valid."""
 
 import asyncio
 import itertools
@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 from strands.types.exceptions import ModelThrottledException
-from strands.types.session import SessionMessage
 
-from .conftest import Api
-from .scripted_model import ScriptedModel, ToolCall
-from .sse import parse_events
-from .test_turn_concurrency import GatedModel
+from {{ cookiecutter.__package_name }}.session_store import UnitOfWork
+
+from ..conftest import Api
+from ..support.scripted_model import GatedModel, ScriptedModel, ToolCall
+from ..support.sse import parse_events
 
 MakeApi = Callable[..., Api]
 
@@ -115,27 +115,30 @@ def test_a_stream_that_fails_ends_with_an_error_event(make_api: MakeApi) -> None
     assert roles(api) == ["user", "assistant"]
 
 
-def test_a_turn_left_unfinished_by_a_crash_is_discarded_by_the_next(make_api: MakeApi) -> None:
+def test_a_failure_of_the_service_itself_is_500_not_a_model_error(
+    make_api: MakeApi, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     api = make_api(["First.", "Second."])
     api.client.post("/process", json={"prompt": "one", "session_id": "s"})
-    # What a replica killed mid-turn leaves behind: the prompt, and no answer.
-    orphan = {"role": "user", "content": [{"text": "lost"}]}
-    api.repository.create_message("s", "default", SessionMessage(orphan, message_id=2))
 
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr(UnitOfWork, "create_message", broken)
     response = api.client.post("/process", json={"prompt": "two", "session_id": "s"})
 
-    assert response.status_code == 200
-    shown = [m["content"][0]["text"] for m in api.model.calls[-1]]
-    assert shown == ["one", "First.", "two"]
-    assert_valid(api)
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal_error"
+    assert "a bug of ours" in caplog.text, "logged with its traceback"
+    assert roles(api) == ["user", "assistant"]
 
 
-def test_a_second_turn_on_a_busy_session_gets_409_after_the_lock_timeout(
+def test_a_second_turn_on_a_busy_session_gets_409_after_the_wait_timeout(
     make_api: MakeApi,
 ) -> None:
     release = threading.Event()
     model = GatedModel(lambda: release.wait(timeout=20))
-    api = make_api(model=model, session_lock_timeout=0.2)
+    api = make_api(model=model, session_wait_timeout=0.2)
 
     with ThreadPoolExecutor(1) as pool:
         first = pool.submit(api.client.post, "/process", json={"prompt": "a", "session_id": "s"})
@@ -143,11 +146,12 @@ def test_a_second_turn_on_a_busy_session_gets_409_after_the_lock_timeout(
         busy = api.client.post("/process", json={"prompt": "b", "session_id": "s"})
         streamed = api.client.post("/process-streaming", json={"prompt": "c", "session_id": "s"})
         other = pool.submit(api.client.get, "/sessions/s")
+        deleted = api.client.delete("/sessions/s")
         release.set()
         assert first.result(timeout=30).status_code == 200
 
-    assert busy.status_code == streamed.status_code == 409
-    assert busy.json()["error"]["code"] == "session_busy"
+    assert busy.status_code == streamed.status_code == deleted.status_code == 409
+    assert busy.json()["error"]["code"] == deleted.json()["error"]["code"] == "session_busy"
     assert other.result().status_code == 200
     assert roles(api) == ["user", "assistant"]
 

@@ -2,8 +2,8 @@
 
 from sqlalchemy import Engine
 
-from .server import running_server
-from .sse import parse_events, streamed_text
+from ..support.server import running_server
+from ..support.sse import parse_events, streamed_text
 
 
 def test_conversation_through_a_real_server(database_url: str, engine: Engine) -> None:

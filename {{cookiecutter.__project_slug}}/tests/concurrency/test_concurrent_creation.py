@@ -13,7 +13,7 @@ from {{ cookiecutter.__package_name }}.session_store import (
     SqlSessionRepository,
 )
 
-from .databases import settings_for
+from ..support.databases import settings_for
 
 CONTENDERS = 8
 

@@ -35,7 +35,7 @@ def unavailable(reason: str) -> None:
 def temporary_database(server_url: str, prefix: str = "test") -> Iterator[str]:
     """Create a uniquely named database on this PostgreSQL server; drop it afterwards.
 
-    Raises OperationalError when the server is unreachable. The benchmarks use it too.
+    Raises OperationalError when the server is unreachable.
     """
     server = make_url(settings_for(server_url).database_url)
     name = f"{prefix}_{uuid.uuid4().hex[:16]}"

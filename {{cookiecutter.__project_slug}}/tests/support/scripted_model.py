@@ -1,8 +1,10 @@
 """A model for tests: replays scripted replies instead of calling a provider."""
 
+import asyncio
 import copy
 import json
-from collections.abc import AsyncIterator, Iterable
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,3 +80,26 @@ class ScriptedModel(Model):
             yield {"messageStop": {"stopReason": "end_turn"}}
         usage = {"inputTokens": 10, "outputTokens": 5, "totalTokens": 15}
         yield {"metadata": {"usage": usage, "metrics": {"latencyMs": 1}}}
+
+
+class GatedModel(ScriptedModel):
+    """Answers "done" once `gate` returns; `entered` is set when a turn reaches the model, and
+    `arrivals` counts the turns that did.
+
+    The gate is waited for on a worker thread, as a model provider's network wait would be: the
+    service's event loop stays free meanwhile.
+    """
+
+    def __init__(self, gate: Callable[[], object]) -> None:
+        super().__init__()
+        self.gate = gate
+        self.entered = threading.Event()
+        self.arrivals = 0
+
+    async def stream(self, messages: Messages, *args: Any, **kwargs: Any) -> AsyncIterator[dict]:
+        self.arrivals += 1
+        self.entered.set()
+        await asyncio.to_thread(self.gate)
+        self.replies.append("done")
+        async for event in super().stream(messages, *args, **kwargs):
+            yield event

@@ -20,7 +20,7 @@ from strands.session import (
 from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository
 from {{ cookiecutter.__package_name }}.session_store.tables import agents, messages
 
-from .scripted_model import RedactPrompt, Reply, ScriptedModel, ToolCall
+from ..support.scripted_model import RedactPrompt, Reply, ScriptedModel, ToolCall
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\xff"
 

@@ -1,0 +1,133 @@
+"""How the Strands SDK's records map to rows, and the errors and ids of the store."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Row
+from strands.types.exceptions import SessionException
+from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
+
+from ..database import dumps_json, loads_json
+from .tables import ID_LENGTH
+
+
+class NotFoundError(SessionException):
+    """The session, agent, message or multi-agent state does not exist."""
+
+
+class AlreadyExistsError(SessionException):
+    """A record with that id exists already."""
+
+
+class InvalidIdError(SessionException, ValueError):
+    """An id the store refuses: it would be unsafe in URLs, file names or logs."""
+
+
+class SessionBusyError(SessionException):
+    """Another turn holds the session's lease."""
+
+    def __init__(self, session_id: str, waited: float = 0) -> None:
+        after = f" after waiting {waited:g} s" if waited else ""
+        super().__init__(
+            f"Session {session_id!r} is busy with another turn{after}. "
+            "Retry when that turn has finished."
+        )
+
+
+ID_RULE = (
+    f"1 to {ID_LENGTH} characters, none of them '/', '\\' or a control character, "
+    "and not '.' or '..'"
+)
+
+
+def validate_id(kind: str, value: str) -> str:
+    """Return `value` if it is a valid session, agent or multi-agent id; else InvalidIdError.
+
+    The SDK's own stores accept any id without a path separator; this store also refuses what
+    would be unsafe in a URL path or a log line.
+    """
+    if (
+        not isinstance(value, str)
+        or not 1 <= len(value) <= ID_LENGTH
+        or value in {".", ".."}
+        or "/" in value
+        or "\\" in value
+        or not value.isprintable()
+    ):
+        raise InvalidIdError(f"invalid {kind} {value!r}: use {ID_RULE}")
+    return value
+
+
+def missing_agent(session_id: str, agent_id: str) -> str:
+    return f"agent {agent_id!r} does not exist in session {session_id!r}"
+
+
+def timestamp(iso: str) -> datetime:
+    """An SDK timestamp (ISO 8601 text) as a datetime; one without a zone is taken as UTC."""
+    moment = datetime.fromisoformat(iso)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def as_stored(value: Any) -> Any:
+    """`value` as a JSON column gives it back: a copy of its own, as it is now.
+
+    The SDK keeps changing some of what it hands over (a conversation manager trims a tool result
+    in place, a model provider updates its state): a record held until later is copied first.
+    """
+    return loads_json(dumps_json(value))
+
+
+def session_record(row: Row) -> Session:
+    return Session(
+        session_id=row.session_id,
+        session_type=SessionType(row.session_type),
+        created_at=row.created_at.isoformat(),
+        updated_at=row.updated_at.isoformat(),
+    )
+
+
+def agent_values(session_agent: SessionAgent) -> dict[str, Any]:
+    """The agent's JSON columns."""
+    return {
+        "state": session_agent.state,
+        "conversation_manager_state": session_agent.conversation_manager_state,
+        "internal_state": session_agent._internal_state,
+    }
+
+
+def agent_record(row: Row) -> SessionAgent:
+    return SessionAgent(
+        agent_id=row.agent_id,
+        state=row.state,
+        conversation_manager_state=row.conversation_manager_state,
+        _internal_state=row.internal_state,
+        created_at=row.created_at.isoformat(),
+        updated_at=row.updated_at.isoformat(),
+    )
+
+
+def message_values(
+    session_id: str, agent_id: str, session_message: SessionMessage
+) -> dict[str, Any]:
+    """The row of a message."""
+    return {
+        "session_id": session_id,
+        "agent_id": agent_id,
+        "message_id": session_message.message_id,
+        "message": session_message.message,
+        "redact_message": session_message.redact_message,
+        "created_at": timestamp(session_message.created_at),
+        "updated_at": timestamp(session_message.updated_at),
+    }
+
+
+def message_record(row: Row) -> SessionMessage:
+    # Built directly: SessionMessage.from_dict inspects the class signature for every key, which
+    # costs ~50x more per message and dominates the restore of a long conversation.
+    return SessionMessage(
+        message=row.message,
+        message_id=row.message_id,
+        redact_message=row.redact_message,
+        created_at=row.created_at.isoformat(),
+        updated_at=row.updated_at.isoformat(),
+    )

@@ -1,0 +1,362 @@
+"""Where the service's turns begin and end, on the asyncio engine: a thousand turns waiting for
+the database hold no thread.
+
+`begin` takes the session's lease (leases.py) and reads what the SDK will ask for: the session,
+the agent, and its messages from the offset its conversation manager stored. `save` writes the
+turn's new messages and agent state in one transaction that releases the lease, and nothing if
+the turn no longer holds it. On PostgreSQL each is one statement: a statement costs the service
+more CPU than the database, so round trips are what the store saves on.
+"""
+
+import itertools
+from collections.abc import Iterable
+from contextlib import suppress
+from operator import itemgetter
+from typing import Any
+
+from sqlalchemy import (
+    Integer,
+    and_,
+    bindparam,
+    column,
+    func,
+    insert,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from strands.types.exceptions import SessionException
+from strands.types.session import Session, SessionMessage, SessionType
+
+from .leases import Leases
+from .records import (
+    SessionBusyError,
+    agent_record,
+    agent_values,
+    message_record,
+    message_values,
+    session_record,
+    timestamp,
+    validate_id,
+)
+from .tables import UtcDateTime, agents, messages
+from .unit_of_work import UnitOfWork, restored_offset
+
+
+class LeaseLostError(SessionException):
+    """The turn's lease expired or went to another turn before the turn was saved."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(
+            f"The turn lost its claim on session {session_id!r} (its replica stalled or could "
+            "not reach the database for longer than the lease lasts) and was not stored."
+        )
+
+
+# The statements of a turn, built once: building one costs more than running it.
+_THIS_AGENT = (
+    agents.c.session_id == bindparam("key_session"),
+    agents.c.agent_id == bindparam("key_agent"),
+)
+_READ_AGENT = select(agents).where(*_THIS_AGENT)
+_READ_WINDOW = (
+    select(messages)
+    .where(
+        messages.c.session_id == bindparam("key_session"),
+        messages.c.agent_id == bindparam("key_agent"),
+        messages.c.message_id >= bindparam("offset"),
+    )
+    .order_by(messages.c.message_id)
+)
+# What a turn changes of an agent it did not create.
+_AGENT_CHANGES = ("state", "conversation_manager_state", "internal_state", "updated_at")
+_INSERT_AGENT = insert(agents)
+_UPDATE_AGENT = update(agents).where(*_THIS_AGENT)
+_INSERT_MESSAGES = insert(messages)
+_UPDATE_MESSAGE = update(messages).where(
+    messages.c.session_id == bindparam("key_session"),
+    messages.c.agent_id == bindparam("key_agent"),
+    messages.c.message_id == bindparam("key_message"),
+)
+# A message's fields, as a turn writes them.
+_MESSAGE_FIELDS = ("message_id", "message", "redact_message", "created_at", "updated_at")
+
+
+class TurnStore:
+    """Turns on any database: a take and two reads to begin; one transaction to save."""
+
+    def __init__(self, engine: AsyncEngine, lease_seconds: float) -> None:
+        self.leases = Leases(engine.dialect, lease_seconds)
+        self._engine = engine
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def begin(self, session_id: str, agent_id: str) -> UnitOfWork:
+        """Take the session's lease (creating the session if it is new) and read the agent and
+        the messages its conversation manager keeps. SessionBusyError if the session is busy."""
+        try:
+            return await self._begin(session_id, agent_id)
+        except DBAPIError as error:
+            # The pool lent out a connection that the database had dropped (it restarted):
+            # SQLAlchemy has now discarded every connection opened before, so the next one is
+            # fresh. Had the take run before the connection dropped, the session would only
+            # look busy until that lease expires.
+            if not error.connection_invalidated:
+                raise
+            return await self._begin(session_id, agent_id)
+
+    async def _begin(self, session_id: str, agent_id: str) -> UnitOfWork:
+        validate_id("agent id", agent_id)
+        values = self.leases.take_values(validate_id("session id", session_id))
+        async with self._autocommit.connect() as connection:
+            session = (await connection.execute(self.leases.take, values)).first()
+            if session is None:
+                raise SessionBusyError(session_id)
+            work = UnitOfWork(session_record(session), agent_id, values["new_lease"])
+            try:
+                await self._read(connection, work)
+            except BaseException:
+                await self.give_up(work)
+                raise
+        return work
+
+    @staticmethod
+    async def _read(connection: AsyncConnection, work: UnitOfWork) -> None:
+        key = {"key_session": work.session_id, "key_agent": work.agent_id}
+        row = (await connection.execute(_READ_AGENT, key)).first()
+        if row is None:
+            return
+        agent = agent_record(row)
+        window = await connection.execute(_READ_WINDOW, {**key, "offset": restored_offset(agent)})
+        work.restore(agent, map(message_record, window))
+
+    async def save(self, work: UnitOfWork) -> None:
+        """Write the turn and release its lease, in one transaction; LeaseLostError, and nothing
+        written, if the turn no longer holds the lease."""
+        key = {"key_session": work.session_id, "key_agent": work.agent_id}
+        release = self.leases.release_values(work.session_id, work.lease_id)
+        async with self._engine.begin() as connection:
+            if (await connection.execute(self.leases.release, release)).first() is None:
+                raise LeaseLostError(work.session_id)
+            if work.agent_created:
+                await connection.execute(_INSERT_AGENT, _agent_row(work))
+            elif work.agent_changed:
+                changes = {name: _agent_row(work)[name] for name in _AGENT_CHANGES}
+                await connection.execute(_UPDATE_AGENT, {**key, **changes})
+            if work.new_message_ids:
+                await connection.execute(
+                    _INSERT_MESSAGES, _message_rows(work, work.new_message_ids)
+                )
+            for row in _message_rows(work, sorted(work.updated_message_ids)):
+                changes = {name: row[name] for name in ("message", "redact_message", "updated_at")}
+                await connection.execute(
+                    _UPDATE_MESSAGE, {**key, "key_message": row["message_id"], **changes}
+                )
+
+    async def give_up(self, work: UnitOfWork) -> None:
+        """Give the lease back and write nothing: the turn failed. If the database cannot be
+        reached, the lease expires by itself."""
+        with suppress(SQLAlchemyError):
+            async with self._autocommit.connect() as connection:
+                values = self.leases.release_values(work.session_id, work.lease_id)
+                await connection.execute(self.leases.give_up, values)
+
+    async def renew(self, works: Iterable[UnitOfWork]) -> set[str]:
+        """Extend the leases of running turns; the lease ids still held."""
+        works = list(works)
+        if not works:
+            return set()
+        values = {
+            "session_ids": [work.session_id for work in works],
+            "lease_ids": [work.lease_id for work in works],
+        }
+        async with self._autocommit.connect() as connection:
+            return set((await connection.execute(self.leases.renew, values)).scalars())
+
+
+class PostgresTurnStore(TurnStore):
+    """The same on PostgreSQL, where the beginning and the end of a turn are one statement each.
+
+    To begin, the take (an upsert that returns the session when the lease was free) is the first
+    part of a statement that also reads the agent beside it and, as one JSON array that the
+    database aggregates, the messages its conversation manager keeps. To save, the release (an
+    update that returns the session when the lease was still held) comes first, and the writes
+    of the agent and of the messages read from it: when the lease was lost, they write nothing.
+    The turn's messages travel as one JSON array, expanded into rows by jsonb_to_recordset.
+    """
+
+    def __init__(self, engine: AsyncEngine, lease_seconds: float) -> None:
+        super().__init__(engine, lease_seconds)
+        taken = self.leases.take.cte("taken")
+        # The window as one JSON array, in no promised order: with an ORDER BY, PostgreSQL would
+        # sort every message before aggregating; without, it takes them in the order it reads
+        # them, the primary key's, and sorting them again in Python costs next to nothing.
+        fields = {name: messages.c[name] for name in _MESSAGE_FIELDS} | {
+            name: _isoformat(messages.c[name]) for name in ("created_at", "updated_at")
+        }
+        window = (
+            select(func.json_agg(func.json_build_object(*itertools.chain(*fields.items()))))
+            .where(
+                messages.c.session_id == taken.c.session_id,
+                messages.c.agent_id == agents.c.agent_id,
+                messages.c.message_id
+                >= func.coalesce(
+                    agents.c.conversation_manager_state["removed_message_count"].as_integer(), 0
+                ),
+            )
+            .scalar_subquery()
+        )
+        self._take_and_read = select(
+            taken.c.session_id,
+            taken.c.session_type,
+            taken.c.created_at.label("session_created_at"),
+            taken.c.updated_at.label("session_updated_at"),
+            agents.c.agent_id,
+            agents.c.state,
+            agents.c.conversation_manager_state,
+            agents.c.internal_state,
+            agents.c.created_at,
+            agents.c.updated_at,
+            window.label("window"),
+        ).select_from(
+            taken.outerjoin(
+                agents,
+                and_(
+                    agents.c.session_id == taken.c.session_id,
+                    agents.c.agent_id == bindparam("key_agent"),
+                ),
+            )
+        )
+
+        released = self.leases.release.cte("released")
+        new_agent = postgresql.insert(agents).from_select(
+            ["session_id", "agent_id", *_AGENT_CHANGES, "created_at"],
+            select(
+                released.c.session_id,
+                bindparam("key_agent"),
+                *(bindparam(f"agent_{name}", type_=agents.c[name].type) for name in _AGENT_CHANGES),
+                bindparam("agent_created_at", type_=UtcDateTime()),
+            ),
+        )
+        save_agent = new_agent.on_conflict_do_update(
+            index_elements=[agents.c.session_id, agents.c.agent_id],
+            set_={name: new_agent.excluded[name] for name in _AGENT_CHANGES},
+        ).cte("saved_agent")
+        new_messages = (
+            func.jsonb_to_recordset(bindparam("new_messages", type_=JSONB))
+            .table_valued(
+                column("message_id", Integer),
+                column("message", JSONB),
+                column("redact_message", JSONB),
+                column("created_at", UtcDateTime()),
+                column("updated_at", UtcDateTime()),
+            )
+            .render_derived(name="new_messages", with_types=True)
+        )
+        save_messages = (
+            insert(messages)
+            .from_select(
+                ["session_id", "agent_id", *_MESSAGE_FIELDS],
+                select(
+                    released.c.session_id,
+                    bindparam("key_agent"),
+                    *(new_messages.c[name] for name in _MESSAGE_FIELDS),
+                ).select_from(released.join(new_messages, true())),
+            )
+            .cte("saved_messages")
+        )
+        # By what the turn writes: (its agent, new messages). Each returns how many leases it
+        # released: 1, or 0.
+        released_count = select(func.count()).select_from(released)
+        self._release_and_write = {
+            (True, True): released_count.add_cte(save_agent, save_messages),
+            (False, True): released_count.add_cte(save_messages),
+            (True, False): released_count.add_cte(save_agent),
+            (False, False): released_count,
+        }
+
+    async def _begin(self, session_id: str, agent_id: str) -> UnitOfWork:
+        values = {
+            **self.leases.take_values(validate_id("session id", session_id)),
+            "key_agent": validate_id("agent id", agent_id),
+        }
+        async with self._autocommit.connect() as connection:
+            row = (await connection.execute(self._take_and_read, values)).first()
+        if row is None:
+            raise SessionBusyError(session_id)
+        session = Session(
+            session_id=row.session_id,
+            session_type=SessionType(row.session_type),
+            created_at=row.session_created_at.isoformat(),
+            updated_at=row.session_updated_at.isoformat(),
+        )
+        work = UnitOfWork(session, agent_id, values["new_lease"])
+        if row.agent_id is not None:
+            window = sorted(row.window or [], key=itemgetter("message_id"))
+            work.restore(agent_record(row), (SessionMessage(**fields) for fields in window))
+        return work
+
+    async def save(self, work: UnitOfWork) -> None:
+        if work.updated_message_ids:  # a redaction of an earlier message: rare
+            await super().save(work)
+            return
+        values = {
+            **self.leases.release_values(work.session_id, work.lease_id),
+            "key_agent": work.agent_id,
+        }
+        writes_agent = work.agent_created or work.agent_changed
+        if writes_agent:
+            row = _agent_row(work)
+            values |= {f"agent_{name}": row[name] for name in (*_AGENT_CHANGES, "created_at")}
+        if work.new_message_ids:
+            values["new_messages"] = _json_records(work)
+        statement = self._release_and_write[writes_agent, bool(work.new_message_ids)]
+        async with self._autocommit.connect() as connection:
+            if not (await connection.execute(statement, values)).scalar_one():
+                raise LeaseLostError(work.session_id)
+
+
+def turn_store_for(engine: AsyncEngine, lease_seconds: float) -> TurnStore:
+    """The turn store for `engine`'s database."""
+    store = PostgresTurnStore if engine.dialect.name == "postgresql" else TurnStore
+    return store(engine, lease_seconds)
+
+
+def _agent_row(work: UnitOfWork) -> dict[str, Any]:
+    agent = work.agent
+    assert agent is not None  # created or changed
+    return {
+        "session_id": work.session_id,
+        "agent_id": work.agent_id,
+        **agent_values(agent),
+        "created_at": timestamp(agent.created_at),
+        "updated_at": timestamp(agent.updated_at),
+    }
+
+
+def _message_rows(work: UnitOfWork, message_ids: Iterable[int]) -> list[dict[str, Any]]:
+    return [
+        message_values(work.session_id, work.agent_id, work.messages[message_id])
+        for message_id in message_ids
+    ]
+
+
+def _json_records(work: UnitOfWork) -> list[dict[str, Any]]:
+    """The turn's new messages as JSON records for jsonb_to_recordset, where a missing key reads
+    as NULL and the SDK's timestamps (ISO 8601 text) read as they are written."""
+    records = []
+    for message_id in work.new_message_ids:
+        fields = vars(work.messages[message_id])
+        records.append({name: fields[name] for name in _MESSAGE_FIELDS if fields[name] is not None})
+    return records
+
+
+def _isoformat(timestamp: Any) -> Any:
+    """A timestamptz as text, as `datetime.isoformat()` writes it in UTC (and the repository gives
+    it), formatted by the database: a long conversation then reads no timestamp in Python.
+    isoformat() leaves out a fraction of exactly zero."""
+    text = func.to_char(func.timezone("UTC", timestamp), 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
+    return func.replace(text, ".000000+", "+")

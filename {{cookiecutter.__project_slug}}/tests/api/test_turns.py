@@ -1,0 +1,103 @@
+"""The turn routes through FastAPI's test client, on SQLite and PostgreSQL, with scripted models."""
+
+import uuid
+from collections.abc import Callable
+
+import pytest
+from fastapi.testclient import TestClient
+from strands import tool
+
+from {{ cookiecutter.__package_name }} import agent as agent_module
+
+from ..conftest import Api
+from ..support.scripted_model import ToolCall
+from ..support.sse import parse_events, streamed_text
+
+MakeApi = Callable[..., Api]
+
+
+def stream(client: TestClient, **body: object) -> list:
+    with client.stream("POST", "/process-streaming", json=body) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        return parse_events(response.read().decode())
+
+
+def test_two_turns_on_one_session(make_api: MakeApi) -> None:
+    api = make_api(["Hello Ada.", "Your name is Ada."])
+
+    first = api.client.post("/process", json={"prompt": "My name is Ada."})
+    session_id = first.json()["session_id"]
+    second = api.client.post("/process", json={"prompt": "Who am I?", "session_id": session_id})
+
+    assert first.status_code == second.status_code == 200
+    assert uuid.UUID(session_id)
+    assert second.json() == {
+        "session_id": session_id,
+        "response": "Your name is Ada.",
+        "stop_reason": "end_turn",
+        "usage": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15},
+    }
+    shown = api.model.calls[1]
+    assert [m["content"][0]["text"] for m in shown] == [
+        "My name is Ada.",
+        "Hello Ada.",
+        "Who am I?",
+    ]
+    history = api.client.get(f"/sessions/{session_id}/history").json()["messages"]
+    assert [(m["role"], m["text"]) for m in history] == [
+        ("user", "My name is Ada."),
+        ("assistant", "Hello Ada."),
+        ("user", "Who am I?"),
+        ("assistant", "Your name is Ada."),
+    ]
+
+
+def test_a_given_session_id_is_created_when_new(make_api: MakeApi) -> None:
+    api = make_api(["Hi."])
+
+    response = api.client.post("/process", json={"prompt": "Hi", "session_id": "my-chat"})
+
+    assert response.json()["session_id"] == "my-chat"
+    assert api.client.get("/sessions/my-chat").json()["message_count"] == 2
+
+
+def test_streaming_events_in_order_and_equal_to_what_is_stored(make_api: MakeApi) -> None:
+    api = make_api(["Streams arrive word by word."])
+
+    events = stream(api.client, prompt="Stream please", session_id="s")
+
+    assert events[0].event == "session"
+    assert events[0].data == {"session_id": "s"}
+    assert {e.event for e in events[1:-1]} == {"text"}
+    assert len(events[1:-1]) == 5
+    done = events[-1]
+    assert done.event == "done"
+    assert done.data["response"] == streamed_text(events) == "Streams arrive word by word."
+    stored = api.client.get("/sessions/s/history").json()["messages"][-1]
+    assert stored["text"] == done.data["response"]
+
+
+def test_a_tool_turn_streams_its_tool_events(
+    make_api: MakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @tool
+    def lookup_order(order_id: str) -> str:
+        """Look up an order.
+
+        Args:
+            order_id: The order number.
+        """
+        return f"order {order_id} shipped"
+
+    monkeypatch.setattr(agent_module, "TOOLS", [lookup_order])
+    api = make_api([ToolCall("lookup_order", {"order_id": "A-7"}, id="t-1"), "It shipped."])
+
+    events = stream(api.client, prompt="Where is A-7?", session_id="s")
+
+    kinds = [event.event for event in events]
+    assert kinds == ["session", "tool_use", "tool_result", "text", "text", "done"]
+    assert events[1].data == {"id": "t-1", "name": "lookup_order", "input": {"order_id": "A-7"}}
+    assert events[2].data == {"id": "t-1", "status": "success"}
+    history = api.client.get("/sessions/s/history").json()["messages"]
+    assert history[2]["content"][0]["toolResult"]["content"] == [{"text": "order A-7 shipped"}]

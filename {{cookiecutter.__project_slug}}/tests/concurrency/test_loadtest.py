@@ -1,0 +1,40 @@
+"""`make loadtest` against a real server: it counts what completed and what was refused."""
+
+import json
+import subprocess
+import sys
+
+from sqlalchemy import Engine
+
+from ..support.databases import API_KEY
+from ..support.server import PROJECT_DIR, running_server
+
+
+def loadtest(url: str, *arguments: str) -> dict:
+    command = [sys.executable, "scripts/loadtest.py", url, *arguments, "--json"]
+    done = subprocess.run(
+        command,
+        cwd=PROJECT_DIR,
+        env={"API_KEY": API_KEY, "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_the_load_test_reports_completed_turns_and_refusals(
+    database_url: str, engine: Engine
+) -> None:
+    with running_server(database_url, ECHO_WORD_DELAY="0.02") as client:
+        url = str(client.base_url)
+        report = loadtest(url, "--conversations", "20", "--turns", "2")
+    with running_server(database_url, ECHO_WORD_DELAY="0.05", MAX_CONCURRENT_TURNS="5") as client:
+        crowded = loadtest(str(client.base_url), "--conversations", "30")
+
+    assert report["turns"] == report["completed"] == 40
+    assert report["errors"] == {}
+    assert 0 < report["first_text_p50_s"] <= report["first_text_p99_s"] <= report["turn_p99_s"]
+    assert crowded["completed"] + crowded["errors"]["429 overloaded"] == 30
+    assert crowded["completed"] >= 5

@@ -1,0 +1,93 @@
+"""The engines: settings reach the connections, and the embedded default needs nothing installed."""
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, text
+
+from {{ cookiecutter.__package_name }}.config import DEFAULT_DATABASE_URL, Settings
+from {{ cookiecutter.__package_name }}.database import create_async_engine, create_engine
+
+from ..support.databases import postgres_database, settings_for
+
+
+def test_without_database_url_the_service_uses_a_sqlite_file_under_dot_data() -> None:
+    assert Settings(_env_file=None).database_url == DEFAULT_DATABASE_URL
+    assert DEFAULT_DATABASE_URL.startswith("sqlite:///.data/")
+
+
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql"])
+def test_hosting_provider_urls_get_the_psycopg_driver(scheme: str) -> None:
+    settings = settings_for(f"{scheme}://user:secret@db.example:5432/app")
+
+    assert settings.database_url == "postgresql+psycopg://user:secret@db.example:5432/app"
+
+
+PRAGMAS = ("journal_mode", "foreign_keys", "busy_timeout")
+
+
+@pytest.mark.anyio
+async def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_path: Path) -> None:
+    settings = settings_for(
+        f"sqlite:///{tmp_path / 'nested' / 'app.db'}", sqlite_busy_timeout_ms=1234
+    )
+    engine, turn_engine = create_engine(settings), create_async_engine(settings)
+    with engine.connect() as connection:
+        pragmas = [connection.execute(text(f"PRAGMA {name}")).scalar_one() for name in PRAGMAS]
+    async with turn_engine.connect() as connection:
+        async_pragmas = [
+            (await connection.execute(text(f"PRAGMA {name}"))).scalar_one() for name in PRAGMAS
+        ]
+    engine.dispose()
+    await turn_engine.dispose()
+
+    assert pragmas == async_pragmas == ["wal", 1, 1234]
+
+
+@pytest.mark.postgresql
+@pytest.mark.anyio
+async def test_postgresql_connections_get_the_timeouts_and_the_pool_sizes() -> None:
+    show = text("SELECT current_setting('statement_timeout'), current_setting('application_name')")
+    with postgres_database() as url:
+        settings = settings_for(url, db_statement_timeout_ms=2500, db_pool_size=7)
+        engine, turn_engine = create_engine(settings), create_async_engine(settings)
+        with engine.connect() as connection:
+            shown = tuple(connection.execute(show).one())
+        async with turn_engine.connect() as connection:
+            async_shown = tuple((await connection.execute(show)).one())
+        sizes = engine.pool.size(), turn_engine.pool.size()
+        engine.dispose()
+        await turn_engine.dispose()
+
+    assert shown == async_shown == ("2500ms", "{{ cookiecutter.__project_slug }}")
+    assert sizes == (settings.db_sessions_pool_size, 7)
+
+
+@pytest.fixture
+def postgres_engine() -> Iterator[Engine]:
+    with postgres_database() as url:
+        engine = create_engine(settings_for(url))
+        yield engine
+        engine.dispose()
+
+
+def backend_pid(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+
+
+@pytest.mark.postgresql
+def test_a_connection_the_server_ended_is_replaced_before_it_is_lent_out(
+    postgres_engine: Engine,
+) -> None:
+    ended = backend_pid(postgres_engine)
+    url = postgres_engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [ended])
+        while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [ended]).fetchone():
+            time.sleep(0.01)
+
+    assert backend_pid(postgres_engine) != ended

@@ -1,0 +1,413 @@
+"""The repository contract on SQLite and on PostgreSQL: every method, its results, its errors."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, select, update
+from strands import Agent
+from strands.multiagent import GraphBuilder
+from strands.multiagent.graph import Graph
+from strands.types.exceptions import SessionException
+from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
+
+from {{ cookiecutter.__package_name }}.session_store import (
+    AlreadyExistsError,
+    InvalidCursorError,
+    InvalidIdError,
+    NotFoundError,
+    SessionBusyError,
+    SqlSessionRepository,
+)
+from {{ cookiecutter.__package_name }}.session_store.tables import (
+    agents,
+    messages,
+    multi_agents,
+    sessions,
+)
+
+from ..support.scripted_model import ScriptedModel
+
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00binary\xff"
+
+
+def new_session(repository: SqlSessionRepository, session_id: str = "s-1") -> Session:
+    return repository.create_session(Session(session_id=session_id, session_type=SessionType.AGENT))
+
+
+def new_agent(
+    repository: SqlSessionRepository, session_id: str = "s-1", agent_id: str = "default"
+) -> SessionAgent:
+    agent = SessionAgent(
+        agent_id=agent_id,
+        state={"user": {"name": "Ada", "visits": 3}},
+        conversation_manager_state={"__name__": "SlidingWindowConversationManager", "removed": 0},
+        _internal_state={"interrupt_state": {"activated": False}, "model_state": {}},
+    )
+    repository.create_agent(session_id, agent)
+    return agent
+
+
+def text_message(message_id: int, text: str, role: str = "user") -> SessionMessage:
+    return SessionMessage(
+        message={"role": role, "content": [{"text": text}], "tracking_id": f"t-{message_id}"},
+        message_id=message_id,
+    )
+
+
+# Sessions
+
+
+def test_session_round_trips_with_its_timestamps(repository: SqlSessionRepository) -> None:
+    created = new_session(repository)
+
+    assert repository.read_session("s-1") == created
+
+
+def test_missing_session_reads_as_none(repository: SqlSessionRepository) -> None:
+    assert repository.read_session("nobody") is None
+
+
+def test_creating_an_existing_session_raises_a_session_exception(
+    repository: SqlSessionRepository,
+) -> None:
+    new_session(repository)
+
+    with pytest.raises(AlreadyExistsError, match="already exists") as raised:
+        new_session(repository)
+    assert isinstance(raised.value, SessionException)
+
+
+@pytest.mark.parametrize(
+    "bad_id", ["", "a/b", "../etc", "a\\b", ".", "..", "x" * 129, "a\nb", "tab\there", "nul\x00"]
+)
+def test_unsafe_ids_are_refused_with_a_clear_error(
+    repository: SqlSessionRepository, bad_id: str
+) -> None:
+    with pytest.raises(InvalidIdError, match="use 1 to 128 characters"):
+        new_session(repository, bad_id)
+    with pytest.raises(InvalidIdError):
+        repository.read_session(bad_id)
+    new_session(repository, "fine")
+    with pytest.raises(InvalidIdError, match="invalid agent id"):
+        new_agent(repository, "fine", agent_id=bad_id)
+
+
+@pytest.mark.parametrize(
+    "good_id",
+    [
+        "0",
+        "user:42.chat_1-a",
+        "x" * 128,
+        "_private",
+        ".hidden",
+        "-flag",
+        "a b",
+        "é",
+        "user@example.com",
+    ],
+)
+def test_ids_the_sdk_accepts_are_accepted(repository: SqlSessionRepository, good_id: str) -> None:
+    new_session(repository, good_id)
+    new_agent(repository, good_id, agent_id=good_id)
+
+    assert repository.read_agent(good_id, good_id) is not None
+
+
+def test_delete_session_removes_everything_below_it(
+    repository: SqlSessionRepository, engine: Engine
+) -> None:
+    new_session(repository)
+    new_session(repository, "kept")
+    for session_id in ("s-1", "kept"):
+        new_agent(repository, session_id)
+        repository.create_message(session_id, "default", text_message(0, "hi"))
+        repository.create_multi_agent(session_id, graph())
+
+    repository.delete_session("s-1")
+
+    assert repository.read_session("s-1") is None
+    with engine.connect() as connection:
+        for table in (agents, messages, multi_agents):
+            left = connection.execute(
+                select(func.count()).where(table.c.session_id == "s-1")
+            ).scalar_one()
+            assert left == 0, table.name
+    assert repository.count_messages("kept") == 1
+    assert repository.read_multi_agent("kept", "report") is not None
+
+
+def test_deleting_a_missing_session_raises_not_found(repository: SqlSessionRepository) -> None:
+    with pytest.raises(NotFoundError):
+        repository.delete_session("nobody")
+
+
+def test_a_session_whose_turn_holds_its_lease_is_not_deleted(
+    repository: SqlSessionRepository, engine: Engine
+) -> None:
+    new_session(repository)
+    hold_lease = update(sessions).values(
+        lease_id="a-running-turn", lease_expires_at=datetime.now(UTC) + timedelta(minutes=1)
+    )
+    with engine.begin() as connection:
+        connection.execute(hold_lease)
+
+    with pytest.raises(SessionBusyError):
+        repository.delete_session("s-1")
+    assert repository.read_session("s-1") is not None
+
+    with engine.begin() as connection:  # the lease expired: its replica died
+        expired = datetime.now(UTC) - timedelta(seconds=1)
+        connection.execute(hold_lease.values(lease_expires_at=expired))
+    repository.delete_session("s-1")
+    assert repository.read_session("s-1") is None
+
+
+def test_sessions_are_listed_newest_first_page_by_page(repository: SqlSessionRepository) -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for number in range(7):
+        # Two sessions share each timestamp: ties are ordered by id, and no page loses one.
+        moment = (start + timedelta(minutes=number // 2)).isoformat()
+        repository.create_session(
+            Session(f"s-{number}", SessionType.AGENT, created_at=moment, updated_at=moment)
+        )
+
+    seen, cursor = [], None
+    while True:
+        page = repository.list_sessions(limit=3, cursor=cursor)
+        seen.append([session.session_id for session in page.sessions])
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+
+    assert seen == [["s-6", "s-5", "s-4"], ["s-3", "s-2", "s-1"], ["s-0"]]
+
+
+def test_a_cursor_that_was_never_handed_out_is_refused(repository: SqlSessionRepository) -> None:
+    with pytest.raises(InvalidCursorError):
+        repository.list_sessions(cursor="not-a-cursor")
+
+
+# Agents
+
+
+def test_agent_round_trips_with_all_its_state(repository: SqlSessionRepository) -> None:
+    new_session(repository)
+    created = new_agent(repository)
+
+    assert repository.read_agent("s-1", "default") == created
+
+
+def test_agent_errors(repository: SqlSessionRepository) -> None:
+    with pytest.raises(NotFoundError, match="session 's-1' does not exist"):
+        new_agent(repository)
+    new_session(repository)
+    new_agent(repository)
+    with pytest.raises(AlreadyExistsError):
+        new_agent(repository)
+    assert repository.read_agent("s-1", "other") is None
+    with pytest.raises(NotFoundError):
+        repository.update_agent("s-1", SessionAgent("other", {}, {}))
+
+
+def test_update_agent_keeps_created_at(repository: SqlSessionRepository) -> None:
+    new_session(repository)
+    created = new_agent(repository)
+    changed = SessionAgent(
+        agent_id="default",
+        state={"user": {"name": "Ada", "visits": 4}},
+        conversation_manager_state={"removed_message_count": 2},
+        _internal_state={"model_state": {"response_id": "r-1"}},
+    )
+
+    repository.update_agent("s-1", changed)
+
+    read = repository.read_agent("s-1", "default")
+    assert read.state == changed.state
+    assert read.conversation_manager_state == changed.conversation_manager_state
+    assert read._internal_state == changed._internal_state
+    assert read.created_at == created.created_at
+    assert read.updated_at == changed.updated_at
+
+
+def test_agents_are_listed_in_creation_order(repository: SqlSessionRepository) -> None:
+    new_session(repository)
+    for agent_id in ("planner", "writer"):
+        new_agent(repository, agent_id=agent_id)
+
+    assert [agent.agent_id for agent in repository.list_agents("s-1")] == ["planner", "writer"]
+    assert repository.list_agents("nobody") == []
+
+
+# Messages
+
+
+@pytest.fixture
+def agent(repository: SqlSessionRepository) -> SessionAgent:
+    new_session(repository)
+    return new_agent(repository)
+
+
+@pytest.mark.usefixtures("agent")
+def test_message_round_trips_unchanged(repository: SqlSessionRepository) -> None:
+    message = SessionMessage(
+        message={
+            "role": "user",
+            "content": [
+                {"text": "What is in this picture? ünïcode ✓ 😀"},
+                {"image": {"format": "png", "source": {"bytes": PNG}}},
+            ],
+            "tracking_id": "trk-1",
+            "metadata": {"usage": {"inputTokens": 3}, "custom": [1, 2.5, None, True]},
+        },
+        message_id=0,
+    )
+
+    repository.create_message("s-1", "default", message)
+
+    read = repository.read_message("s-1", "default", 0)
+    assert read == message
+    assert read.message["content"][1]["image"]["source"]["bytes"] == PNG
+
+
+@pytest.mark.usefixtures("agent")
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [
+        ("2026-01-02T03:04:05.123456+00:00", "2026-01-02T03:04:05.123456+00:00"),
+        ("2026-01-02T03:04:05.000100+00:00", "2026-01-02T03:04:05.000100+00:00"),
+        ("2026-01-02T03:04:05+00:00", "2026-01-02T03:04:05+00:00"),
+        ("2026-01-02T05:04:05.5+02:00", "2026-01-02T03:04:05.500000+00:00"),
+    ],
+)
+def test_message_timestamps_come_back_as_isoformat_writes_them_in_utc(
+    repository: SqlSessionRepository, written: str, read: str
+) -> None:
+    message = text_message(0, "hi")
+    message.created_at = message.updated_at = written
+    repository.create_message("s-1", "default", message)
+
+    for stored in (
+        repository.read_message("s-1", "default", 0),
+        repository.list_messages("s-1", "default")[0],
+    ):
+        assert stored.created_at == stored.updated_at == read
+        assert datetime.fromisoformat(stored.created_at) == datetime.fromisoformat(written)
+
+
+@pytest.mark.usefixtures("agent")
+def test_message_errors(repository: SqlSessionRepository) -> None:
+    repository.create_message("s-1", "default", text_message(0, "hi"))
+
+    with pytest.raises(AlreadyExistsError):
+        repository.create_message("s-1", "default", text_message(0, "again"))
+    with pytest.raises(NotFoundError, match="agent 'ghost' does not exist"):
+        repository.create_message("s-1", "ghost", text_message(0, "hi"))
+    with pytest.raises(NotFoundError):
+        repository.update_message("s-1", "default", text_message(5, "hi"))
+    assert repository.read_message("s-1", "default", 5) is None
+    assert repository.read_message("s-1", "ghost", 0) is None
+
+
+@pytest.mark.usefixtures("agent")
+def test_update_message_stores_the_redaction_and_keeps_created_at(
+    repository: SqlSessionRepository,
+) -> None:
+    original = text_message(0, "my card is 4111 1111 1111 1111")
+    repository.create_message("s-1", "default", original)
+    redacted = SessionMessage(
+        message=original.message,
+        message_id=0,
+        redact_message={"role": "user", "content": [{"text": "[redacted]"}]},
+    )
+
+    repository.update_message("s-1", "default", redacted)
+
+    read = repository.read_message("s-1", "default", 0)
+    assert read.redact_message == redacted.redact_message
+    assert read.to_message() == redacted.redact_message
+    assert read.created_at == original.created_at
+
+
+@pytest.mark.usefixtures("agent")
+def test_list_messages_returns_every_message_from_the_offset(
+    repository: SqlSessionRepository,
+) -> None:
+    count = 1_500  # more than the 1,000 some stores silently cap a listing at
+    for message_id in range(count):
+        role = ("user", "assistant")[message_id % 2]
+        message = text_message(message_id, f"m{message_id}", role)
+        repository.create_message("s-1", "default", message)
+
+    everything = repository.list_messages("s-1", "default")
+    tail = repository.list_messages("s-1", "default", offset=1_460)
+    window = repository.list_messages("s-1", "default", limit=10, offset=100)
+
+    assert [m.message_id for m in everything] == list(range(count))
+    assert [m.message_id for m in tail] == list(range(1_460, count))
+    assert [m.message["content"][0]["text"] for m in window] == [f"m{i}" for i in range(100, 110)]
+    assert repository.list_messages("s-1", "default", offset=count) == []
+    assert repository.count_messages("s-1") == count
+    assert repository.count_messages("s-1", "default") == count
+
+
+def test_list_messages_of_an_unknown_agent_is_empty(repository: SqlSessionRepository) -> None:
+    assert repository.list_messages("nobody", "default") == []
+    with pytest.raises(ValueError, match="must not be negative"):
+        repository.list_messages("nobody", "default", offset=-1)
+
+
+# Multi-agent state
+
+
+def graph(graph_id: str = "report") -> Graph:
+    builder = GraphBuilder()
+    builder.add_node(Agent(model=ScriptedModel(), callback_handler=None), "only")
+    builder.set_graph_id(graph_id)
+    builder.set_max_node_executions(1)
+    return builder.build()
+
+
+def test_multi_agent_state_round_trips(repository: SqlSessionRepository) -> None:
+    new_session(repository)
+    orchestrator = graph()
+
+    repository.create_multi_agent("s-1", orchestrator)
+    assert repository.read_multi_agent("s-1", "report") == orchestrator.serialize_state()
+
+    orchestrator.state.execution_count = 3
+    repository.update_multi_agent("s-1", orchestrator)
+    assert repository.read_multi_agent("s-1", "report")["execution_count"] == 3
+
+
+def test_multi_agent_errors(repository: SqlSessionRepository) -> None:
+    with pytest.raises(NotFoundError, match="session 's-1' does not exist"):
+        repository.create_multi_agent("s-1", graph())
+    new_session(repository)
+    repository.create_multi_agent("s-1", graph())
+
+    with pytest.raises(AlreadyExistsError):
+        repository.create_multi_agent("s-1", graph())
+    with pytest.raises(NotFoundError):
+        repository.update_multi_agent("s-1", graph("other"))
+    assert repository.read_multi_agent("s-1", "other") is None
+    with pytest.raises(InvalidIdError):
+        repository.create_multi_agent("s-1", graph("no/slashes"))
+
+
+class Unserialisable:
+    """An orchestrator whose state cannot be stored."""
+
+    id = "other"
+
+    def serialize_state(self) -> dict[str, Any]:
+        return {"when": datetime.now(UTC)}
+
+
+def test_updating_a_missing_multi_agent_is_not_found_whatever_its_state(
+    repository: SqlSessionRepository,
+) -> None:
+    new_session(repository)
+
+    with pytest.raises(NotFoundError, match="multi-agent 'other' does not exist"):
+        repository.update_multi_agent("s-1", Unserialisable())

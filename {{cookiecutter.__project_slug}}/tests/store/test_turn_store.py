@@ -1,0 +1,391 @@
+"""The turn store on SQLite and PostgreSQL: a lease and one read to begin a turn, one transaction
+to save it, nothing written by a turn that fails or lost its lease."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+import anyio
+import pytest
+from sqlalchemy import Engine, event, func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+from strands import Agent, tool
+from strands.agent.conversation_manager import SlidingWindowConversationManager
+from strands.session import RepositorySessionManager
+from strands.types.exceptions import SessionException
+from strands.types.session import SessionAgent, SessionMessage
+
+from {{ cookiecutter.__package_name }}.session_store import (
+    LeaseLostError,
+    SessionBusyError,
+    SqlSessionRepository,
+    TurnStore,
+    UnitOfWork,
+    turn_store_for,
+)
+from {{ cookiecutter.__package_name }}.session_store.tables import sessions
+
+from ..support.scripted_model import RedactPrompt, Reply, ScriptedModel, ToolCall
+
+pytestmark = pytest.mark.anyio
+
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00binary\xff"
+
+
+@tool
+def lookup_order(order_id: str) -> str:
+    """Look up the status of an order.
+
+    Args:
+        order_id: The order number.
+    """
+    return f"order {order_id} shipped"
+
+
+def agent_for(work: UnitOfWork, replies: list[Reply], **kwargs: object) -> Agent:
+    """A real agent, restored from the unit of work as the service builds one."""
+    manager = RepositorySessionManager(session_id=work.session_id, session_repository=work)
+    return Agent(
+        model=ScriptedModel(replies), session_manager=manager, callback_handler=None, **kwargs
+    )
+
+
+async def turn(
+    store: TurnStore, prompt: object, replies: list[Reply], session_id: str = "s", **kwargs: object
+) -> Agent:
+    """One whole turn: begin, run the agent, save."""
+    work = await store.begin(session_id, "default")
+    agent = agent_for(work, replies, **kwargs)
+    await agent.invoke_async(prompt)
+    await store.save(work)
+    return agent
+
+
+def stored(repository: SqlSessionRepository, session_id: str = "s") -> list[tuple[str, str]]:
+    return [
+        (m.message["role"], m.message["content"][0].get("text", "?"))
+        for m in repository.list_messages(session_id, "default")
+    ]
+
+
+async def test_turns_are_stored_whole_and_restored_by_the_next(
+    store: TurnStore, repository: SqlSessionRepository
+) -> None:
+    await turn(store, "My name is Ada.", ["Hello Ada."])
+    work = await store.begin("s", "default")
+    model = ScriptedModel(["Your name is Ada."])
+    agent = Agent(
+        model=model,
+        session_manager=RepositorySessionManager(session_id="s", session_repository=work),
+        callback_handler=None,
+    )
+    await agent.invoke_async("Who am I?")
+    await store.save(work)
+
+    assert [m["content"][0]["text"] for m in model.calls[0]] == [
+        "My name is Ada.",
+        "Hello Ada.",
+        "Who am I?",
+    ]
+    assert stored(repository) == [
+        ("user", "My name is Ada."),
+        ("assistant", "Hello Ada."),
+        ("user", "Who am I?"),
+        ("assistant", "Your name is Ada."),
+    ]
+
+
+async def test_a_tool_turn_is_stored_and_restored_whole(
+    store: TurnStore, repository: SqlSessionRepository
+) -> None:
+    replies: list[Reply] = [ToolCall("lookup_order", {"order_id": "A-7"}), "It shipped."]
+    played = await turn(store, "Where is A-7?", replies, tools=[lookup_order])
+
+    work = await store.begin("s", "default")
+    restored = agent_for(work, [], tools=[lookup_order])
+
+    assert restored.messages == played.messages
+    assert [role for role, _ in stored(repository)] == ["user", "assistant", "user", "assistant"]
+    await store.give_up(work)
+
+
+async def test_bytes_state_and_timestamps_round_trip_unchanged(
+    store: TurnStore, repository: SqlSessionRepository
+) -> None:
+    prompt = [{"text": "What is this?"}, {"image": {"format": "png", "source": {"bytes": PNG}}}]
+    played = await turn(store, prompt, ["A tiny PNG."], state={"plan": "gold"})
+
+    work = await store.begin("s", "default")
+    restored = agent_for(work, [])
+
+    assert restored.messages == played.messages
+    assert restored.messages[0]["content"][1]["image"]["source"]["bytes"] == PNG
+    assert restored.state.get() == {"plan": "gold"}
+    # The unit of work holds the messages as the plain repository reads them, to the letter.
+    assert list(work.messages.values()) == repository.list_messages("s", "default")
+    await store.give_up(work)
+
+
+async def test_nothing_of_a_turn_is_stored_before_it_is_saved(
+    store: TurnStore, repository: SqlSessionRepository
+) -> None:
+    await turn(store, "one", ["First."])
+    work = await store.begin("s", "default")
+    await agent_for(work, ["Second."]).invoke_async("two")
+
+    assert stored(repository) == [("user", "one"), ("assistant", "First.")]
+    await store.give_up(work)  # the turn failed after its model answered
+    assert stored(repository) == [("user", "one"), ("assistant", "First.")]
+    await turn(store, "three", ["Third."])
+    assert [text for _, text in stored(repository)] == ["one", "First.", "three", "Third."]
+
+
+async def test_a_failing_model_leaves_the_session_as_it_was(
+    store: TurnStore, repository: SqlSessionRepository
+) -> None:
+    await turn(store, "one", ["First."])
+    work = await store.begin("s", "default")
+    with pytest.raises(RuntimeError, match="provider exploded"):
+        await agent_for(work, [RuntimeError("provider exploded")]).invoke_async("two")
+    await store.give_up(work)
+
+    model_saw = await turn(store, "three", ["Third."])
+
+    assert [m["content"][0]["text"] for m in model_saw.messages] == [
+        "one",
+        "First.",
+        "three",
+        "Third.",
+    ]
+    assert len(stored(repository)) == 4
+
+
+async def test_one_turn_at_a_time_per_session(store: TurnStore) -> None:
+    work = await store.begin("s", "default")
+
+    with pytest.raises(SessionBusyError, match="'s' is busy"):
+        await store.begin("s", "default")
+    other = await store.begin("another", "default")  # other sessions are not held up
+
+    await agent_for(work, ["Hi."]).invoke_async("hello")
+    await store.save(work)
+    await store.give_up(other)
+    await store.give_up(await store.begin("s", "default"))
+
+
+async def expire(engine: Engine, session_id: str = "s") -> None:
+    """What a replica that stalled past its lease finds: the lease expired."""
+    with engine.begin() as connection:
+        connection.execute(
+            update(sessions)
+            .where(sessions.c.session_id == session_id)
+            .values(lease_expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+
+
+async def test_a_turn_that_lost_its_lease_writes_nothing(
+    store: TurnStore, repository: SqlSessionRepository, engine: Engine
+) -> None:
+    stalled = await store.begin("s", "default")
+    await agent_for(stalled, ["Too late."]).invoke_async("stalled")
+    await expire(engine)
+    await turn(store, "taken over", ["In time."])  # another replica takes the session
+
+    with pytest.raises(LeaseLostError, match="lost its claim on session 's'"):
+        await store.save(stalled)
+
+    assert stored(repository) == [("user", "taken over"), ("assistant", "In time.")]
+
+
+async def test_an_expired_lease_is_not_saved_even_if_nobody_took_it(
+    store: TurnStore, repository: SqlSessionRepository, engine: Engine
+) -> None:
+    stalled = await store.begin("s", "default")
+    await agent_for(stalled, ["Too late."]).invoke_async("stalled")
+    await expire(engine)
+
+    with pytest.raises(LeaseLostError):
+        await store.save(stalled)
+    assert stored(repository) == []
+
+
+async def test_renewing_keeps_the_leases_still_held(store: TurnStore, engine: Engine) -> None:
+    kept = await store.begin("kept", "default")
+    lost = await store.begin("lost", "default")
+    await expire(engine, "lost")
+
+    assert await store.renew([kept, lost]) == {kept.lease_id}
+    assert await store.renew([]) == set()
+
+    await expire(engine, "kept")  # renewal came too late: a lease once lost stays lost
+    assert await store.renew([kept]) == set()
+
+
+async def test_a_lease_given_up_frees_the_session_at_once(store: TurnStore) -> None:
+    work = await store.begin("s", "default")
+    await store.give_up(work)
+
+    await store.give_up(await store.begin("s", "default"))
+
+
+async def test_a_crashed_turns_lease_expires_by_itself(
+    turn_engine: AsyncEngine, repository: SqlSessionRepository
+) -> None:
+    short = turn_store_for(turn_engine, lease_seconds=1)
+    await short.begin("s", "default")  # its replica dies: nobody renews or gives it up
+
+    with pytest.raises(SessionBusyError):
+        await short.begin("s", "default")
+    await anyio.sleep(1.1)
+    await short.give_up(await short.begin("s", "default"))
+
+
+async def trimmed_conversation(store: TurnStore, turns: int, window: int) -> None:
+    """`turns` turns of an agent whose conversation manager keeps `window` messages."""
+    for number in range(turns):
+        manager = SlidingWindowConversationManager(window_size=window)
+        await turn(store, f"prompt {number}", [f"reply {number}"], conversation_manager=manager)
+
+
+async def test_the_turn_reads_only_the_window_its_conversation_manager_keeps(
+    store: TurnStore, repository: SqlSessionRepository
+) -> None:
+    await trimmed_conversation(store, turns=5, window=4)
+
+    work = await store.begin("s", "default")
+    restored = agent_for(work, [], conversation_manager=SlidingWindowConversationManager(4))
+
+    assert repository.count_messages("s") == 10
+    assert work.offset == 6
+    assert sorted(work.messages) == [6, 7, 8, 9]
+    assert [m["content"][0]["text"] for m in restored.messages] == [
+        "prompt 3",
+        "reply 3",
+        "prompt 4",
+        "reply 4",
+    ]
+    await store.give_up(work)
+
+
+async def test_a_redaction_is_saved_with_the_turn(
+    store: TurnStore, repository: SqlSessionRepository
+) -> None:
+    await turn(store, "my password is hunter2", [RedactPrompt("I cannot help with that.")])
+
+    message = repository.read_message("s", "default", 0)
+    assert message.redact_message["content"] == [{"text": "[prompt redacted]"}]
+    assert "hunter2" not in str(message), "the SDK redacts in place: the original is gone too"
+
+
+async def test_a_redaction_of_an_earlier_message_is_saved(
+    store: TurnStore, repository: SqlSessionRepository
+) -> None:
+    await turn(store, "my card is 4111 1111 1111 1111", ["Noted."])
+    work = await store.begin("s", "default")
+    redacted = SessionMessage(
+        message={"role": "user", "content": [{"text": "my card is [redacted]"}]},
+        message_id=0,
+        redact_message={"role": "user", "content": [{"text": "[redacted]"}]},
+    )
+    work.update_message("s", "default", redacted)
+    await store.save(work)
+
+    assert repository.read_message("s", "default", 0).redact_message == redacted.redact_message
+
+
+async def test_agent_state_changes_are_saved_and_unchanged_state_is_not_written(
+    store: TurnStore, repository: SqlSessionRepository
+) -> None:
+    await turn(store, "one", ["First."], state={"visits": 1})
+    work = await store.begin("s", "default")
+    agent = agent_for(work, ["Second."])
+    await agent.invoke_async("two")
+    assert not work.agent_changed, "a turn that changes no state writes no agent"
+    agent.state.set("visits", 2)
+    work.update_agent("s", SessionAgent.from_agent(agent))
+    await store.save(work)
+
+    assert repository.read_agent("s", "default").state == {"visits": 2}
+
+
+async def test_the_unit_of_work_keeps_what_it_was_given_as_it_was(store: TurnStore) -> None:
+    work = await store.begin("s", "default")
+    agent_for(work, [])
+    prompt = SessionMessage({"role": "user", "content": [{"text": "hi"}]}, message_id=0)
+    work.create_message("s", "default", prompt)
+    # The SDK changes some of what it gave later in the turn, in place (a conversation manager
+    # trims a tool result); nothing writes it again.
+    prompt.message["content"][0]["text"] = "changed"
+
+    assert work.read_message("s", "default", 0).message["content"] == [{"text": "hi"}]
+    await store.give_up(work)
+
+
+async def test_the_unit_of_work_refuses_what_lies_outside_its_turn(store: TurnStore) -> None:
+    await trimmed_conversation(store, turns=3, window=2)
+    work = await store.begin("s", "default")
+
+    for outside in (
+        lambda: work.read_session("other"),
+        lambda: work.read_agent("s", "planner"),
+        lambda: work.list_messages("s", "default", offset=0),
+    ):
+        with pytest.raises(SessionException, match="this turn"):
+            outside()
+    assert [m.message_id for m in work.list_messages("s", "default", offset=work.offset)] == [4, 5]
+    await store.give_up(work)
+
+
+@contextmanager
+def round_trips(engine: AsyncEngine) -> Iterator[dict[str, int]]:
+    """The statements and commits sent to the database through `engine`."""
+    counts = {"statements": 0, "commits": 0}
+
+    def statement(*_: object) -> None:
+        counts["statements"] += 1
+
+    def commit(*_: object) -> None:
+        counts["commits"] += 1
+
+    event.listen(engine.sync_engine, "before_cursor_execute", statement)
+    event.listen(engine.sync_engine, "commit", commit)
+    try:
+        yield counts
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", statement)
+        event.remove(engine.sync_engine, "commit", commit)
+
+
+async def test_a_text_turn_costs_two_round_trips_on_postgresql(
+    store: TurnStore, turn_engine: AsyncEngine
+) -> None:
+    await turn(store, "one", ["First."])  # the session and the agent exist from now on
+
+    with round_trips(turn_engine) as begin:
+        work = await store.begin("s", "default")
+    await agent_for(work, ["Second."]).invoke_async("two")
+    with round_trips(turn_engine) as save:
+        await store.save(work)
+
+    if turn_engine.dialect.name == "postgresql":
+        # Each is one autocommitted statement: the take commits a lease, the save the turn.
+        assert begin == {"statements": 1, "commits": 0}
+        assert save == {"statements": 1, "commits": 0}
+    else:
+        # SQLite: the take and two reads; the release and the insert, in a transaction.
+        assert begin == {"statements": 3, "commits": 0}
+        assert save == {"statements": 2, "commits": 1}
+
+
+async def test_a_connection_the_database_dropped_is_replaced_when_a_turn_begins(
+    store: TurnStore, turn_engine: AsyncEngine, engine: Engine
+) -> None:
+    if turn_engine.dialect.name != "postgresql":
+        pytest.skip("a SQLite connection cannot be dropped by its server")
+    await turn(store, "one", ["First."])  # the pool now holds a connection
+    async with turn_engine.connect() as connection:
+        backend = (await connection.execute(select(func.pg_backend_pid()))).scalar_one()
+    with engine.connect() as admin:  # as a database restart would
+        admin.execute(select(func.pg_terminate_backend(backend)))
+
+    await turn(store, "two", ["Second."])

@@ -1,0 +1,93 @@
+"""The service as it runs in production: a real uvicorn process, spoken to over real HTTP."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from .databases import API_KEY
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+# An app factory with a slow scripted model and a slow tool (slow_app.py).
+SLOW_APP = "tests.support.slow_app:create_slow_app"
+
+
+@dataclass
+class Server:
+    """A running uvicorn process, and a client that sends the API key."""
+
+    client: httpx.Client
+    process: subprocess.Popen
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def server_process(
+    database_url: str,
+    app: str = "{{ cookiecutter.__package_name }}.main:app",
+    log: IO[str] | None = None,
+    **env: str,
+) -> Iterator[Server]:
+    """Start `uvicorn` on this database (with the echo model, unless `app` is another factory).
+    The server's output goes to `log` if given. Stopped with SIGTERM at the end, unless the test
+    killed it already."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "MODEL_PROVIDER": "echo",
+        "API_KEY": API_KEY,
+        **env,
+    }
+    command = [
+        sys.executable, "-m", "uvicorn", app, *(["--factory"] if ":create" in app else []),
+        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+    ]  # fmt: skip
+    # The project directory, so that `tests.support.slow_app` is importable by the server.
+    process = subprocess.Popen(command, env=environment, cwd=PROJECT_DIR, stdout=log, stderr=log)
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    try:
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30
+        ) as client:
+            wait_until_healthy(client, process)
+            yield Server(client, process)
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        process.wait(timeout=30)
+
+
+@contextmanager
+def running_server(database_url: str, **options: str | IO[str] | None) -> Iterator[httpx.Client]:
+    """`server_process`, for tests that only talk to it."""
+    with server_process(database_url, **options) as server:  # type: ignore[arg-type]
+        yield server.client
+
+
+def wait_until_healthy(
+    client: httpx.Client, process: subprocess.Popen, timeout: float = 30
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"uvicorn exited with status {process.returncode}")
+        try:
+            if client.get("/health").status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise TimeoutError(f"uvicorn did not answer /health within {timeout} s")
