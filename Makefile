@@ -3,7 +3,7 @@ export UV_PYTHON_DOWNLOADS := never
 # uv from PATH, or the one `make install` puts in this Python's site-packages.
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 # The template directory and the hooks are Jinja: the bake tests lint what they render.
-LINTED := local_extensions.py scripts tests
+LINTED := local_extensions.py benchmarks scripts tests
 
 .PHONY: help install test test-fast demo bench lint format clean
 
@@ -23,7 +23,7 @@ test-fast: install ## The suite without the slow tests that install each baked p
 demo: install ## Render, install and start the default project, and talk to it
 	$(UV) run python scripts/demo.py
 
-bench: install ## Bake the default project and run its benchmarks (ARGS="--test-suite" times make test too)
+bench: install ## Bake the default project and run the benchmarks against it (ARGS: --store-only, --test-suite)
 	$(UV) run python scripts/bench.py $(ARGS)
 
 lint: install ## Check the template's own code

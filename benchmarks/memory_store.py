@@ -1,0 +1,95 @@
+"""The cheapest stores possible, for comparison: what the SDK and the service cost without one.
+
+`MemorySessionRepository` keeps the SDK's objects themselves, with no serialisation and no I/O:
+restoring from it costs what the SDK itself costs. `MemoryTurnStore` hands the service's turns
+the same `UnitOfWork` the real turn store does, from dictionaries, so that a side-by-side run
+isolates what the database adds to a turn.
+"""
+
+import secrets
+from collections.abc import Iterable
+from typing import Any
+
+from my_agent.session_store import SessionBusyError, UnitOfWork
+from strands.session import SessionRepository
+from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
+
+
+class MemorySessionRepository(SessionRepository):
+    def __init__(self) -> None:
+        self.sessions: dict[str, Session] = {}
+        self.agents: dict[tuple[str, str], SessionAgent] = {}
+        self.messages: dict[tuple[str, str], list[SessionMessage]] = {}
+
+    def create_session(self, session: Session, **kwargs: Any) -> Session:
+        self.sessions[session.session_id] = session
+        return session
+
+    def read_session(self, session_id: str, **kwargs: Any) -> Session | None:
+        return self.sessions.get(session_id)
+
+    def create_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
+        self.agents[session_id, session_agent.agent_id] = session_agent
+        self.messages[session_id, session_agent.agent_id] = []
+
+    def read_agent(self, session_id: str, agent_id: str, **kwargs: Any) -> SessionAgent | None:
+        return self.agents.get((session_id, agent_id))
+
+    def update_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
+        self.agents[session_id, session_agent.agent_id] = session_agent
+
+    def create_message(
+        self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any
+    ) -> None:
+        self.messages[session_id, agent_id].append(session_message)
+
+    def read_message(
+        self, session_id: str, agent_id: str, message_id: int, **kwargs: Any
+    ) -> SessionMessage | None:
+        stored = self.messages.get((session_id, agent_id), [])
+        return stored[message_id] if message_id < len(stored) else None
+
+    def update_message(
+        self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any
+    ) -> None:
+        self.messages[session_id, agent_id][session_message.message_id] = session_message
+
+    def list_messages(
+        self,
+        session_id: str,
+        agent_id: str,
+        limit: int | None = None,
+        offset: int = 0,
+        **kwargs: Any,
+    ) -> list[SessionMessage]:
+        stored = self.messages.get((session_id, agent_id), [])
+        return stored[offset : None if limit is None else offset + limit]
+
+
+class MemoryTurnStore:
+    def __init__(self) -> None:
+        self.sessions: dict[str, Session] = {}
+        self.agents: dict[str, SessionAgent | None] = {}
+        self.messages: dict[str, dict[int, SessionMessage]] = {}
+        self.leases: dict[str, str] = {}
+
+    async def begin(self, session_id: str, agent_id: str) -> UnitOfWork:
+        if session_id in self.leases:
+            raise SessionBusyError(session_id)
+        lease_id = self.leases[session_id] = secrets.token_hex(16)
+        session = self.sessions.setdefault(session_id, Session(session_id, SessionType.AGENT))
+        work = UnitOfWork(session, agent_id, lease_id)
+        if (agent := self.agents.get(session_id)) is not None:
+            work.restore(agent, self.messages[session_id].values())
+        return work
+
+    async def save(self, work: UnitOfWork) -> None:
+        self.agents[work.session_id] = work.agent
+        self.messages[work.session_id] = work.messages
+        del self.leases[work.session_id]
+
+    async def give_up(self, work: UnitOfWork) -> None:
+        self.leases.pop(work.session_id, None)
+
+    async def renew(self, works: Iterable[UnitOfWork]) -> set[str]:
+        return {work.lease_id for work in works}

@@ -1,0 +1,73 @@
+"""Uvicorn servers of the baked project for the benchmarks, and the CPU they spend."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU the server process has spent so far (Linux)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def peak_memory_mb(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def running(app: str, project: Path, **env: str) -> Iterator[Server]:
+    """Run `uvicorn <app>` (a factory when it names one in benchmarks.apps) in the project."""
+    port = free_port()
+    factory = ["--factory"] if app.startswith("benchmarks.") else []
+    command = [sys.executable, "-m", "uvicorn", app, *factory, "--port", str(port)]
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(TEMPLATE_DIR),
+        "MODEL_PROVIDER": "echo",
+        **env,
+    }
+    process = subprocess.Popen([*command, "--log-level", "warning"], cwd=project, env=environment)
+    server = Server(f"http://127.0.0.1:{port}", process)
+    try:
+        wait_until_healthy(server)
+        yield server
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def wait_until_healthy(server: Server, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"uvicorn exited with status {server.process.returncode}")
+        try:
+            if httpx.get(f"{server.url}/health").status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise TimeoutError(f"uvicorn did not answer /health within {timeout} s")
