@@ -1,13 +1,14 @@
 """The turn store on SQLite and PostgreSQL: a lease and one read to begin a turn, one transaction
 to save it, nothing written by a turn that fails or lost its lease."""
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import anyio
 import pytest
-from sqlalchemy import Engine, event, func, select, update
+from sqlalchemy import Engine, event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from strands import Agent, tool
 from strands.agent.conversation_manager import SlidingWindowConversationManager
@@ -23,7 +24,8 @@ from {{ cookiecutter.__package_name }}.session_store import (
     UnitOfWork,
     turn_store_for,
 )
-from {{ cookiecutter.__package_name }}.session_store.tables import sessions
+from {{ cookiecutter.__package_name }}.session_store.records import message_values
+from {{ cookiecutter.__package_name }}.session_store.tables import messages, sessions
 
 from ..support.scripted_model import RedactPrompt, Reply, ScriptedModel, ToolCall
 
@@ -207,6 +209,28 @@ async def test_an_expired_lease_is_not_saved_even_if_nobody_took_it(
     with pytest.raises(LeaseLostError):
         await store.save(stalled)
     assert stored(repository) == []
+
+
+async def test_a_turn_that_waited_for_another_turns_save_reads_what_it_saved(
+    store: TurnStore, repository: SqlSessionRepository, engine: Engine
+) -> None:
+    """A turn that begins while the previous turn's save is committing waits for that save,
+    and then reads the session as the save left it."""
+    await turn(store, "one", ["First."])
+    saving = await store.begin("s", "default")
+    await agent_for(saving, ["Second."]).invoke_async("two")
+    # The previous turn's save, held open in a transaction: it released the lease and wrote.
+    with engine.connect() as connection, connection.begin():
+        lease = store.leases.release_values("s", saving.lease_id)
+        connection.execute(store.leases.release, lease)
+        rows = [message_values("s", "default", saving.messages[i]) for i in (2, 3)]
+        connection.execute(insert(messages), rows)
+        waiting = asyncio.create_task(store.begin("s", "default"))
+        await anyio.sleep(0.5)  # the next turn is waiting for the session's row
+    work = await waiting
+
+    assert sorted(work.messages) == [0, 1, 2, 3]
+    await store.give_up(work)
 
 
 async def test_renewing_keeps_the_leases_still_held(store: TurnStore, engine: Engine) -> None:

@@ -66,7 +66,12 @@ class Leases:
         self.release = (
             update(sessions)
             .where(this_session, this_lease, sessions.c.lease_expires_at > now)
-            .values(lease_id=None, lease_expires_at=None, updated_at=bindparam("now"))
+            .values(
+                lease_id=None,
+                lease_expires_at=None,
+                updated_at=bindparam("now"),
+                version=sessions.c.version + 1,
+            )
             .returning(sessions.c.session_id)
         )
         # Returns the ids of the leases renewed.

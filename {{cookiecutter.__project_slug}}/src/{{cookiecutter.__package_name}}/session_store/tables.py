@@ -81,6 +81,8 @@ sessions = Table(
     # shows to save, and when it expires by the database's clock unless its replica renews it.
     Column("lease_id", String(32), nullable=True),
     Column("lease_expires_at", Timestamp, nullable=True),
+    # How many turns were saved into the session (each save adds one).
+    Column("version", Integer, nullable=False, server_default="0"),
     # Newest-first listing with a (created_at, session_id) cursor walks this index.
     Index(None, "created_at", "session_id"),
 )

@@ -43,7 +43,7 @@ from .records import (
     timestamp,
     validate_id,
 )
-from .tables import UtcDateTime, agents, messages
+from .tables import UtcDateTime, agents, messages, sessions
 from .unit_of_work import UnitOfWork, restored_offset
 
 
@@ -209,8 +209,15 @@ class PostgresTurnStore(TurnStore):
             )
             .scalar_subquery()
         )
+        # Under READ COMMITTED a take that waited for another turn's save takes the row as that
+        # save left it, while the rest of the statement reads as of before it: the version of
+        # the row as read tells such a stale read, and it is read again.
+        as_read = sessions.alias("as_read")
+        version_read = select(as_read.c.version).where(as_read.c.session_id == taken.c.session_id)
         self._take_and_read = select(
             taken.c.session_id,
+            taken.c.version,
+            version_read.scalar_subquery().label("version_read"),
             taken.c.session_type,
             taken.c.created_at.label("session_created_at"),
             taken.c.updated_at.label("session_updated_at"),
@@ -285,18 +292,20 @@ class PostgresTurnStore(TurnStore):
         }
         async with self._autocommit.connect() as connection:
             row = (await connection.execute(self._take_and_read, values)).first()
-        if row is None:
-            raise SessionBusyError(session_id)
-        session = Session(
-            session_id=row.session_id,
-            session_type=SessionType(row.session_type),
-            created_at=row.session_created_at.isoformat(),
-            updated_at=row.session_updated_at.isoformat(),
-        )
-        work = UnitOfWork(session, agent_id, values["new_lease"])
-        if row.agent_id is not None:
-            window = sorted(row.window or [], key=itemgetter("message_id"))
-            work.restore(agent_record(row), (SessionMessage(**fields) for fields in window))
+            if row is None:
+                raise SessionBusyError(session_id)
+            session = Session(
+                session_id=row.session_id,
+                session_type=SessionType(row.session_type),
+                created_at=row.session_created_at.isoformat(),
+                updated_at=row.session_updated_at.isoformat(),
+            )
+            work = UnitOfWork(session, agent_id, values["new_lease"])
+            if row.version_read not in (None, row.version):  # None: the session is new
+                await self._read(connection, work)
+            elif row.agent_id is not None:
+                window = sorted(row.window or [], key=itemgetter("message_id"))
+                work.restore(agent_record(row), (SessionMessage(**fields) for fields in window))
         return work
 
     async def save(self, work: UnitOfWork) -> None:

@@ -1,4 +1,4 @@
-"""Session leases: which turn holds a session, and until when.
+"""Session leases: which turn holds a session, and until when; and the session's version.
 
 Revision ID: 0002
 Revises: 0001
@@ -22,9 +22,11 @@ def upgrade() -> None:
     with op.batch_alter_table("sessions") as table:
         table.add_column(sa.Column("lease_id", sa.String(32), nullable=True))
         table.add_column(sa.Column("lease_expires_at", UtcDateTime(), nullable=True))
+        table.add_column(sa.Column("version", sa.Integer(), nullable=False, server_default="0"))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("sessions") as table:
+        table.drop_column("version")
         table.drop_column("lease_expires_at")
         table.drop_column("lease_id")
