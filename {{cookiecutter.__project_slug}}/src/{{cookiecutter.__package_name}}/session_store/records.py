@@ -123,11 +123,14 @@ def message_values(
 
 def message_record(row: Row) -> SessionMessage:
     # Built directly: SessionMessage.from_dict inspects the class signature for every key, which
-    # costs ~50x more per message and dominates the restore of a long conversation.
+    # dominates the restore of a long conversation (BENCHMARKS.md). Most messages were never
+    # updated: their one timestamp is formatted once.
+    created_at = row.created_at.isoformat()
+    updated_at = created_at if row.updated_at == row.created_at else row.updated_at.isoformat()
     return SessionMessage(
         message=row.message,
         message_id=row.message_id,
         redact_message=row.redact_message,
-        created_at=row.created_at.isoformat(),
-        updated_at=row.updated_at.isoformat(),
+        created_at=created_at,
+        updated_at=updated_at,
     )
