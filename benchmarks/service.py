@@ -170,6 +170,7 @@ def bench_conversations(
         for error, count in report["errors"].items():
             errors[error] = errors.get(error, 0) + count
     return {
+        "store": "database" if app == DATABASE_APP else "memory",
         "replicas": replicas,
         "conversations": conversations,
         "completed": completed,

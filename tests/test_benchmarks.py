@@ -43,7 +43,8 @@ def test_the_benchmarks_run_and_report_every_figure(bake: Bake, tmp_path: Path) 
     figures = json.loads((tmp_path / "service.json").read_text())
     assert figures["throughput"]["database"]["errors"] == 0
     assert set(figures["cpu_per_turn"]) == {"database", "memory"}
-    assert [row["replicas"] for row in figures["conversations"]] == [1, 1, 2]
+    runs = [(row["store"], row["replicas"]) for row in figures["conversations"]]
+    assert runs == [("database", 1), ("memory", 1), ("database", 2)]
     assert all(row["completed"] == 6 and not row["errors"] for row in figures["conversations"])
     assert figures["conversations"][0]["connections_held"] > 0
     assert "## Conversations at once" in service.stdout

@@ -43,5 +43,5 @@ def test_the_echo_model_answers_offline(repository: SqlSessionRepository) -> Non
     assert isinstance(agent.conversation_manager, SlidingWindowConversationManager)
     assert agent.conversation_manager.window_size == 6
     assert agent.system_prompt == settings.system_prompt
-    assert repository.count_messages("chat") == 2
+    assert repository.message_counts("chat") == {"default": 2}
     assert sorted(agent.tool_names) == sorted(tool.tool_name for tool in TOOLS)

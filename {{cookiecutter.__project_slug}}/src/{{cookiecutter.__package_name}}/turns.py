@@ -303,7 +303,7 @@ class TurnRunner:
             if not running:
                 continue
             try:
-                held = await self._store.renew(turn.work for turn in running)
+                held = await self._store.renew([turn.work for turn in running])
             except SQLAlchemyError as error:
                 logger.warning("could not renew %d session leases: %s", len(running), error)
                 continue

@@ -30,7 +30,7 @@ def test_create_list_inspect_and_delete_sessions(make_api: MakeApi) -> None:
     assert_error(api.client.get("/sessions/support-1"), 404, "session_not_found")
     assert_error(api.client.get("/sessions/support-1/history"), 404, "session_not_found")
     assert_error(api.client.delete("/sessions/support-1"), 404, "session_not_found")
-    assert api.repository.count_messages("support-1") == 0
+    assert api.repository.message_counts("support-1") == {}
 
 
 def test_sessions_are_paged_newest_first(api: Api) -> None:

@@ -68,7 +68,7 @@ def test_turns_waiting_for_a_busy_session_hold_up_no_other_session(make_api: Mak
     assert other.status_code == 200
     assert other_answered_while_busy
     assert statuses == [200] * 5, "the waiting turns ran one after the other"
-    assert api.repository.count_messages("busy") == 10
+    assert api.repository.message_counts("busy") == {"default": 10}
 
 
 def send_and_hang_up(client: httpx.Client, body: dict) -> None:

@@ -133,7 +133,7 @@ def test_delete_session_removes_everything_below_it(
                 select(func.count()).where(table.c.session_id == "s-1")
             ).scalar_one()
             assert left == 0, table.name
-    assert repository.count_messages("kept") == 1
+    assert repository.message_counts("kept") == {"default": 1}
     assert repository.read_multi_agent("kept", "report") is not None
 
 
@@ -347,8 +347,7 @@ def test_list_messages_returns_every_message_from_the_offset(
     assert [m.message_id for m in tail] == list(range(1_460, count))
     assert [m.message["content"][0]["text"] for m in window] == [f"m{i}" for i in range(100, 110)]
     assert repository.list_messages("s-1", "default", offset=count) == []
-    assert repository.count_messages("s-1") == count
-    assert repository.count_messages("s-1", "default") == count
+    assert repository.message_counts("s-1") == {"default": count}
 
 
 def test_list_messages_of_an_unknown_agent_is_empty(repository: SqlSessionRepository) -> None:

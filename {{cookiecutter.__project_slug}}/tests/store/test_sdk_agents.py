@@ -60,7 +60,7 @@ def test_text_turns_are_restored_into_a_new_agent(repository: SqlSessionReposito
     assert shown[0]["content"][0]["text"] == "My name is Ada."
     assert shown[1]["content"][0]["text"] == "Hello Ada."
     assert str(result).strip() == "Your name is Ada."
-    assert repository.count_messages("chat") == 4
+    assert repository.message_counts("chat") == {"default": 4}
 
 
 def test_a_tool_turn_is_restored_whole(repository: SqlSessionRepository) -> None:
@@ -123,7 +123,7 @@ def test_a_trimmed_window_restores_from_its_offset(repository: SqlSessionReposit
 
     restored = make_agent(repository, ScriptedModel(), conversation_manager=window_of(4))
 
-    assert repository.count_messages("chat") == 10
+    assert repository.message_counts("chat") == {"default": 10}
     assert restored.conversation_manager.removed_message_count == 6
     assert restored.messages == agent.messages
     assert restored.messages[0]["content"][0]["text"] == "prompt 3"

@@ -279,7 +279,7 @@ async def test_the_turn_reads_only_the_window_its_conversation_manager_keeps(
     work = await store.begin("s", "default")
     restored = agent_for(work, [], conversation_manager=SlidingWindowConversationManager(4))
 
-    assert repository.count_messages("s") == 10
+    assert repository.message_counts("s") == {"default": 10}
     assert work.offset == 6
     assert sorted(work.messages) == [6, 7, 8, 9]
     assert [m["content"][0]["text"] for m in restored.messages] == [

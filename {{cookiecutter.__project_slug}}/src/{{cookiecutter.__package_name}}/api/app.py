@@ -47,14 +47,11 @@ def create_app(
             ThreadPoolExecutor(config.max_concurrent_turns, thread_name_prefix="turn")
         )
         runner.start_keeping_leases()
-        # What start-up created (modules, the app, the SDK) lives as long as the process: moved
-        # out of the garbage collector's way, it is not scanned again by every full collection,
-        # which otherwise doubles the time to restore a long conversation.
+        # What start-up created lives as long as the process: frozen, it is not rescanned by
+        # every full collection. A turn allocates tens of thousands of short-lived objects:
+        # collecting every 10,000 allocations, not every 700 (Python's default), keeps a thousand
+        # turns at once from spending their CPU rescanning one another (BENCHMARKS.md).
         gc.freeze()
-        # A turn allocates tens of thousands of short-lived objects. At Python's default
-        # threshold (a collection every 700 allocations) a thousand turns at once spend nearly
-        # half of their CPU in the collector, mostly rescanning the objects of the turns still
-        # running; every 10,000 keeps it to a few percent (BENCHMARKS.md).
         gc.set_threshold(10_000, 10, 10)
         try:
             yield

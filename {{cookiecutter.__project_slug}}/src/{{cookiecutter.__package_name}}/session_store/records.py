@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row
+from sqlalchemy import RowMapping
 from strands.types.exceptions import SessionException
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
@@ -77,12 +77,12 @@ def as_stored(value: Any) -> Any:
     return loads_json(dumps_json(value))
 
 
-def session_record(row: Row) -> Session:
+def session_record(row: RowMapping) -> Session:
     return Session(
-        session_id=row.session_id,
-        session_type=SessionType(row.session_type),
-        created_at=row.created_at.isoformat(),
-        updated_at=row.updated_at.isoformat(),
+        session_id=row["session_id"],
+        session_type=SessionType(row["session_type"]),
+        created_at=row["created_at"].isoformat(),
+        updated_at=row["updated_at"].isoformat(),
     )
 
 
@@ -95,14 +95,14 @@ def agent_values(session_agent: SessionAgent) -> dict[str, Any]:
     }
 
 
-def agent_record(row: Row) -> SessionAgent:
+def agent_record(row: RowMapping) -> SessionAgent:
     return SessionAgent(
-        agent_id=row.agent_id,
-        state=row.state,
-        conversation_manager_state=row.conversation_manager_state,
-        _internal_state=row.internal_state,
-        created_at=row.created_at.isoformat(),
-        updated_at=row.updated_at.isoformat(),
+        agent_id=row["agent_id"],
+        state=row["state"],
+        conversation_manager_state=row["conversation_manager_state"],
+        _internal_state=row["internal_state"],
+        created_at=row["created_at"].isoformat(),
+        updated_at=row["updated_at"].isoformat(),
     )
 
 
@@ -121,16 +121,17 @@ def message_values(
     }
 
 
-def message_record(row: Row) -> SessionMessage:
+def message_record(row: RowMapping) -> SessionMessage:
     # Built directly: SessionMessage.from_dict inspects the class signature for every key, which
-    # dominates the restore of a long conversation (BENCHMARKS.md). Most messages were never
-    # updated: their one timestamp is formatted once.
-    created_at = row.created_at.isoformat()
-    updated_at = created_at if row.updated_at == row.created_at else row.updated_at.isoformat()
+    # dominates the restore of a long conversation (BENCHMARKS.md). The store reads rows as
+    # mappings (`Result.mappings()`), whose keys cost less than a Row's attributes. Most
+    # messages were never updated: their one timestamp is formatted once.
+    created, updated = row["created_at"], row["updated_at"]
+    created_at = created.isoformat()
     return SessionMessage(
-        message=row.message,
-        message_id=row.message_id,
-        redact_message=row.redact_message,
+        message=row["message"],
+        message_id=row["message_id"],
+        redact_message=row["redact_message"],
         created_at=created_at,
-        updated_at=updated_at,
+        updated_at=created_at if updated == created else updated.isoformat(),
     )

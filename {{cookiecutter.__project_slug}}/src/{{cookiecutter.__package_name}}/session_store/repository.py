@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, Table, delete, func, select, tuple_, update
+from sqlalchemy import Engine, RowMapping, Table, delete, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Executable
@@ -116,7 +116,7 @@ class SqlSessionRepository(SessionRepository):
                 tuple_(sessions.c.created_at, sessions.c.session_id) < (created_at, session_id)
             )
         with self._engine.connect() as connection:
-            rows = connection.execute(query).all()
+            rows = connection.execute(query).mappings().all()
         page = [session_record(row) for row in rows[:limit]]
         next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
         return SessionPage(page, next_cursor)
@@ -161,7 +161,7 @@ class SqlSessionRepository(SessionRepository):
             .order_by(agents.c.created_at, agents.c.agent_id)
         )
         with self._engine.connect() as connection:
-            return [agent_record(row) for row in connection.execute(query)]
+            return [agent_record(row) for row in connection.execute(query).mappings()]
 
     # Messages
 
@@ -226,18 +226,8 @@ class SqlSessionRepository(SessionRepository):
             .limit(limit)
         )
         with self._engine.connect() as connection:
-            rows = connection.execute(query).all()  # one fetch, not one per row
+            rows = connection.execute(query).mappings().all()  # one fetch, not one per row
         return [message_record(row) for row in rows]
-
-    def count_messages(self, session_id: str, agent_id: str | None = None) -> int:
-        """How many messages the session holds, for one agent or for all of them."""
-        query = select(func.count()).where(
-            messages.c.session_id == validate_id("session id", session_id)
-        )
-        if agent_id is not None:
-            query = query.where(messages.c.agent_id == validate_id("agent id", agent_id))
-        with self._engine.connect() as connection:
-            return connection.execute(query).scalar_one()
 
     def message_counts(self, session_id: str) -> dict[str, int]:
         """How many messages each agent of the session holds, by agent id."""
@@ -278,7 +268,7 @@ class SqlSessionRepository(SessionRepository):
             select(multi_agents.c.state).where(*_multi_agent_key(session_id, multi_agent_id))
         )
         # As the orchestrator serialised it, bytes markers included: its deserialize_state decodes.
-        return encode_bytes_values(row.state) if row else None
+        return encode_bytes_values(row["state"]) if row else None
 
     def update_multi_agent(
         self, session_id: str, multi_agent: "MultiAgentBase", **kwargs: Any
@@ -297,9 +287,9 @@ class SqlSessionRepository(SessionRepository):
 
     # Helpers
 
-    def _first(self, query: Executable) -> Any:
+    def _first(self, query: Executable) -> RowMapping | None:
         with self._engine.connect() as connection:
-            return connection.execute(query).first()
+            return connection.execute(query).mappings().first()
 
     def _insert_new(
         self, table: Table, values: dict[str, Any], *, exists: str, missing: str = ""
@@ -336,8 +326,8 @@ def _multi_agent_key(session_id: str, multi_agent_id: str) -> tuple:
     )
 
 
-def _encode_cursor(row: Any) -> str:
-    raw = json.dumps([row.created_at.isoformat(), row.session_id]).encode()
+def _encode_cursor(row: RowMapping) -> str:
+    raw = json.dumps([row["created_at"].isoformat(), row["session_id"]]).encode()
     return urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 

@@ -112,7 +112,7 @@ class TurnStore:
         validate_id("agent id", agent_id)
         values = self.leases.take_values(validate_id("session id", session_id))
         async with self._autocommit.connect() as connection:
-            session = (await connection.execute(self.leases.take, values)).first()
+            session = (await connection.execute(self.leases.take, values)).mappings().first()
             if session is None:
                 raise SessionBusyError(session_id)
             work = UnitOfWork(session_record(session), agent_id, values["new_lease"])
@@ -126,12 +126,12 @@ class TurnStore:
     @staticmethod
     async def _read(connection: AsyncConnection, work: UnitOfWork) -> None:
         key = {"key_session": work.session_id, "key_agent": work.agent_id}
-        row = (await connection.execute(_READ_AGENT, key)).first()
+        row = (await connection.execute(_READ_AGENT, key)).mappings().first()
         if row is None:
             return
         agent = agent_record(row)
         window = await connection.execute(_READ_WINDOW, {**key, "offset": restored_offset(agent)})
-        work.restore(agent, map(message_record, window))
+        work.restore(agent, map(message_record, window.mappings()))
 
     async def save(self, work: UnitOfWork) -> None:
         """Write the turn and release its lease, in one transaction; LeaseLostError, and nothing
@@ -164,11 +164,8 @@ class TurnStore:
                 values = self.leases.release_values(work.session_id, work.lease_id)
                 await connection.execute(self.leases.give_up, values)
 
-    async def renew(self, works: Iterable[UnitOfWork]) -> set[str]:
+    async def renew(self, works: list[UnitOfWork]) -> set[str]:
         """Extend the leases of running turns; the lease ids still held."""
-        works = list(works)
-        if not works:
-            return set()
         values = {
             "session_ids": [work.session_id for work in works],
             "lease_ids": [work.lease_id for work in works],
@@ -291,20 +288,20 @@ class PostgresTurnStore(TurnStore):
             "key_agent": validate_id("agent id", agent_id),
         }
         async with self._autocommit.connect() as connection:
-            row = (await connection.execute(self._take_and_read, values)).first()
+            row = (await connection.execute(self._take_and_read, values)).mappings().first()
             if row is None:
                 raise SessionBusyError(session_id)
             session = Session(
-                session_id=row.session_id,
-                session_type=SessionType(row.session_type),
-                created_at=row.session_created_at.isoformat(),
-                updated_at=row.session_updated_at.isoformat(),
+                session_id=row["session_id"],
+                session_type=SessionType(row["session_type"]),
+                created_at=row["session_created_at"].isoformat(),
+                updated_at=row["session_updated_at"].isoformat(),
             )
             work = UnitOfWork(session, agent_id, values["new_lease"])
-            if row.version_read not in (None, row.version):  # None: the session is new
+            if row["version_read"] not in (None, row["version"]):  # None: the session is new
                 await self._read(connection, work)
-            elif row.agent_id is not None:
-                window = sorted(row.window or [], key=itemgetter("message_id"))
+            elif row["agent_id"] is not None:
+                window = sorted(row["window"] or [], key=itemgetter("message_id"))
                 work.restore(agent_record(row), (SessionMessage(**fields) for fields in window))
         return work
 
