@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import SQLAlchemyError
 from strands import Agent
 from strands.agent import AgentResult
 from strands.hooks import AfterModelCallEvent, HookProvider, HookRegistry
@@ -119,7 +118,7 @@ class Turn:
     def __init__(self, work: UnitOfWork) -> None:
         self.work = work
         self.task: asyncio.Task[None] | None = None
-        self.saving = False
+        self.ending = False  # saving or giving up: its lease is no longer the lease keeper's
         self.lease_lost = False
         self._queue: asyncio.Queue[TurnEvent | BaseException] = asyncio.Queue()
 
@@ -216,24 +215,25 @@ class TurnRunner:
     async def _run(self, turn: Turn, agent: Agent, prompt: str, failures: ModelFailures) -> None:
         try:
             try:
-                async with asyncio.timeout(self._settings.turn_timeout):
+                async with asyncio.timeout(self._settings.turn_timeout) as deadline:
                     result = await self._relay(agent, turn, prompt)
-            except TimeoutError:
-                raise TurnTimeoutError(
-                    f"The turn took longer than {self._settings.turn_timeout:g} s (TURN_TIMEOUT)."
-                ) from None
+                async with self._connections:
+                    turn.ending = True
+                    await self._store.save(turn.work)
             except asyncio.CancelledError:
                 if not turn.lease_lost:
                     raise
                 raise LeaseLostError(turn.session_id) from None
             except Exception as error:
+                if isinstance(error, TimeoutError) and deadline.expired():
+                    timeout = self._settings.turn_timeout
+                    message = f"The turn took longer than {timeout:g} s (TURN_TIMEOUT)."
+                    raise TurnTimeoutError(message) from None
                 if (cause := failures.cause_of(error)) is not None:
                     raise ModelError(cause) from error
                 raise
-            turn.saving = True
-            async with self._connections:
-                await self._store.save(turn.work)
         except BaseException as error:
+            turn.ending = True
             self._log_failure(turn, error)
             if not isinstance(error, LeaseLostError):
                 await self._give_up(turn.work)
@@ -299,16 +299,16 @@ class TurnRunner:
         whose lease was lost."""
         while True:
             await asyncio.sleep(self._settings.session_lease_seconds / 3)
-            running = [turn for turn in self._running.values() if not turn.saving]
+            running = [turn for turn in self._running.values() if not turn.ending]
             if not running:
                 continue
             try:
                 held = await self._store.renew([turn.work for turn in running])
-            except SQLAlchemyError as error:
+            except Exception as error:  # the database is unreachable: try again next time
                 logger.warning("could not renew %d session leases: %s", len(running), error)
                 continue
             for turn in running:
-                if turn.work.lease_id not in held and not turn.saving and turn.task is not None:
+                if turn.work.lease_id not in held and not turn.ending and turn.task is not None:
                     logger.warning(
                         "lost the lease of session %s: stopping its turn", turn.session_id
                     )

@@ -37,6 +37,8 @@ def assert_valid(api: Api, session_id: str = "s") -> None:
     ("failure", "status", "code"),
     [
         (RuntimeError("provider exploded"), 502, "model_error"),
+        # The provider's own timeout is the model's failure, not the turn's TURN_TIMEOUT.
+        (TimeoutError("provider exploded"), 502, "model_error"),
         (ModelThrottledException("slow down"), 503, "model_throttled"),
     ],
 )

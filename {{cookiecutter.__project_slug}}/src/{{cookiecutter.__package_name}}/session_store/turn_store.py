@@ -116,22 +116,23 @@ class TurnStore:
             if session is None:
                 raise SessionBusyError(session_id)
             work = UnitOfWork(session_record(session), agent_id, values["new_lease"])
-            try:
-                await self._read(connection, work)
-            except BaseException:
-                await self.give_up(work)
-                raise
+            await self._read(connection, work)
         return work
 
-    @staticmethod
-    async def _read(connection: AsyncConnection, work: UnitOfWork) -> None:
+    async def _read(self, connection: AsyncConnection, work: UnitOfWork) -> None:
+        """Read the turn's agent and window; give the lease back if that fails."""
         key = {"key_session": work.session_id, "key_agent": work.agent_id}
-        row = (await connection.execute(_READ_AGENT, key)).mappings().first()
-        if row is None:
-            return
-        agent = agent_record(row)
-        window = await connection.execute(_READ_WINDOW, {**key, "offset": restored_offset(agent)})
-        work.restore(agent, map(message_record, window.mappings()))
+        try:
+            row = (await connection.execute(_READ_AGENT, key)).mappings().first()
+            if row is None:
+                return
+            agent = agent_record(row)
+            offset = restored_offset(agent)
+            window = await connection.execute(_READ_WINDOW, {**key, "offset": offset})
+            work.restore(agent, map(message_record, window.mappings()))
+        except BaseException:
+            await self.give_up(work)
+            raise
 
     async def save(self, work: UnitOfWork) -> None:
         """Write the turn and release its lease, in one transaction; LeaseLostError, and nothing

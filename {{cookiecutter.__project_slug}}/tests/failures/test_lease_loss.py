@@ -1,0 +1,108 @@
+"""A turn whose lease is lost (another replica took the session after the lease expired) stops,
+stores nothing, leaves the other replica's lease alone, and its client still gets an answer."""
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from {{ cookiecutter.__package_name }}.session_store import (
+    LeaseLostError,
+    SqlSessionRepository,
+    TurnStore,
+    UnitOfWork,
+    turn_store_for,
+)
+from {{ cookiecutter.__package_name }}.session_store.tables import sessions
+from {{ cookiecutter.__package_name }}.turns import ModelError, TurnRunner
+
+from ..support.databases import settings_for
+from ..support.scripted_model import GatedModel, ScriptedModel
+
+pytestmark = pytest.mark.anyio
+
+MakeRunner = Callable[[ScriptedModel], TurnRunner]
+
+
+@pytest.fixture
+async def make_runner(
+    database_url: str, turn_engine: AsyncEngine, repository: SqlSessionRepository
+) -> AsyncIterator[MakeRunner]:
+    """A turn runner keeping one-second leases (renewed every third of a second)."""
+    runners: list[TurnRunner] = []
+
+    def make(model: ScriptedModel) -> TurnRunner:
+        settings = settings_for(database_url, session_lease_seconds=1)
+        store = turn_store_for(turn_engine, settings.session_lease_seconds)
+        runner = TurnRunner(settings, store, lambda: model)
+        runner.start_keeping_leases()
+        runners.append(runner)
+        return runner
+
+    yield make
+    for runner in runners:
+        await runner.shutdown()
+
+
+async def client_stays() -> bool:
+    return False
+
+
+def take_over(engine: Engine, session_id: str = "s") -> None:
+    """What another replica does once the session's lease has expired: take it."""
+    with engine.begin() as connection:
+        connection.execute(
+            update(sessions)
+            .where(sessions.c.session_id == session_id)
+            .values(lease_id="another", lease_expires_at=datetime.now(UTC) + timedelta(minutes=1))
+        )
+
+
+def lease_holder(engine: Engine, session_id: str = "s") -> str | None:
+    with engine.connect() as connection:
+        query = select(sessions.c.lease_id).where(sessions.c.session_id == session_id)
+        return connection.execute(query).scalar_one()
+
+
+async def test_a_turn_whose_session_was_taken_over_stops_and_stores_nothing(
+    make_runner: MakeRunner, engine: Engine, repository: SqlSessionRepository
+) -> None:
+    release = threading.Event()
+    model = GatedModel(lambda: release.wait(timeout=60))
+    turn = await make_runner(model).start("s", "hello", client_stays)
+    try:
+        assert await asyncio.to_thread(model.entered.wait, 20)
+        take_over(engine)
+        # Stopped by the lease keeper, not left waiting for its model.
+        with pytest.raises(LeaseLostError):
+            await asyncio.wait_for(turn.result(), timeout=10)
+    finally:
+        release.set()
+
+    assert repository.message_counts("s") == {}
+    assert lease_holder(engine) == "another", "the other replica's lease is not given back"
+
+
+async def test_a_failed_turn_answers_even_when_its_lease_is_lost_as_it_gives_up(
+    make_runner: MakeRunner,
+    engine: Engine,
+    repository: SqlSessionRepository,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    give_up = TurnStore.give_up
+
+    async def slow_give_up(self: TurnStore, work: UnitOfWork) -> None:
+        take_over(engine)
+        await asyncio.sleep(1)  # three lease renewals, each finding the lease gone
+        await give_up(self, work)
+
+    monkeypatch.setattr(TurnStore, "give_up", slow_give_up)
+    turn = await make_runner(ScriptedModel([RuntimeError("boom")])).start("s", "hi", client_stays)
+
+    with pytest.raises(ModelError):
+        await asyncio.wait_for(turn.result(), timeout=10)
+    assert repository.message_counts("s") == {}
