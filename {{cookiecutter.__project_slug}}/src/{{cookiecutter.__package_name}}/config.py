@@ -39,8 +39,8 @@ class Settings(BaseSettings):
     echo_word_delay: float = Field(default=0, ge=0)
 
     # Turns one process holds at once: running, or waiting for their session's running turn.
-    # More get 429 at once. A turn waiting on a remote model holds memory (about ...) and no
-    # thread or connection, so the limit is a memory budget (see "Operating" in the README).
+    # More get 429 at once. A turn waiting for its model holds memory, but no thread and no
+    # connection: the limit is a memory budget (see "Operating" in the README).
     max_concurrent_turns: int = Field(default=1000, ge=1)
     # Seconds a turn waits for another turn of its session to finish before 409 session_busy.
     session_wait_timeout: float = Field(default=10, ge=0)

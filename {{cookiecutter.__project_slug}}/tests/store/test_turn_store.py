@@ -252,6 +252,19 @@ async def test_a_lease_given_up_frees_the_session_at_once(store: TurnStore) -> N
     await store.give_up(await store.begin("s", "default"))
 
 
+async def test_a_turn_that_wrote_nothing_is_saved_and_frees_its_session(
+    store: TurnStore, repository: SqlSessionRepository
+) -> None:
+    await store.save(await store.begin("new", "default"))  # no agent yet
+    await turn(store, "hello", ["Hi."])
+    await store.save(await store.begin("s", "default"))  # nothing of the agent changed
+
+    again = await store.begin("s", "default")
+    assert list(again.messages) == [0, 1]
+    assert stored(repository) == [("user", "hello"), ("assistant", "Hi.")]
+    await store.give_up(again)
+
+
 async def test_a_crashed_turns_lease_expires_by_itself(
     turn_engine: AsyncEngine, repository: SqlSessionRepository
 ) -> None:

@@ -41,7 +41,6 @@ class Leases:
     more than running it), and their values. The turn store runs them."""
 
     def __init__(self, dialect: Dialect, seconds: float) -> None:
-        self.seconds = seconds
         now, expiry = database_time(dialect), database_time(dialect, seconds)
         this_session = sessions.c.session_id == bindparam("key_session")
         this_lease = sessions.c.lease_id == bindparam("key_lease")

@@ -106,6 +106,10 @@ def agent_record(row: RowMapping) -> SessionAgent:
     )
 
 
+# A message's own columns, beside its session's and agent's ids: what a SessionMessage holds.
+MESSAGE_FIELDS = ("message_id", "message", "redact_message", "created_at", "updated_at")
+
+
 def message_values(
     session_id: str, agent_id: str, session_message: SessionMessage
 ) -> dict[str, Any]:

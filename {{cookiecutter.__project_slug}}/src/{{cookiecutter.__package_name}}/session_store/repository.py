@@ -21,6 +21,7 @@ from strands.types.session import (
 
 from .leases import lease_is_free
 from .records import (
+    MESSAGE_FIELDS,
     AlreadyExistsError,
     NotFoundError,
     SessionBusyError,
@@ -220,7 +221,7 @@ class SqlSessionRepository(SessionRepository):
         if offset < 0 or (limit is not None and limit < 0):
             raise ValueError("offset and limit must not be negative")
         query = (
-            select(messages)
+            select(*(messages.c[name] for name in MESSAGE_FIELDS))
             .where(*_agent_key(messages, session_id, agent_id), messages.c.message_id >= offset)
             .order_by(messages.c.message_id)
             .limit(limit)

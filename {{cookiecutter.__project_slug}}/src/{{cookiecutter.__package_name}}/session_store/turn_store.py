@@ -34,6 +34,7 @@ from strands.types.session import Session, SessionMessage, SessionType
 
 from .leases import Leases
 from .records import (
+    MESSAGE_FIELDS,
     SessionBusyError,
     agent_record,
     agent_values,
@@ -64,7 +65,7 @@ _THIS_AGENT = (
 )
 _READ_AGENT = select(agents).where(*_THIS_AGENT)
 _READ_WINDOW = (
-    select(messages)
+    select(*(messages.c[name] for name in MESSAGE_FIELDS))
     .where(
         messages.c.session_id == bindparam("key_session"),
         messages.c.agent_id == bindparam("key_agent"),
@@ -82,8 +83,6 @@ _UPDATE_MESSAGE = update(messages).where(
     messages.c.agent_id == bindparam("key_agent"),
     messages.c.message_id == bindparam("key_message"),
 )
-# A message's fields, as a turn writes them.
-_MESSAGE_FIELDS = ("message_id", "message", "redact_message", "created_at", "updated_at")
 
 
 class TurnStore:
@@ -192,7 +191,7 @@ class PostgresTurnStore(TurnStore):
         # The window as one JSON array, in no promised order: with an ORDER BY, PostgreSQL would
         # sort every message before aggregating; without, it takes them in the order it reads
         # them, the primary key's, and sorting them again in Python costs next to nothing.
-        fields = {name: messages.c[name] for name in _MESSAGE_FIELDS} | {
+        fields = {name: messages.c[name] for name in MESSAGE_FIELDS} | {
             name: _isoformat(messages.c[name]) for name in ("created_at", "updated_at")
         }
         window = (
@@ -264,24 +263,20 @@ class PostgresTurnStore(TurnStore):
         save_messages = (
             insert(messages)
             .from_select(
-                ["session_id", "agent_id", *_MESSAGE_FIELDS],
+                ["session_id", "agent_id", *MESSAGE_FIELDS],
                 select(
                     released.c.session_id,
                     bindparam("key_agent"),
-                    *(new_messages.c[name] for name in _MESSAGE_FIELDS),
+                    *(new_messages.c[name] for name in MESSAGE_FIELDS),
                 ).select_from(released.join(new_messages, true())),
             )
             .cte("saved_messages")
         )
-        # By what the turn writes: (its agent, new messages). Each returns how many leases it
-        # released: 1, or 0.
+        # Both return how many leases they released: 1, or 0. A turn that changed nothing of its
+        # agent saves its messages only (if any: an empty array inserts no row).
         released_count = select(func.count()).select_from(released)
-        self._release_and_write = {
-            (True, True): released_count.add_cte(save_agent, save_messages),
-            (False, True): released_count.add_cte(save_messages),
-            (True, False): released_count.add_cte(save_agent),
-            (False, False): released_count,
-        }
+        self._save_agent_and_messages = released_count.add_cte(save_agent, save_messages)
+        self._save_messages = released_count.add_cte(save_messages)
 
     async def _begin(self, session_id: str, agent_id: str) -> UnitOfWork:
         values = {
@@ -313,14 +308,13 @@ class PostgresTurnStore(TurnStore):
         values = {
             **self.leases.release_values(work.session_id, work.lease_id),
             "key_agent": work.agent_id,
+            "new_messages": _json_records(work),
         }
-        writes_agent = work.agent_created or work.agent_changed
-        if writes_agent:
+        statement = self._save_messages
+        if work.agent_created or work.agent_changed:
             row = _agent_row(work)
             values |= {f"agent_{name}": row[name] for name in (*_AGENT_CHANGES, "created_at")}
-        if work.new_message_ids:
-            values["new_messages"] = _json_records(work)
-        statement = self._release_and_write[writes_agent, bool(work.new_message_ids)]
+            statement = self._save_agent_and_messages
         async with self._autocommit.connect() as connection:
             if not (await connection.execute(statement, values)).scalar_one():
                 raise LeaseLostError(work.session_id)
@@ -357,7 +351,7 @@ def _json_records(work: UnitOfWork) -> list[dict[str, Any]]:
     records = []
     for message_id in work.new_message_ids:
         fields = vars(work.messages[message_id])
-        records.append({name: fields[name] for name in _MESSAGE_FIELDS if fields[name] is not None})
+        records.append({name: fields[name] for name in MESSAGE_FIELDS if fields[name] is not None})
     return records
 
 
