@@ -73,12 +73,12 @@ class MemoryTurnStore:
         self.messages: dict[str, dict[int, SessionMessage]] = {}
         self.leases: dict[str, str] = {}
 
-    async def begin(self, session_id: str, agent_id: str) -> UnitOfWork:
+    async def begin(self, session_id: str, agent_id: str, principal: str) -> UnitOfWork:
         if session_id in self.leases:
             raise SessionBusyError(session_id)
         lease_id = self.leases[session_id] = secrets.token_hex(16)
         session = self.sessions.setdefault(session_id, Session(session_id, SessionType.AGENT))
-        work = UnitOfWork(session, agent_id, lease_id)
+        work = UnitOfWork(session, agent_id, lease_id, principal)
         if (agent := self.agents.get(session_id)) is not None:
             work.restore(agent, self.messages[session_id].values())
         return work

@@ -48,6 +48,8 @@ def running(app: str, project: Path, **env: str) -> Iterator[Server]:
         **os.environ,
         "PYTHONPATH": str(TEMPLATE_DIR),
         "MODEL_PROVIDER": "echo",
+        # The benchmarks measure turns, not authentication: their servers listen on loopback.
+        "AUTH_MODE": "none",
         **env,
     }
     process = subprocess.Popen([*command, "--log-level", "warning"], cwd=project, env=environment)

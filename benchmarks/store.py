@@ -187,7 +187,7 @@ def restore(repository: SessionRepository, session_id: str) -> Agent:
 def restore_as_the_service(turns: TurnStore, session_id: str) -> Agent:
     """A restore as a turn of the service makes it: one statement takes the lease and reads the
     session (on PostgreSQL), the agent is restored from the unit of work, the lease given back."""
-    work = run(turns.begin(session_id, "default"))
+    work = run(turns.begin(session_id, "default", "local"))
     agent = restore(work, session_id)
     run(turns.give_up(work))
     return agent
@@ -285,7 +285,7 @@ def service_turns(turns: TurnStore | MemoryTurnStore, with_tool: bool) -> Callab
     session_id = f"turns-{uuid.uuid4().hex}"
 
     async def one_turn() -> None:
-        work = await turns.begin(session_id, "default")
+        work = await turns.begin(session_id, "default", "local")
         await new_agent(with_tool, work, session_id).invoke_async(PROMPT)
         await turns.save(work)
 

@@ -16,13 +16,11 @@ PROJECT_SLUG = {{ cookiecutter.__project_slug | tojson }}
 PACKAGE_NAME = {{ cookiecutter.__package_name | tojson }}
 # Cookiecutter converts every answer to a boolean option into true/false before rendering.
 INCLUDE_EXAMPLE_TOOLS = json.loads("{{ cookiecutter.include_example_tools | tojson }}")
-API_KEY_AUTH = json.loads("{{ cookiecutter.api_key_auth | tojson }}")
 GITHUB_ACTIONS = json.loads("{{ cookiecutter.github_actions | tojson }}")
 
-# Placeholders in .env.example that .env gets a fresh secret for; every occurrence is replaced, so a
-# password repeated inside DATABASE_URL stays consistent.
+# The placeholder in .env.example that .env gets a fresh secret for; every occurrence is replaced,
+# so the password repeated inside DATABASE_URL stays consistent.
 POSTGRES_PASSWORD_PLACEHOLDER = "change-me-postgres-password"
-API_KEY_PLACEHOLDER = "change-me-api-key"
 
 PACKAGE_DIR = Path("src") / PACKAGE_NAME
 
@@ -52,8 +50,6 @@ def write_env_file() -> None:
         return
     text = Path(".env.example").read_text(encoding="utf-8")
     text = text.replace(POSTGRES_PASSWORD_PLACEHOLDER, secrets.token_urlsafe(24))
-    if API_KEY_AUTH:
-        text = text.replace(API_KEY_PLACEHOLDER, secrets.token_urlsafe(32))
     env_file.write_text(text, encoding="utf-8")
     env_file.chmod(0o600)
 

@@ -1,8 +1,8 @@
 """Render the default project into build/demo, install it, start it and talk to it, then stop it.
 
 The service runs on its embedded SQLite database with MODEL_PROVIDER=echo, the offline model, so
-the demo needs no credentials: two /process turns and one /process-streaming turn on one session,
-then that session's history.
+the demo needs no credentials but an API key it makes with the project's command line: two
+/process turns and one /process-streaming turn on one session, then that session's history.
 """
 
 import json
@@ -32,16 +32,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def get(url: str) -> object:
-    with urllib.request.urlopen(url, timeout=5) as response:
+def get(url: str, key: str = "") -> object:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
         return json.load(response)
 
 
-def post(url: str, body: dict) -> urllib.request.Request:
+def post(url: str, body: dict, key: str) -> urllib.request.Request:
     return urllib.request.Request(
         url,
         data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
         method="POST",
     )
 
@@ -50,29 +51,29 @@ def show(value: object) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False))
 
 
-def converse(base_url: str) -> None:
+def converse(base_url: str, key: str) -> None:
     step(f"GET {base_url}/health")
     show(get(f"{base_url}/health"))
 
     step("POST /process: a new session")
-    with urllib.request.urlopen(post(f"{base_url}/process", {"prompt": "Hello!"})) as response:
+    with urllib.request.urlopen(post(f"{base_url}/process", {"prompt": "Hello!"}, key)) as response:
         first = json.load(response)
     show(first)
     session_id = first["session_id"]
 
     step("POST /process: the same session")
     body = {"prompt": "Do you remember me?", "session_id": session_id}
-    with urllib.request.urlopen(post(f"{base_url}/process", body)) as response:
+    with urllib.request.urlopen(post(f"{base_url}/process", body, key)) as response:
         show(json.load(response))
 
     step("POST /process-streaming: the same session, as server-sent events")
     body = {"prompt": "Stream this answer, please.", "session_id": session_id}
-    with urllib.request.urlopen(post(f"{base_url}/process-streaming", body)) as response:
+    with urllib.request.urlopen(post(f"{base_url}/process-streaming", body, key)) as response:
         for line in response:
             print(f"  {line.decode().rstrip()}")
 
     step(f"GET /sessions/{session_id}/history")
-    history = get(f"{base_url}/sessions/{session_id}/history")
+    history = get(f"{base_url}/sessions/{session_id}/history", key)
     for message in history["messages"]:
         print(f"  {message['message_id']}  {message['role']:<9}  {message['text']}")
     print(f"\n{len(history['messages'])} messages in session {session_id}")
@@ -95,24 +96,34 @@ def main() -> None:
     step(f"Rendering the default project into {DEMO_DIR}")
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
     project = Path(cookiecutter(str(TEMPLATE_DIR), no_input=True, output_dir=str(DEMO_DIR)))
-    package = project.name.replace("-", "_")
     env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
     env["UV_PYTHON_DOWNLOADS"] = "never"
 
     step("Installing it with uv")
     subprocess.run(["uv", "sync", "--quiet"], cwd=project, env=env, check=True)
 
+    step(f"Making an API key: uv run {project.name} create-api-key demo")
+    made = subprocess.run(
+        ["uv", "run", "--no-sync", project.name, "create-api-key", "demo"],
+        cwd=project,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    key = made.stdout.splitlines()[-1]
+
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     step(f"Starting it on {base_url}")
     server = subprocess.Popen(
-        ["uv", "run", "--no-sync", "uvicorn", f"{package}.main:app", "--port", str(port)],
+        ["uv", "run", "--no-sync", project.name, "serve", "--port", str(port)],
         cwd=project,
         env={**env, "MODEL_PROVIDER": "echo"},
     )
     try:
         wait_until_up(f"{base_url}/health", server)
-        converse(base_url)
+        converse(base_url, key)
     finally:
         step("Stopping it")
         server.terminate()

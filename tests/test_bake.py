@@ -18,10 +18,10 @@ COMBINATIONS: dict[str, dict[str, object]] = {
         "include_example_tools": False,
         "github_actions": False,
     },
-    "openai-with-auth": {"model_provider": "openai", "api_key_auth": True},
-    "ollama-auth-no-tools": {
+    "openai-jwt": {"model_provider": "openai", "auth_mode": "jwt"},
+    "ollama-open-no-tools": {
         "model_provider": "ollama",
-        "api_key_auth": True,
+        "auth_mode": "none",
         "include_example_tools": False,
     },
     # A long name: lines that hold the package name must still pass ruff format.
@@ -110,7 +110,7 @@ def test_env_file_holds_fresh_secrets(project: BakedProject, bake: Bake) -> None
 
     assert "change-me" not in project.read(".env")
     assert len(env["POSTGRES_PASSWORD"]) >= 32
-    assert ("API_KEY" in env) is option_values(project.answers, "api_key_auth")
+    assert env["AUTH_MODE"] == option_values(project.answers, "auth_mode")
     assert ".env" in project.read(".gitignore").splitlines()
     again = bake(**project.answers)
     assert env_values(again.read(".env"))["POSTGRES_PASSWORD"] != env["POSTGRES_PASSWORD"]
@@ -120,7 +120,7 @@ def test_secrets_stay_out_of_the_replay_file(project: BakedProject) -> None:
     secrets = [
         value
         for key, value in env_values(project.read(".env")).items()
-        if key in {"POSTGRES_PASSWORD", "API_KEY"}
+        if key == "POSTGRES_PASSWORD"
     ]
     replay = project.replay_file.read_text(encoding="utf-8")
 

@@ -9,6 +9,7 @@ from sqlalchemy import Engine, delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from {{ cookiecutter.__package_name }}.api.app import create_app
+from {{ cookiecutter.__package_name }}.api_keys import api_keys, create_api_key
 from {{ cookiecutter.__package_name }}.config import Settings, get_settings
 from {{ cookiecutter.__package_name }}.database import (
     create_async_engine,
@@ -22,7 +23,7 @@ from {{ cookiecutter.__package_name }}.session_store import (
 )
 from {{ cookiecutter.__package_name }}.session_store.tables import sessions
 
-from .support.databases import API_KEY, postgres_database, settings_for
+from .support.databases import TEST_PRINCIPAL, postgres_database, settings_for
 from .support.scripted_model import Reply, ScriptedModel
 
 
@@ -31,13 +32,13 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     """Run each test in an empty directory with none of the service's variables set, so the
     developer's .env and environment never leak in (some libraries, litellm among them, load
     .env into the environment when imported).
-
-    API_KEY is set as a deployment would set it; tests of the open mode remove it.
     """
     monkeypatch.chdir(tmp_path)
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
-    monkeypatch.setenv("API_KEY", API_KEY)
+    # Whatever the project's default, the suite runs with API keys; tests of the other modes
+    # say so.
+    monkeypatch.setenv("AUTH_MODE", "api_keys")
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
@@ -113,12 +114,14 @@ def make_api(database_url: str, engine: Engine) -> Iterator[Callable[..., Api]]:
             config = settings_for(database_url, **settings)
             app = create_app(config, model_factory=lambda: model)
             client = stack.enter_context(TestClient(app))
-            client.headers["Authorization"] = f"Bearer {API_KEY}"
-            return Api(client, model, app.state.repository)
+            key = create_api_key(app.state.engine, TEST_PRINCIPAL)
+            client.headers["Authorization"] = f"Bearer {key}"
+            return Api(client, model, app.state.repository.for_principal(TEST_PRINCIPAL))
 
         yield start
     with engine.begin() as connection:
         connection.execute(delete(sessions))
+        connection.execute(delete(api_keys))
 
 
 @pytest.fixture

@@ -29,14 +29,20 @@ def test_unknown_provider_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
-def test_api_key_requirement_follows_the_template_answer(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("API_KEY")
+def test_auth_mode_follows_the_template_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AUTH_MODE")
+{%- if cookiecutter.auth_mode == "jwt" %}
+    monkeypatch.setenv("JWT_JWKS_URL", "https://id.example/jwks.json")
+    monkeypatch.setenv("JWT_ISSUER", "https://id.example/")
+    monkeypatch.setenv("JWT_AUDIENCE", "{{ cookiecutter.__project_slug }}")
+{%- endif %}
 
-    required = Settings.model_fields["api_key"].is_required()
+    assert Settings(_env_file=None).auth_mode == "{{ cookiecutter.auth_mode }}"
 
-    assert required is {{ cookiecutter.api_key_auth }}
-    if required:
-        with pytest.raises(ValueError, match="api_key"):
-            Settings(_env_file=None)
-    else:
-        assert Settings(_env_file=None).api_key is None
+
+def test_jwt_mode_needs_its_identity_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTH_MODE", "jwt")
+    monkeypatch.setenv("JWT_ISSUER", "https://id.example/")
+
+    with pytest.raises(ValueError, match="AUTH_MODE=jwt needs JWT_JWKS_URL, JWT_AUDIENCE"):
+        Settings(_env_file=None)

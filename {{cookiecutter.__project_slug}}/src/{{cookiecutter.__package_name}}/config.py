@@ -3,11 +3,12 @@
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # echo is an offline model for local development, demos and load tests: it needs no credentials.
 ModelProvider = Literal["bedrock", "anthropic", "openai", "ollama", "litellm", "echo"]
+AuthMode = Literal["api_keys", "jwt", "none"]
 
 # The embedded default: a SQLite file, so the service runs on a laptop with nothing else installed.
 DEFAULT_DATABASE_URL = "sqlite:///.data/{{ cookiecutter.__package_name }}.db"
@@ -51,15 +52,21 @@ class Settings(BaseSettings):
     turn_timeout: float = Field(default=300, gt=0)
     # Larger request bodies get 413.
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
-{%- if cookiecutter.api_key_auth %}
 
-    # Every route but /health requires `Authorization: Bearer <API_KEY>`.
-    api_key: SecretStr
-{%- else %}
-
-    # When set, every route but /health requires `Authorization: Bearer <API_KEY>`.
-    api_key: SecretStr | None = None
-{%- endif %}
+    # Who the callers are (see "Security" in the README). api_keys: keys made with the command
+    # line's create-api-key. jwt: bearer tokens of an identity provider. none: every caller is
+    # "local", for development on this machine only.
+    auth_mode: AuthMode = "{{ cookiecutter.auth_mode }}"
+    # AUTH_MODE=jwt: tokens signed by a key of JWT_JWKS_URL, issued by JWT_ISSUER for
+    # JWT_AUDIENCE; the principal is their JWT_PRINCIPAL_CLAIM.
+    jwt_jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_algorithms: list[str] = ["RS256"]
+    jwt_principal_claim: str = "sub"
+    # AUTH_MODE=none answers whoever reaches it: `serve` refuses to listen beyond this machine
+    # (an address other than loopback) unless this is true.
+    allow_open_access: bool = False
 
     # postgresql+psycopg://user:password@host:5432/db, or sqlite:///path/to/file.db
     database_url: str = DEFAULT_DATABASE_URL
@@ -75,6 +82,18 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = Field(default=10_000, ge=0)
     # SQLite: how long a writer waits for another writer's lock.
     sqlite_busy_timeout_ms: int = Field(default=5_000, ge=0)
+
+    @model_validator(mode="after")
+    def require_jwt_settings(self) -> "Settings":
+        if self.auth_mode == "jwt":
+            missing = [
+                name.upper()
+                for name in ("jwt_jwks_url", "jwt_issuer", "jwt_audience")
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ValueError(f"AUTH_MODE=jwt needs {', '.join(missing)}")
+        return self
 
     @field_validator("database_url")
     @classmethod

@@ -165,14 +165,19 @@ class TurnRunner:
         self._connections = asyncio.Semaphore(settings.db_pool_size - 1)
 
     async def start(
-        self, session_id: str, prompt: str, client_gone: Callable[[], Awaitable[bool]]
+        self,
+        session_id: str,
+        principal: str,
+        prompt: str,
+        client_gone: Callable[[], Awaitable[bool]],
     ) -> Turn:
-        """Admit a turn and start it once it holds its session; raise what stopped it."""
+        """Admit `principal`'s turn and start it once it holds its session; raise what stopped
+        it (NotFoundError if the session is another principal's)."""
         if self._stopping or self._admitted >= self._settings.max_concurrent_turns:
             raise OverloadedError()
         self._admitted += 1
         try:
-            work = await self._begin(session_id, client_gone)
+            work = await self._begin(session_id, principal, client_gone)
             try:
                 if await client_gone():
                     raise ClientGoneError()
@@ -191,18 +196,20 @@ class TurnRunner:
         return turn
 
     async def _begin(
-        self, session_id: str, client_gone: Callable[[], Awaitable[bool]]
+        self, session_id: str, principal: str, client_gone: Callable[[], Awaitable[bool]]
     ) -> UnitOfWork:
         """Take the session's lease and read it, retrying while another turn holds it."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._settings.session_wait_timeout
         pause = 0.02
         while True:
-            # A session this process is running needs no database round trip to be found busy.
-            if session_id not in self._running:
+            # A session this process is running for the same principal needs no database round
+            # trip to be found busy. (For another principal, the store answers NotFoundError.)
+            running = self._running.get(session_id)
+            if running is None or running.work.principal != principal:
                 try:
                     async with self._connections:
-                        return await self._store.begin(session_id, AGENT_ID)
+                        return await self._store.begin(session_id, AGENT_ID, principal)
                 except SessionBusyError:
                     pass
             if loop.time() + pause > deadline:

@@ -9,13 +9,14 @@ from schemathesis.checks import not_a_server_error
 
 from {{ cookiecutter.__package_name }}.api.app import create_app
 
-from ..support.databases import API_KEY, settings_for
+from ..support.databases import new_api_key, settings_for
 
 # The app is built at import, for schemathesis to read its schema; it runs on a database of its
 # own in a temporary directory (removed at exit), with the offline echo model.
 _workdir = tempfile.TemporaryDirectory(prefix="fuzz-")
 _database = Path(_workdir.name) / "fuzz.db"
 app = create_app(settings_for(f"sqlite:///{_database}", model_provider="echo"))
+API_KEY = new_api_key(f"sqlite:///{_database}")
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 
 

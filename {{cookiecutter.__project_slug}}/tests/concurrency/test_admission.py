@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository
 
 from ..conftest import Api
-from ..support.databases import API_KEY
+from ..support.databases import TEST_PRINCIPAL
 from ..support.scripted_model import GatedModel
 from ..support.server import server_process
 
@@ -77,7 +77,7 @@ def send_and_hang_up(client: httpx.Client, body: dict) -> None:
     payload = json.dumps(body).encode()
     request = (
         f"POST /process-streaming HTTP/1.1\r\nHost: {url.netloc}\r\n"
-        f"Authorization: Bearer {API_KEY}\r\nContent-Type: application/json\r\n"
+        f"Authorization: {client.headers['Authorization']}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(payload)}\r\n\r\n"
     ).encode()
     with socket.create_connection((url.hostname, url.port)) as sock:
@@ -102,9 +102,9 @@ def test_a_turn_whose_client_left_before_it_started_does_not_run(
 
     history = [
         m.message["content"][0]["text"]
-        for m in SqlSessionRepository(engine).list_messages("left", "default")
+        for m in SqlSessionRepository(engine, TEST_PRINCIPAL).list_messages("left", "default")
     ]
-    SqlSessionRepository(engine).delete_session("left")
+    SqlSessionRepository(engine, TEST_PRINCIPAL).delete_session("left")
     assert after.status_code == 200
     assert "never mind" not in history
     assert history == [

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository
 
+from ..support.databases import TEST_PRINCIPAL
 from ..support.server import SLOW_APP, running_server
 
 Drop = Callable[[httpx.Client, dict], None]
@@ -58,7 +59,7 @@ def test_a_dropped_stream_leaves_a_whole_turn_and_a_free_session(
     assert history[0]["text"] == prompt
     assert history[-3]["role"] == "assistant", "the dropped turn was stored whole"
     assert history[-2]["text"] == "still there?"
-    assert SqlSessionRepository(engine).read_session(session_id) is None
+    assert SqlSessionRepository(engine, TEST_PRINCIPAL).read_session(session_id) is None
 
 
 def test_shutdown_waits_for_the_running_turns(database_url: str, engine: Engine) -> None:
@@ -66,7 +67,7 @@ def test_shutdown_waits_for_the_running_turns(database_url: str, engine: Engine)
         drop_after("text")(client, {"prompt": "finish me before you go", "session_id": "sigterm"})
     # Leaving the block sent SIGTERM while the turn was still streaming to nobody.
 
-    repository = SqlSessionRepository(engine)
+    repository = SqlSessionRepository(engine, TEST_PRINCIPAL)
     stored = [m.message for m in repository.list_messages("sigterm", "default")]
     repository.delete_session("sigterm")
     assert [m["role"] for m in stored] == ["user", "assistant"]

@@ -4,18 +4,20 @@ import json
 import subprocess
 import sys
 
+import httpx
 from sqlalchemy import Engine
 
-from ..support.databases import API_KEY
 from ..support.server import PROJECT_DIR, running_server
 
 
-def loadtest(url: str, *arguments: str) -> dict:
-    command = [sys.executable, "scripts/loadtest.py", url, *arguments, "--json"]
+def loadtest(client: httpx.Client, *arguments: str) -> dict:
+    """Run it against the server `client` talks to, with the client's API key."""
+    command = [sys.executable, "scripts/loadtest.py", str(client.base_url), *arguments, "--json"]
+    key = client.headers["Authorization"].removeprefix("Bearer ")
     done = subprocess.run(
         command,
         cwd=PROJECT_DIR,
-        env={"API_KEY": API_KEY, "PATH": ""},
+        env={"API_KEY": key, "PATH": ""},
         capture_output=True,
         text=True,
         timeout=300,
@@ -28,10 +30,9 @@ def test_the_load_test_reports_completed_turns_and_refusals(
     database_url: str, engine: Engine
 ) -> None:
     with running_server(database_url, ECHO_WORD_DELAY="0.02") as client:
-        url = str(client.base_url)
-        report = loadtest(url, "--conversations", "20", "--turns", "2")
+        report = loadtest(client, "--conversations", "20", "--turns", "2")
     with running_server(database_url, ECHO_WORD_DELAY="0.05", MAX_CONCURRENT_TURNS="5") as client:
-        crowded = loadtest(str(client.base_url), "--conversations", "30")
+        crowded = loadtest(client, "--conversations", "30")
 
     assert report["turns"] == report["completed"] == 40
     assert report["errors"] == {}

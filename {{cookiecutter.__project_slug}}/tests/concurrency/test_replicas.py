@@ -12,7 +12,7 @@ from {{ cookiecutter.__package_name }}.database import create_engine, upgrade_sc
 from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository
 from {{ cookiecutter.__package_name }}.session_store.tables import messages
 
-from ..support.databases import postgres_database, settings_for
+from ..support.databases import TEST_PRINCIPAL, postgres_database, settings_for
 from ..support.server import running_server
 
 pytestmark = pytest.mark.postgresql
@@ -48,7 +48,7 @@ def test_concurrent_turns_on_one_session_across_two_replicas() -> None:
                 .where(messages.c.session_id == "shared")
                 .order_by(messages.c.message_id)
             ).all()
-        stored = SqlSessionRepository(engine).list_messages("shared", "default")
+        stored = SqlSessionRepository(engine, TEST_PRINCIPAL).list_messages("shared", "default")
 
     assert set(statuses) <= {200, 409}, [
         r.text for r in responses if r.status_code not in (200, 409)

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository
 
+from ..support.databases import TEST_PRINCIPAL
 from ..support.server import Server, server_process
 from ..support.sse import parse_events
 
@@ -20,7 +21,7 @@ LONG_PROMPT = "please answer with many words so that the turn lasts a while"
 
 
 def history(engine: Engine, session_id: str) -> list[str]:
-    repository = SqlSessionRepository(engine)
+    repository = SqlSessionRepository(engine, TEST_PRINCIPAL)
     return [
         m.message["content"][0]["text"] for m in repository.list_messages(session_id, "default")
     ]
@@ -42,7 +43,7 @@ def replicas(database_url: str, engine: Engine) -> Iterator[list[Server]]:
             )
             for _ in range(2)
         ]
-    SqlSessionRepository(engine).delete_session("crash")
+    SqlSessionRepository(engine, TEST_PRINCIPAL).delete_session("crash")
 
 
 def test_a_replica_killed_mid_turn_frees_its_session_for_another(

@@ -73,7 +73,7 @@ async def test_a_turn_whose_session_was_taken_over_stops_and_stores_nothing(
 ) -> None:
     release = threading.Event()
     model = GatedModel(lambda: release.wait(timeout=60))
-    turn = await make_runner(model).start("s", "hello", client_stays)
+    turn = await make_runner(model).start("s", "local", "hello", client_stays)
     try:
         assert await asyncio.to_thread(model.entered.wait, 20)
         take_over(engine)
@@ -101,7 +101,9 @@ async def test_a_failed_turn_answers_even_when_its_lease_is_lost_as_it_gives_up(
         await give_up(self, work)
 
     monkeypatch.setattr(TurnStore, "give_up", slow_give_up)
-    turn = await make_runner(ScriptedModel([RuntimeError("boom")])).start("s", "hi", client_stays)
+    turn = await make_runner(ScriptedModel([RuntimeError("boom")])).start(
+        "s", "local", "hi", client_stays
+    )
 
     with pytest.raises(ModelError):
         await asyncio.wait_for(turn.result(), timeout=10)

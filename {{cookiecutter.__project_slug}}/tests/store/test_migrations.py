@@ -79,7 +79,7 @@ def test_alembic_command_line_migrates_database_url(empty_database_url: str) -> 
             [*alembic, *arguments], cwd=PROJECT_DIR, env=env, capture_output=True, text=True
         )
         assert result.returncode == 0, result.stderr
-    assert "0002 (head)" in result.stdout
+    assert "0003 (head)" in result.stdout
 
 
 def test_the_app_migrates_the_embedded_sqlite_database_at_start_up() -> None:
@@ -117,7 +117,7 @@ TURNS_AND_A_MESSAGE = textwrap.dedent(
         engine = database.create_async_engine(config.get_settings())
         store = session_store.turn_store_for(engine, lease_seconds=3)
         for prompt in ("one", "two"):
-            work = await store.begin("s", "default")
+            work = await store.begin("s", "default", "local")
             manager = RepositorySessionManager(session_id="s", session_repository=work)
             model = ScriptedModel(["ok"])
             agent = Agent(model=model, session_manager=manager, callback_handler=None)

@@ -114,6 +114,41 @@ def test_ids_the_sdk_accepts_are_accepted(repository: SqlSessionRepository, good
     assert repository.read_agent(good_id, good_id) is not None
 
 
+def test_a_principal_sees_nothing_of_another_principals_sessions(
+    repository: SqlSessionRepository,
+) -> None:
+    new_session(repository, "theirs")
+    new_agent(repository, "theirs")
+    repository.create_message("theirs", "default", text_message(0, "secret"))
+    other = repository.for_principal("other")
+
+    assert other.read_session("theirs") is None
+    assert other.list_sessions().sessions == []
+    assert other.read_agent("theirs", "default") is None
+    assert other.list_agents("theirs") == []
+    assert other.read_message("theirs", "default", 0) is None
+    assert other.list_messages("theirs", "default") == []
+    assert other.message_counts("theirs") == {}
+    with pytest.raises(NotFoundError):
+        other.delete_session("theirs")
+    with pytest.raises(NotFoundError):
+        other.create_agent("theirs", SessionAgent("intruder", {}, {}))
+    with pytest.raises(NotFoundError):
+        other.create_message("theirs", "default", text_message(1, "injected"))
+    with pytest.raises(NotFoundError):
+        other.update_message("theirs", "default", text_message(0, "rewritten"))
+    with pytest.raises(NotFoundError):
+        other.update_agent("theirs", SessionAgent("default", {"x": 1}, {}))
+    with pytest.raises(AlreadyExistsError):  # session ids are global
+        new_session(other, "theirs")
+
+    assert [m.to_message()["content"] for m in repository.list_messages("theirs", "default")] == [
+        [{"text": "secret"}]
+    ]
+    assert [a.agent_id for a in repository.list_agents("theirs")] == ["default"]
+    assert [s.session_id for s in repository.list_sessions().sessions] == ["theirs"]
+
+
 def test_delete_session_removes_everything_below_it(
     repository: SqlSessionRepository, engine: Engine
 ) -> None:

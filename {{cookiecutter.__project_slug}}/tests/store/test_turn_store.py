@@ -18,6 +18,7 @@ from strands.types.session import SessionAgent, SessionMessage
 
 from {{ cookiecutter.__package_name }}.session_store import (
     LeaseLostError,
+    NotFoundError,
     SessionBusyError,
     SqlSessionRepository,
     TurnStore,
@@ -56,7 +57,7 @@ async def turn(
     store: TurnStore, prompt: object, replies: list[Reply], session_id: str = "s", **kwargs: object
 ) -> Agent:
     """One whole turn: begin, run the agent, save."""
-    work = await store.begin(session_id, "default")
+    work = await store.begin(session_id, "default", "local")
     agent = agent_for(work, replies, **kwargs)
     await agent.invoke_async(prompt)
     await store.save(work)
@@ -74,7 +75,7 @@ async def test_turns_are_stored_whole_and_restored_by_the_next(
     store: TurnStore, repository: SqlSessionRepository
 ) -> None:
     await turn(store, "My name is Ada.", ["Hello Ada."])
-    work = await store.begin("s", "default")
+    work = await store.begin("s", "default", "local")
     model = ScriptedModel(["Your name is Ada."])
     agent = Agent(
         model=model,
@@ -103,7 +104,7 @@ async def test_a_tool_turn_is_stored_and_restored_whole(
     replies: list[Reply] = [ToolCall("lookup_order", {"order_id": "A-7"}), "It shipped."]
     played = await turn(store, "Where is A-7?", replies, tools=[lookup_order])
 
-    work = await store.begin("s", "default")
+    work = await store.begin("s", "default", "local")
     restored = agent_for(work, [], tools=[lookup_order])
 
     assert restored.messages == played.messages
@@ -117,7 +118,7 @@ async def test_bytes_state_and_timestamps_round_trip_unchanged(
     prompt = [{"text": "What is this?"}, {"image": {"format": "png", "source": {"bytes": PNG}}}]
     played = await turn(store, prompt, ["A tiny PNG."], state={"plan": "gold"})
 
-    work = await store.begin("s", "default")
+    work = await store.begin("s", "default", "local")
     restored = agent_for(work, [])
 
     assert restored.messages == played.messages
@@ -132,7 +133,7 @@ async def test_nothing_of_a_turn_is_stored_before_it_is_saved(
     store: TurnStore, repository: SqlSessionRepository
 ) -> None:
     await turn(store, "one", ["First."])
-    work = await store.begin("s", "default")
+    work = await store.begin("s", "default", "local")
     await agent_for(work, ["Second."]).invoke_async("two")
 
     assert stored(repository) == [("user", "one"), ("assistant", "First.")]
@@ -146,7 +147,7 @@ async def test_a_failing_model_leaves_the_session_as_it_was(
     store: TurnStore, repository: SqlSessionRepository
 ) -> None:
     await turn(store, "one", ["First."])
-    work = await store.begin("s", "default")
+    work = await store.begin("s", "default", "local")
     with pytest.raises(RuntimeError, match="provider exploded"):
         await agent_for(work, [RuntimeError("provider exploded")]).invoke_async("two")
     await store.give_up(work)
@@ -163,16 +164,16 @@ async def test_a_failing_model_leaves_the_session_as_it_was(
 
 
 async def test_one_turn_at_a_time_per_session(store: TurnStore) -> None:
-    work = await store.begin("s", "default")
+    work = await store.begin("s", "default", "local")
 
     with pytest.raises(SessionBusyError, match="'s' is busy"):
-        await store.begin("s", "default")
-    other = await store.begin("another", "default")  # other sessions are not held up
+        await store.begin("s", "default", "local")
+    other = await store.begin("another", "default", "local")  # other sessions are not held up
 
     await agent_for(work, ["Hi."]).invoke_async("hello")
     await store.save(work)
     await store.give_up(other)
-    await store.give_up(await store.begin("s", "default"))
+    await store.give_up(await store.begin("s", "default", "local"))
 
 
 async def expire(engine: Engine, session_id: str = "s") -> None:
@@ -188,7 +189,7 @@ async def expire(engine: Engine, session_id: str = "s") -> None:
 async def test_a_turn_that_lost_its_lease_writes_nothing(
     store: TurnStore, repository: SqlSessionRepository, engine: Engine
 ) -> None:
-    stalled = await store.begin("s", "default")
+    stalled = await store.begin("s", "default", "local")
     await agent_for(stalled, ["Too late."]).invoke_async("stalled")
     await expire(engine)
     await turn(store, "taken over", ["In time."])  # another replica takes the session
@@ -202,7 +203,7 @@ async def test_a_turn_that_lost_its_lease_writes_nothing(
 async def test_an_expired_lease_is_not_saved_even_if_nobody_took_it(
     store: TurnStore, repository: SqlSessionRepository, engine: Engine
 ) -> None:
-    stalled = await store.begin("s", "default")
+    stalled = await store.begin("s", "default", "local")
     await agent_for(stalled, ["Too late."]).invoke_async("stalled")
     await expire(engine)
 
@@ -217,7 +218,7 @@ async def test_a_turn_that_waited_for_another_turns_save_reads_what_it_saved(
     """A turn that begins while the previous turn's save is committing waits for that save,
     and then reads the session as the save left it."""
     await turn(store, "one", ["First."])
-    saving = await store.begin("s", "default")
+    saving = await store.begin("s", "default", "local")
     await agent_for(saving, ["Second."]).invoke_async("two")
     # The previous turn's save, held open in a transaction: it released the lease and wrote.
     with engine.connect() as connection, connection.begin():
@@ -225,7 +226,7 @@ async def test_a_turn_that_waited_for_another_turns_save_reads_what_it_saved(
         connection.execute(store.leases.release, lease)
         rows = [message_values("s", "default", saving.messages[i]) for i in (2, 3)]
         connection.execute(insert(messages), rows)
-        waiting = asyncio.create_task(store.begin("s", "default"))
+        waiting = asyncio.create_task(store.begin("s", "default", "local"))
         await anyio.sleep(0.5)  # the next turn is waiting for the session's row
     work = await waiting
 
@@ -234,8 +235,8 @@ async def test_a_turn_that_waited_for_another_turns_save_reads_what_it_saved(
 
 
 async def test_renewing_keeps_the_leases_still_held(store: TurnStore, engine: Engine) -> None:
-    kept = await store.begin("kept", "default")
-    lost = await store.begin("lost", "default")
+    kept = await store.begin("kept", "default", "local")
+    lost = await store.begin("lost", "default", "local")
     await expire(engine, "lost")
 
     assert await store.renew([kept, lost]) == {kept.lease_id}
@@ -246,35 +247,52 @@ async def test_renewing_keeps_the_leases_still_held(store: TurnStore, engine: En
 
 
 async def test_a_lease_given_up_frees_the_session_at_once(store: TurnStore) -> None:
-    work = await store.begin("s", "default")
+    work = await store.begin("s", "default", "local")
     await store.give_up(work)
 
-    await store.give_up(await store.begin("s", "default"))
+    await store.give_up(await store.begin("s", "default", "local"))
 
 
 async def test_a_turn_that_wrote_nothing_is_saved_and_frees_its_session(
     store: TurnStore, repository: SqlSessionRepository
 ) -> None:
-    await store.save(await store.begin("new", "default"))  # no agent yet
+    await store.save(await store.begin("new", "default", "local"))  # no agent yet
     await turn(store, "hello", ["Hi."])
-    await store.save(await store.begin("s", "default"))  # nothing of the agent changed
+    await store.save(await store.begin("s", "default", "local"))  # nothing of the agent changed
 
-    again = await store.begin("s", "default")
+    again = await store.begin("s", "default", "local")
     assert list(again.messages) == [0, 1]
     assert stored(repository) == [("user", "hello"), ("assistant", "Hi.")]
     await store.give_up(again)
+
+
+async def test_another_principals_session_cannot_be_begun(
+    store: TurnStore, repository: SqlSessionRepository
+) -> None:
+    await turn(store, "hello", ["Hi."])
+
+    with pytest.raises(NotFoundError):
+        await store.begin("s", "default", "other")
+
+    mine = await store.begin("s", "default", "local")  # the refusal took no lease
+    assert list(mine.messages) == [0, 1]
+    await store.give_up(mine)
+    theirs = await store.begin("new", "default", "other")
+    await store.save(theirs)
+    assert repository.read_session("new") is None
+    assert repository.for_principal("other").read_session("new") is not None
 
 
 async def test_a_crashed_turns_lease_expires_by_itself(
     turn_engine: AsyncEngine, repository: SqlSessionRepository
 ) -> None:
     short = turn_store_for(turn_engine, lease_seconds=1)
-    await short.begin("s", "default")  # its replica dies: nobody renews or gives it up
+    await short.begin("s", "default", "local")  # its replica dies: nobody renews or gives it up
 
     with pytest.raises(SessionBusyError):
-        await short.begin("s", "default")
+        await short.begin("s", "default", "local")
     await anyio.sleep(1.1)
-    await short.give_up(await short.begin("s", "default"))
+    await short.give_up(await short.begin("s", "default", "local"))
 
 
 async def trimmed_conversation(store: TurnStore, turns: int, window: int) -> None:
@@ -289,7 +307,7 @@ async def test_the_turn_reads_only_the_window_its_conversation_manager_keeps(
 ) -> None:
     await trimmed_conversation(store, turns=5, window=4)
 
-    work = await store.begin("s", "default")
+    work = await store.begin("s", "default", "local")
     restored = agent_for(work, [], conversation_manager=SlidingWindowConversationManager(4))
 
     assert repository.message_counts("s") == {"default": 10}
@@ -318,7 +336,7 @@ async def test_a_redaction_of_an_earlier_message_is_saved(
     store: TurnStore, repository: SqlSessionRepository
 ) -> None:
     await turn(store, "my card is 4111 1111 1111 1111", ["Noted."])
-    work = await store.begin("s", "default")
+    work = await store.begin("s", "default", "local")
     redacted = SessionMessage(
         message={"role": "user", "content": [{"text": "my card is [redacted]"}]},
         message_id=0,
@@ -334,7 +352,7 @@ async def test_agent_state_changes_are_saved_and_unchanged_state_is_not_written(
     store: TurnStore, repository: SqlSessionRepository
 ) -> None:
     await turn(store, "one", ["First."], state={"visits": 1})
-    work = await store.begin("s", "default")
+    work = await store.begin("s", "default", "local")
     agent = agent_for(work, ["Second."])
     await agent.invoke_async("two")
     assert not work.agent_changed, "a turn that changes no state writes no agent"
@@ -346,7 +364,7 @@ async def test_agent_state_changes_are_saved_and_unchanged_state_is_not_written(
 
 
 async def test_the_unit_of_work_keeps_what_it_was_given_as_it_was(store: TurnStore) -> None:
-    work = await store.begin("s", "default")
+    work = await store.begin("s", "default", "local")
     agent_for(work, [])
     prompt = SessionMessage({"role": "user", "content": [{"text": "hi"}]}, message_id=0)
     work.create_message("s", "default", prompt)
@@ -360,7 +378,7 @@ async def test_the_unit_of_work_keeps_what_it_was_given_as_it_was(store: TurnSto
 
 async def test_the_unit_of_work_refuses_what_lies_outside_its_turn(store: TurnStore) -> None:
     await trimmed_conversation(store, turns=3, window=2)
-    work = await store.begin("s", "default")
+    work = await store.begin("s", "default", "local")
 
     for outside in (
         lambda: work.read_session("other"),
@@ -399,7 +417,7 @@ async def test_a_text_turn_costs_two_round_trips_on_postgresql(
     await turn(store, "one", ["First."])  # the session and the agent exist from now on
 
     with round_trips(turn_engine) as begin:
-        work = await store.begin("s", "default")
+        work = await store.begin("s", "default", "local")
     await agent_for(work, ["Second."]).invoke_async("two")
     with round_trips(turn_engine) as save:
         await store.save(work)

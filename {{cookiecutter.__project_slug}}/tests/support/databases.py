@@ -9,19 +9,33 @@ import pytest
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 
+from {{ cookiecutter.__package_name }}.api_keys import create_api_key
 from {{ cookiecutter.__package_name }}.config import Settings
+from {{ cookiecutter.__package_name }}.database import create_engine as create_project_engine
+from {{ cookiecutter.__package_name }}.database import upgrade_schema
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
 
 
-API_KEY = "test-api-key"
+# Whom the tests' requests come from, unless a test says otherwise.
+TEST_PRINCIPAL = "tester"
 
 
 def settings_for(database_url: str, **overrides: object) -> Settings:
-    """Settings for a test: this database, an API key, nothing read from a developer's .env."""
-    values = {"database_url": database_url, "api_key": API_KEY, **overrides}
+    """Settings for a test: this database, API keys, nothing read from a developer's .env."""
+    values = {"database_url": database_url, "auth_mode": "api_keys", **overrides}
     return Settings(_env_file=None, **values)
+
+
+def new_api_key(database_url: str, principal: str = TEST_PRINCIPAL) -> str:
+    """A new API key for `principal` in this database (migrated first, if it is not yet)."""
+    engine = create_project_engine(settings_for(database_url))
+    try:
+        upgrade_schema(engine)
+        return create_api_key(engine, principal)
+    finally:
+        engine.dispose()
 
 
 def unavailable(reason: str) -> None:

@@ -13,7 +13,7 @@ from typing import IO
 
 import httpx
 
-from .databases import API_KEY
+from .databases import new_api_key
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 # An app factory with a slow scripted model and a slow tool (slow_app.py).
@@ -49,7 +49,7 @@ def server_process(
         **os.environ,
         "DATABASE_URL": database_url,
         "MODEL_PROVIDER": "echo",
-        "API_KEY": API_KEY,
+        "AUTH_MODE": "api_keys",
         **env,
     }
     command = [
@@ -58,7 +58,7 @@ def server_process(
     ]  # fmt: skip
     # The project directory, so that `tests.support.slow_app` is importable by the server.
     process = subprocess.Popen(command, env=environment, cwd=PROJECT_DIR, stdout=log, stderr=log)
-    headers = {"Authorization": f"Bearer {API_KEY}"}
+    headers = {"Authorization": f"Bearer {new_api_key(database_url)}"}
     try:
         with httpx.Client(
             base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30

@@ -2,6 +2,7 @@
 
 import asyncio
 import gc
+import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -20,6 +21,9 @@ from . import health, sessions, turns
 from .disconnects import DroppedStreamMiddleware
 from .errors import install_error_handlers
 from .limits import BodySizeLimitMiddleware
+from .security import Authenticator
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(
@@ -40,6 +44,12 @@ def create_app(
         runner = TurnRunner(config, store, model_factory or partial(build_model, config))
         app.state.settings, app.state.engine = config, engine
         app.state.repository, app.state.runner = SqlSessionRepository(engine), runner
+        app.state.authenticator = Authenticator(config, engine)
+        if config.auth_mode == "none":
+            logger.warning(
+                "AUTH_MODE=none: anyone who can reach this service can read, continue and delete "
+                "every conversation, and make it call the model. For development only."
+            )
         # The SDK runs blocking work of a turn on the event loop's default executor: Bedrock's
         # streamed response and every plain `def` tool. Sized to the turns admitted, so that
         # none of them queues behind the others (threads start only when needed).

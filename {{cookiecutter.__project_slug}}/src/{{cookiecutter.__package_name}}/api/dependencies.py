@@ -1,8 +1,9 @@
-"""What routes take from the application: its store, its turn runner, its settings.
+"""What routes take from the application: its store (for the caller), its turn runner, its
+settings.
 
-These, like every dependency that neither blocks nor waits (require_api_key, checked_request),
-are `async def`: FastAPI runs a plain `def` dependency in its thread pool, a thread hop for each
-of them on every request.
+These, like every dependency that neither blocks nor waits (checked_request), are `async def`:
+FastAPI runs a plain `def` dependency in its thread pool, a thread hop for each of them on every
+request.
 """
 
 from typing import Annotated
@@ -12,10 +13,12 @@ from fastapi import Depends, Request
 from ..config import Settings
 from ..session_store import SqlSessionRepository
 from ..turns import TurnRunner
+from .security import Principal
 
 
-async def get_repository(request: Request) -> SqlSessionRepository:
-    return request.app.state.repository
+async def get_repository(request: Request, principal: Principal) -> SqlSessionRepository:
+    """The session store, seeing only the caller's sessions."""
+    return request.app.state.repository.for_principal(principal)
 
 
 async def get_runner(request: Request) -> TurnRunner:

@@ -53,6 +53,8 @@ def turn_error(error: BaseException) -> ApiError:
         return ApiError(429, "overloaded", message, headers={"Retry-After": "1"})
     if isinstance(error, SessionBusyError):
         return ApiError(409, "session_busy", str(error))
+    if isinstance(error, NotFoundError):  # the session is another principal's
+        return ApiError(404, "session_not_found", str(error))
     if isinstance(error, TurnTimeoutError):
         return ApiError(504, "model_timeout", str(error))
     if isinstance(error, ModelError):

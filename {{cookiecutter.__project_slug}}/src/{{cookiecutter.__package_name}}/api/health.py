@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from .errors import ApiError, documented
-from .security import require_api_key
+from .security import authenticate
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
@@ -28,7 +28,7 @@ async def health() -> Health:
 
 @router.get(
     "/ready",
-    dependencies=[Depends(require_api_key)],
+    dependencies=[Depends(authenticate)],
     responses=documented({503: "The database is unreachable"}),
 )
 async def ready(request: Request) -> Health:

@@ -1,29 +1,88 @@
-"""API-key authentication: `Authorization: Bearer <API_KEY>`, compared in constant time."""
+"""Who is calling: every request but /health names its principal (see "Security" in the README).
 
-import hmac
+AUTH_MODE=api_keys: `Authorization: Bearer <key>`, a key made with the command line (api_keys.py).
+AUTH_MODE=jwt: `Authorization: Bearer <JWT>`, verified against the identity provider's JWKS.
+AUTH_MODE=none: no credential; every caller is the principal "local".
+"""
+
+import logging
 from typing import Annotated
 
+import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
+from ..api_keys import principal_for_key
+from ..config import Settings
+from ..session_store import InvalidIdError, validate_id
+from ..session_store.records import LOCAL_PRINCIPAL
 from .errors import ApiError
 
-bearer = HTTPBearer(auto_error=False, description="The service's API_KEY.")
+logger = logging.getLogger(__name__)
+bearer = HTTPBearer(auto_error=False, description="An API key, or a JWT (see AUTH_MODE).")
 
 
-async def require_api_key(
+class Authenticator:
+    """Tells the principal a bearer token proves, by the settings' AUTH_MODE. Blocking: API keys
+    are looked up in the database, and a JWT's signing keys are fetched (and cached)."""
+
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.mode = settings.auth_mode
+        self._settings = settings
+        self._engine = engine
+        self._jwks = jwt.PyJWKClient(settings.jwt_jwks_url) if settings.jwt_jwks_url else None
+
+    def principal(self, token: str) -> str | None:
+        """The token's principal; None unless the token is valid."""
+        if self.mode == "api_keys":
+            return principal_for_key(self._engine, token)
+        return self._jwt_principal(token)
+
+    def _jwt_principal(self, token: str) -> str | None:
+        settings = self._settings
+        assert self._jwks is not None  # Settings require JWT_JWKS_URL for AUTH_MODE=jwt
+        try:
+            claims = jwt.decode(
+                token,
+                self._jwks.get_signing_key_from_jwt(token),
+                algorithms=settings.jwt_algorithms,
+                audience=settings.jwt_audience,
+                issuer=settings.jwt_issuer,
+                options={"require": ["exp", "iss", "aud"]},
+            )
+        except jwt.PyJWKClientConnectionError as error:
+            logger.warning("cannot fetch the JWT signing keys: %s", error)
+            return None
+        except jwt.PyJWTError:
+            return None
+        try:
+            return validate_id("principal", claims.get(settings.jwt_principal_claim))
+        except InvalidIdError:
+            return None
+
+
+async def authenticate(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> None:
-    """Refuse the request unless it carries the API key; open when no API_KEY is configured."""
-    expected = request.app.state.settings.api_key
-    if expected is None:
-        return
-    given = credentials.credentials if credentials else ""
-    if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
+) -> str:
+    """The caller's principal; 401 unless the request proves one."""
+    authenticator: Authenticator = request.app.state.authenticator
+    if authenticator.mode == "none":
+        return LOCAL_PRINCIPAL
+    principal = None
+    if credentials is not None:
+        principal = await run_in_threadpool(authenticator.principal, credentials.credentials)
+    if principal is None:
+        what = "an API key" if authenticator.mode == "api_keys" else "a valid JWT"
         raise ApiError(
             401,
             "unauthorized",
-            "Send the API key as `Authorization: Bearer <API_KEY>`.",
+            f"Send {what} as `Authorization: Bearer <token>`.",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    return principal
+
+
+Principal = Annotated[str, Depends(authenticate)]

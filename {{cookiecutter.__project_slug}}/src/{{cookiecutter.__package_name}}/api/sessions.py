@@ -25,12 +25,12 @@ from .schemas import (
     SessionList,
     SessionSummary,
 )
-from .security import require_api_key
+from .security import authenticate
 
 router = APIRouter(
     prefix="/sessions",
     tags=["sessions"],
-    dependencies=[Depends(require_api_key)],
+    dependencies=[Depends(authenticate)],
     responses=ERROR_RESPONSES,
 )
 

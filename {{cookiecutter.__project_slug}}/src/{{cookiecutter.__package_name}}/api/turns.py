@@ -11,11 +11,11 @@ from ..turns import TextDelta, ToolResult, ToolUse, Turn, TurnEvent, TurnResult
 from .dependencies import AppSettings, Runner
 from .errors import ERROR_RESPONSES, TURN_ERROR_RESPONSES, ApiError, turn_error
 from .schemas import TurnRequest
-from .security import require_api_key
+from .security import Principal, authenticate
 
 router = APIRouter(
     tags=["turns"],
-    dependencies=[Depends(require_api_key)],
+    dependencies=[Depends(authenticate)],
     responses=ERROR_RESPONSES | TURN_ERROR_RESPONSES,
 )
 
@@ -32,12 +32,15 @@ async def checked_request(body: TurnRequest, settings: AppSettings) -> TurnReque
 
 
 async def started_turn(
-    body: Annotated[TurnRequest, Depends(checked_request)], runner: Runner, request: Request
+    body: Annotated[TurnRequest, Depends(checked_request)],
+    runner: Runner,
+    principal: Principal,
+    request: Request,
 ) -> Turn:
     """Start the turn before the response begins, so that failing to start gets a real status."""
     session_id = body.session_id or str(uuid4())
     try:
-        return await runner.start(session_id, body.prompt, request.is_disconnected)
+        return await runner.start(session_id, principal, body.prompt, request.is_disconnected)
     except Exception as error:
         raise turn_error(error) from error
 

@@ -3,6 +3,7 @@
 from alembic import context
 from sqlalchemy import Engine
 
+from {{ cookiecutter.__package_name }}.api_keys import api_keys  # noqa: F401 (its table)
 from {{ cookiecutter.__package_name }}.config import get_settings
 from {{ cookiecutter.__package_name }}.database import create_engine
 from {{ cookiecutter.__package_name }}.session_store import metadata

@@ -12,7 +12,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Dialect, bindparam, func, or_, update
+from sqlalchemy import Dialect, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ColumnElement
 
@@ -48,18 +48,22 @@ class Leases:
         insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
         new_session = insert(sessions).values(
             session_id=bindparam("key_session"),
+            principal=bindparam("principal"),
             session_type="AGENT",
             created_at=bindparam("now"),
             updated_at=bindparam("now"),
             lease_id=bindparam("new_lease"),
             lease_expires_at=expiry,
         )
-        # Creates the session if it is new; returns nothing if another turn holds the lease.
+        # Creates the session if it is new; returns nothing if another turn holds the lease, or
+        # if the session is another principal's.
         self.take = new_session.on_conflict_do_update(
             index_elements=[sessions.c.session_id],
             set_={"lease_id": new_session.excluded.lease_id, "lease_expires_at": expiry},
-            where=lease_is_free(dialect),
+            where=and_(lease_is_free(dialect), sessions.c.principal == bindparam("principal")),
         ).returning(*sessions.c)
+        # Whose the session is, when `take` returned nothing: busy, or not the caller's.
+        self.principal_of = select(sessions.c.principal).where(this_session)
         # Returns the session's id if the lease was still held; the row stays locked until the
         # end of the transaction, so that no turn takes the lease before the save is written.
         self.release = (
@@ -92,10 +96,11 @@ class Leases:
         )
 
     @staticmethod
-    def take_values(session_id: str) -> dict[str, Any]:
-        """The values of `take` for a new lease on the session."""
+    def take_values(session_id: str, principal: str) -> dict[str, Any]:
+        """The values of `take` for a new lease on the session, for `principal`."""
         return {
             "key_session": session_id,
+            "principal": principal,
             "new_lease": secrets.token_hex(16),
             "now": datetime.now(UTC),
         }

@@ -77,6 +77,11 @@ def as_stored(value: Any) -> Any:
     return loads_json(dumps_json(value))
 
 
+# The principal of sessions made with no caller to own them: by AUTH_MODE=none, and by
+# SqlSessionRepository when none is given.
+LOCAL_PRINCIPAL = "local"
+
+
 def session_record(row: RowMapping) -> Session:
     return Session(
         session_id=row["session_id"],

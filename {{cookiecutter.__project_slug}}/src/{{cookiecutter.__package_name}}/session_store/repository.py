@@ -2,11 +2,24 @@
 
 import json
 from base64 import urlsafe_b64decode, urlsafe_b64encode
+from copy import copy
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, RowMapping, Table, delete, func, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    RowMapping,
+    Table,
+    bindparam,
+    delete,
+    exists,
+    func,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Executable
@@ -21,6 +34,7 @@ from strands.types.session import (
 
 from .leases import lease_is_free
 from .records import (
+    LOCAL_PRINCIPAL,
     MESSAGE_FIELDS,
     AlreadyExistsError,
     NotFoundError,
@@ -60,12 +74,23 @@ class SqlSessionRepository(SessionRepository):
     CONFLICT DO NOTHING: concurrent creators never see an IntegrityError); updating or deleting
     one that does not exist raises NotFoundError; reads return None. Both errors are
     SessionExceptions, as the Strands SDK expects. (The service's turns use a TurnStore.)
+
+    A repository acts for one principal: the sessions it creates are that principal's, and every
+    statement sees only that principal's sessions and what they hold; another principal's
+    session is as if it did not exist. `for_principal` gives the same store for another one.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, principal: str = LOCAL_PRINCIPAL) -> None:
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         self._lease_is_free = lease_is_free(engine.dialect)
+        self.principal = principal
+
+    def for_principal(self, principal: str) -> "SqlSessionRepository":
+        """The same store (engine and all), acting for `principal`."""
+        scoped = copy(self)
+        scoped.principal = principal
+        return scoped
 
     # Sessions
 
@@ -73,16 +98,18 @@ class SqlSessionRepository(SessionRepository):
         session_id = validate_id("session id", session.session_id)
         values = {
             "session_id": session_id,
+            "principal": self.principal,
             "session_type": SessionType(session.session_type).value,
             "created_at": timestamp(session.created_at),
             "updated_at": timestamp(session.updated_at),
         }
-        self._insert_new(sessions, values, exists=f"session {session_id!r} already exists")
+        self._insert_new(sessions, values, duplicate=f"session {session_id!r} already exists")
         return session
 
     def read_session(self, session_id: str, **kwargs: Any) -> Session | None:
         query = select(sessions).where(
-            sessions.c.session_id == validate_id("session id", session_id)
+            sessions.c.session_id == validate_id("session id", session_id),
+            sessions.c.principal == self.principal,
         )
         row = self._first(query)
         return session_record(row) if row else None
@@ -93,7 +120,11 @@ class SqlSessionRepository(SessionRepository):
         A session whose turn is running (its lease is live) is not deleted: SessionBusyError.
         """
         session_id = validate_id("session id", session_id)
-        statement = delete(sessions).where(sessions.c.session_id == session_id, self._lease_is_free)
+        statement = delete(sessions).where(
+            sessions.c.session_id == session_id,
+            sessions.c.principal == self.principal,
+            self._lease_is_free,
+        )
         with self._engine.connect() as connection:
             if connection.execute(statement).rowcount:
                 return
@@ -102,7 +133,8 @@ class SqlSessionRepository(SessionRepository):
         raise SessionBusyError(session_id)
 
     def list_sessions(self, limit: int = 20, cursor: str | None = None) -> SessionPage:
-        """Sessions newest first, `limit` at a time; `cursor` continues where a page ended.
+        """The principal's sessions newest first, `limit` at a time; `cursor` continues where a
+        page ended.
 
         The cursor holds the (created_at, session_id) of the last session of the previous page, so
         every page is an index range scan however deep it is (no OFFSET).
@@ -110,7 +142,12 @@ class SqlSessionRepository(SessionRepository):
         if limit < 1:
             raise ValueError("limit must be at least 1")
         order = (sessions.c.created_at.desc(), sessions.c.session_id.desc())
-        query = select(sessions).order_by(*order).limit(limit + 1)
+        query = (
+            select(sessions)
+            .where(sessions.c.principal == self.principal)
+            .order_by(*order)
+            .limit(limit + 1)
+        )
         if cursor is not None:
             created_at, session_id = _decode_cursor(cursor)
             query = query.where(
@@ -137,19 +174,22 @@ class SqlSessionRepository(SessionRepository):
         self._insert_new(
             agents,
             values,
-            exists=f"agent {agent_id!r} already exists in session {session_id!r}",
+            duplicate=f"agent {agent_id!r} already exists in session {session_id!r}",
             missing=f"session {session_id!r} does not exist",
         )
 
     def read_agent(self, session_id: str, agent_id: str, **kwargs: Any) -> SessionAgent | None:
-        row = self._first(select(agents).where(*_agent_key(agents, session_id, agent_id)))
+        query = select(agents).where(
+            *_agent_key(agents, session_id, agent_id), self._owns(session_id)
+        )
+        row = self._first(query)
         return agent_record(row) if row else None
 
     def update_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
         agent_id = session_agent.agent_id
         statement = (
             update(agents)
-            .where(*_agent_key(agents, session_id, agent_id))
+            .where(*_agent_key(agents, session_id, agent_id), self._owns(session_id))
             .values(**agent_values(session_agent), updated_at=timestamp(session_agent.updated_at))
         )
         self._change_one(statement, missing=missing_agent(session_id, agent_id))
@@ -158,7 +198,9 @@ class SqlSessionRepository(SessionRepository):
         """The session's agents, in the order they were created."""
         query = (
             select(agents)
-            .where(agents.c.session_id == validate_id("session id", session_id))
+            .where(
+                agents.c.session_id == validate_id("session id", session_id), self._owns(session_id)
+            )
             .order_by(agents.c.created_at, agents.c.agent_id)
         )
         with self._engine.connect() as connection:
@@ -174,7 +216,7 @@ class SqlSessionRepository(SessionRepository):
         self._insert_new(
             messages,
             message_values(session_id, agent_id, session_message),
-            exists=f"message {message_id} already exists for agent {agent_id!r}",
+            duplicate=f"message {message_id} already exists for agent {agent_id!r}",
             missing=missing_agent(session_id, agent_id),
         )
 
@@ -182,7 +224,9 @@ class SqlSessionRepository(SessionRepository):
         self, session_id: str, agent_id: str, message_id: int, **kwargs: Any
     ) -> SessionMessage | None:
         query = select(messages).where(
-            *_agent_key(messages, session_id, agent_id), messages.c.message_id == message_id
+            *_agent_key(messages, session_id, agent_id),
+            messages.c.message_id == message_id,
+            self._owns(session_id),
         )
         row = self._first(query)
         return message_record(row) if row else None
@@ -193,7 +237,11 @@ class SqlSessionRepository(SessionRepository):
         message_id = session_message.message_id
         statement = (
             update(messages)
-            .where(*_agent_key(messages, session_id, agent_id), messages.c.message_id == message_id)
+            .where(
+                *_agent_key(messages, session_id, agent_id),
+                messages.c.message_id == message_id,
+                self._owns(session_id),
+            )
             .values(
                 message=session_message.message,
                 redact_message=session_message.redact_message,
@@ -222,7 +270,11 @@ class SqlSessionRepository(SessionRepository):
             raise ValueError("offset and limit must not be negative")
         query = (
             select(*(messages.c[name] for name in MESSAGE_FIELDS))
-            .where(*_agent_key(messages, session_id, agent_id), messages.c.message_id >= offset)
+            .where(
+                *_agent_key(messages, session_id, agent_id),
+                messages.c.message_id >= offset,
+                self._owns(session_id),
+            )
             .order_by(messages.c.message_id)
             .limit(limit)
         )
@@ -234,7 +286,10 @@ class SqlSessionRepository(SessionRepository):
         """How many messages each agent of the session holds, by agent id."""
         query = (
             select(messages.c.agent_id, func.count())
-            .where(messages.c.session_id == validate_id("session id", session_id))
+            .where(
+                messages.c.session_id == validate_id("session id", session_id),
+                self._owns(session_id),
+            )
             .group_by(messages.c.agent_id)
         )
         with self._engine.connect() as connection:
@@ -258,7 +313,7 @@ class SqlSessionRepository(SessionRepository):
         self._insert_new(
             multi_agents,
             values,
-            exists=f"multi-agent {multi_agent_id!r} already exists in session {session_id!r}",
+            duplicate=f"multi-agent {multi_agent_id!r} already exists in session {session_id!r}",
             missing=f"session {session_id!r} does not exist",
         )
 
@@ -266,7 +321,9 @@ class SqlSessionRepository(SessionRepository):
         self, session_id: str, multi_agent_id: str, **kwargs: Any
     ) -> dict[str, Any] | None:
         row = self._first(
-            select(multi_agents.c.state).where(*_multi_agent_key(session_id, multi_agent_id))
+            select(multi_agents.c.state).where(
+                *_multi_agent_key(session_id, multi_agent_id), self._owns(session_id)
+            )
         )
         # As the orchestrator serialised it, bytes markers included: its deserialize_state decodes.
         return encode_bytes_values(row["state"]) if row else None
@@ -274,7 +331,7 @@ class SqlSessionRepository(SessionRepository):
     def update_multi_agent(
         self, session_id: str, multi_agent: "MultiAgentBase", **kwargs: Any
     ) -> None:
-        key = _multi_agent_key(session_id, multi_agent.id)
+        key = (*_multi_agent_key(session_id, multi_agent.id), self._owns(session_id))
         with self._engine.begin() as connection:
             # Looked up first, as the SDK's own stores do: updating a record that does not exist
             # is NotFoundError whatever the orchestrator's state holds.
@@ -292,18 +349,34 @@ class SqlSessionRepository(SessionRepository):
         with self._engine.connect() as connection:
             return connection.execute(query).mappings().first()
 
+    def _owns(self, session_id: str) -> ColumnElement[bool]:
+        """Whether the session exists and is this principal's: a condition of every statement
+        on what a session holds."""
+        owner = sessions.c.session_id == session_id, sessions.c.principal == self.principal
+        return exists().where(*owner)
+
     def _insert_new(
-        self, table: Table, values: dict[str, Any], *, exists: str, missing: str = ""
+        self, table: Table, values: dict[str, Any], *, duplicate: str, missing: str = ""
     ) -> None:
-        key = table.primary_key.columns
-        statement = self._insert(table).values(values).on_conflict_do_nothing().returning(*key)
+        """Insert one row; under a session, only if the session is this principal's."""
+        if table is sessions:
+            new_row = self._insert(table).values(values)
+        else:
+            row = select(
+                *(bindparam(name, value, table.c[name].type) for name, value in values.items())
+            )
+            owned_row = row.where(self._owns(values["session_id"]))
+            new_row = self._insert(table).from_select(list(values), owned_row)
+        statement = new_row.on_conflict_do_nothing().returning(*table.primary_key.columns)
         try:
             inserted = self._first(statement)
         except IntegrityError as error:
             # The only constraint left to fail is the foreign key: the parent record is missing.
             raise NotFoundError(missing) from error
         if inserted is None:
-            raise AlreadyExistsError(exists)
+            if table is not sessions and self.read_session(values["session_id"]) is None:
+                raise NotFoundError(missing)
+            raise AlreadyExistsError(duplicate)
 
     def _change_one(self, statement: Executable, *, missing: str) -> None:
         with self._engine.connect() as connection:

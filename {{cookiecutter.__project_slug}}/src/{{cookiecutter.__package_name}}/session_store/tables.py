@@ -76,6 +76,9 @@ sessions = Table(
     metadata,
     Column("session_id", String(ID_LENGTH), primary_key=True),
     Column("session_type", String(32), nullable=False),
+    # The principal (caller) that created the session, to whom alone it is visible. Sessions
+    # stored before principals existed belong to "local", the principal of AUTH_MODE=none.
+    Column("principal", String(ID_LENGTH), nullable=False, server_default="local"),
     *_timestamps(),
     # The lease of the turn running on the session, if any (leases.py): its id, which the turn
     # shows to save, and when it expires by the database's clock unless its replica renews it.
@@ -83,8 +86,9 @@ sessions = Table(
     Column("lease_expires_at", Timestamp, nullable=True),
     # How many turns were saved into the session (each save adds one).
     Column("version", Integer, nullable=False, server_default="0"),
-    # Newest-first listing with a (created_at, session_id) cursor walks this index.
-    Index(None, "created_at", "session_id"),
+    # A principal's sessions, newest first, with a (created_at, session_id) cursor: one range
+    # of this index.
+    Index(None, "principal", "created_at", "session_id"),
 )
 
 agents = Table(

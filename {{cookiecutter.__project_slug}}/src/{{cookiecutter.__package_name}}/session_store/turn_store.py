@@ -35,6 +35,7 @@ from strands.types.session import Session, SessionMessage, SessionType
 from .leases import Leases
 from .records import (
     MESSAGE_FIELDS,
+    NotFoundError,
     SessionBusyError,
     agent_record,
     agent_values,
@@ -93,11 +94,12 @@ class TurnStore:
         self._engine = engine
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
-    async def begin(self, session_id: str, agent_id: str) -> UnitOfWork:
-        """Take the session's lease (creating the session if it is new) and read the agent and
-        the messages its conversation manager keeps. SessionBusyError if the session is busy."""
+    async def begin(self, session_id: str, agent_id: str, principal: str) -> UnitOfWork:
+        """Take the session's lease for `principal` (creating the session if it is new) and read
+        the agent and the messages its conversation manager keeps. SessionBusyError if the
+        session is busy; NotFoundError if it is another principal's."""
         try:
-            return await self._begin(session_id, agent_id)
+            return await self._begin(session_id, agent_id, principal)
         except DBAPIError as error:
             # The pool lent out a connection that the database had dropped (it restarted):
             # SQLAlchemy has now discarded every connection opened before, so the next one is
@@ -105,18 +107,27 @@ class TurnStore:
             # look busy until that lease expires.
             if not error.connection_invalidated:
                 raise
-            return await self._begin(session_id, agent_id)
+            return await self._begin(session_id, agent_id, principal)
 
-    async def _begin(self, session_id: str, agent_id: str) -> UnitOfWork:
+    async def _begin(self, session_id: str, agent_id: str, principal: str) -> UnitOfWork:
         validate_id("agent id", agent_id)
-        values = self.leases.take_values(validate_id("session id", session_id))
+        values = self.leases.take_values(validate_id("session id", session_id), principal)
         async with self._autocommit.connect() as connection:
             session = (await connection.execute(self.leases.take, values)).mappings().first()
             if session is None:
-                raise SessionBusyError(session_id)
-            work = UnitOfWork(session_record(session), agent_id, values["new_lease"])
+                raise await self._not_taken(connection, session_id, principal)
+            work = UnitOfWork(session_record(session), agent_id, values["new_lease"], principal)
             await self._read(connection, work)
         return work
+
+    async def _not_taken(
+        self, connection: AsyncConnection, session_id: str, principal: str
+    ) -> SessionException:
+        """Why a take returned nothing: another principal's session is as if it did not exist."""
+        owner = await connection.execute(self.leases.principal_of, {"key_session": session_id})
+        if owner.scalar() not in (None, principal):
+            return NotFoundError(f"session {session_id!r} does not exist")
+        return SessionBusyError(session_id)
 
     async def _read(self, connection: AsyncConnection, work: UnitOfWork) -> None:
         """Read the turn's agent and window; give the lease back if that fails."""
@@ -278,22 +289,22 @@ class PostgresTurnStore(TurnStore):
         self._save_agent_and_messages = released_count.add_cte(save_agent, save_messages)
         self._save_messages = released_count.add_cte(save_messages)
 
-    async def _begin(self, session_id: str, agent_id: str) -> UnitOfWork:
+    async def _begin(self, session_id: str, agent_id: str, principal: str) -> UnitOfWork:
         values = {
-            **self.leases.take_values(validate_id("session id", session_id)),
+            **self.leases.take_values(validate_id("session id", session_id), principal),
             "key_agent": validate_id("agent id", agent_id),
         }
         async with self._autocommit.connect() as connection:
             row = (await connection.execute(self._take_and_read, values)).mappings().first()
             if row is None:
-                raise SessionBusyError(session_id)
+                raise await self._not_taken(connection, session_id, principal)
             session = Session(
                 session_id=row["session_id"],
                 session_type=SessionType(row["session_type"]),
                 created_at=row["session_created_at"].isoformat(),
                 updated_at=row["session_updated_at"].isoformat(),
             )
-            work = UnitOfWork(session, agent_id, values["new_lease"])
+            work = UnitOfWork(session, agent_id, values["new_lease"], principal)
             if row["version_read"] not in (None, row["version"]):  # None: the session is new
                 await self._read(connection, work)
             elif row["agent_id"] is not None:

@@ -36,6 +36,7 @@ class UnitOfWork(SessionRepository):
     session: Session
     agent_id: str
     lease_id: str
+    principal: str
     agent: SessionAgent | None = None
     # The agent's messages from `offset` on, by id, in order; the turn's new ones are appended.
     messages: dict[int, SessionMessage] = field(default_factory=dict)

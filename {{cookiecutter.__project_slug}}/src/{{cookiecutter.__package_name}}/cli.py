@@ -1,0 +1,79 @@
+"""The project's command line: serve the service; make, list and revoke API keys.
+
+`{{ cookiecutter.__project_slug }} --help` lists the commands.
+"""
+
+import argparse
+import ipaddress
+import sys
+
+import uvicorn
+from sqlalchemy import Engine
+
+from .api_keys import create_api_key, list_api_keys, revoke_api_key
+from .config import Settings, get_settings
+from .database import create_engine, upgrade_schema
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def serve(settings: Settings, args: argparse.Namespace) -> None:
+    open_to_others = not is_loopback(args.host) and not settings.allow_open_access
+    if settings.auth_mode == "none" and open_to_others:
+        sys.exit(
+            f"AUTH_MODE=none on {args.host} would let anyone who reaches it read and delete "
+            "every conversation: serve on 127.0.0.1, set AUTH_MODE=api_keys or jwt, or set "
+            "ALLOW_OPEN_ACCESS=true if that is what you want."
+        )
+    app = "{{ cookiecutter.__package_name }}.main:app"
+    uvicorn.run(app, host=args.host, port=args.port, reload=args.reload, proxy_headers=True)
+
+
+def database(settings: Settings) -> Engine:
+    engine = create_engine(settings)
+    if engine.dialect.name == "sqlite":  # the embedded database migrates itself, as the app does
+        upgrade_schema(engine)
+    return engine
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="{{ cookiecutter.__project_slug }}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_command = commands.add_parser("serve", help="run the service")
+    serve_command.add_argument("--host", default="127.0.0.1")
+    serve_command.add_argument("--port", type=int, default=8000)
+    serve_command.add_argument("--reload", action="store_true", help="restart on code changes")
+    create = commands.add_parser("create-api-key", help="make a key for PRINCIPAL and print it")
+    create.add_argument("principal", help="who the key's holder is: their sessions are theirs")
+    commands.add_parser("list-api-keys", help="every key: id, principal, created, revoked")
+    revoke = commands.add_parser("revoke-api-key", help="refuse a key from now on, everywhere")
+    revoke.add_argument("key_id", help="the id that list-api-keys shows (the key's first part)")
+    args = parser.parse_args(argv)
+
+    settings = get_settings()
+    if args.command == "serve":
+        serve(settings, args)
+        return
+    engine = database(settings)
+    try:
+        if args.command == "create-api-key":
+            key = create_api_key(engine, args.principal)
+            print(f"API key for {args.principal!r}; it is shown only this once:")
+            print(key)
+        elif args.command == "list-api-keys":
+            for api_key in list_api_keys(engine):
+                line = f"{api_key.key_id}  {api_key.principal}  created {api_key.created_at:%F %R}"
+                if api_key.revoked_at:
+                    line += f"  revoked {api_key.revoked_at:%F %R}"
+                print(line)
+        elif not revoke_api_key(engine, args.key_id):
+            sys.exit(f"no unrevoked key {args.key_id!r}: list-api-keys shows the keys")
+        else:
+            print(f"revoked {args.key_id}")
+    finally:
+        engine.dispose()

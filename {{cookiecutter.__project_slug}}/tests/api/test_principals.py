@@ -1,0 +1,196 @@
+"""Callers and what they own: API keys, JWTs, the open mode; sessions seen by their owner alone."""
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from {{ cookiecutter.__package_name }}.api_keys import create_api_key, revoke_api_key
+from {{ cookiecutter.__package_name }}.cli import main as command_line
+
+from ..conftest import Api
+from ..support.http import assert_error
+
+MakeApi = Callable[..., Api]
+
+
+def as_principal(api: Api, principal: str) -> dict[str, str]:
+    """The header of a new API key for `principal`."""
+    key = create_api_key(api.client.app.state.engine, principal)
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_another_principals_session_is_as_if_it_did_not_exist(make_api: MakeApi) -> None:
+    api = make_api(["Hi."])
+    api.client.post("/process", json={"prompt": "Hello", "session_id": "mine"})
+    mallory = as_principal(api, "mallory")
+    calls_before = len(api.model.calls)
+
+    assert api.client.get("/sessions", headers=mallory).json()["sessions"] == []
+    for method, path in [
+        ("GET", "/sessions/mine"),
+        ("GET", "/sessions/mine/history"),
+        ("DELETE", "/sessions/mine"),
+    ]:
+        assert_error(api.client.request(method, path, headers=mallory), 404, "session_not_found")
+    continued = api.client.post(
+        "/process", json={"prompt": "Tell me", "session_id": "mine"}, headers=mallory
+    )
+    assert_error(continued, 404, "session_not_found")
+    streamed = api.client.post(
+        "/process-streaming", json={"prompt": "Tell me", "session_id": "mine"}, headers=mallory
+    )
+    assert_error(streamed, 404, "session_not_found")
+
+    assert len(api.model.calls) == calls_before, "no turn of mallory reached the model"
+    assert [s["session_id"] for s in api.client.get("/sessions").json()["sessions"]] == ["mine"]
+    assert api.client.get("/sessions/mine").json()["message_count"] == 2
+
+
+def test_each_principal_lists_only_its_own_sessions(make_api: MakeApi) -> None:
+    api = make_api(["One.", "Two."])
+    alice, bob = as_principal(api, "alice"), as_principal(api, "bob")
+    api.client.post("/process", json={"prompt": "a", "session_id": "alice-1"}, headers=alice)
+    api.client.post("/sessions", json={"session_id": "bob-1"}, headers=bob)
+
+    def listed(headers: dict[str, str]) -> list[str]:
+        page = api.client.get("/sessions", headers=headers).json()
+        return [session["session_id"] for session in page["sessions"]]
+
+    assert listed(alice) == ["alice-1"]
+    assert listed(bob) == ["bob-1"]
+    assert listed({}) == []  # the test's own principal
+    taken = api.client.post("/sessions", json={"session_id": "alice-1"}, headers=bob)
+    assert_error(taken, 409, "already_exists")  # session ids are global
+
+
+def test_a_revoked_key_is_refused_at_once(api: Api) -> None:
+    key = create_api_key(api.client.app.state.engine, "carol")
+    headers = {"Authorization": f"Bearer {key}"}
+    assert api.client.get("/sessions", headers=headers).status_code == 200
+
+    assert revoke_api_key(api.client.app.state.engine, key.partition(".")[0])
+
+    assert_error(api.client.get("/sessions", headers=headers), 401, "unauthorized")
+    forged = {"Authorization": f"Bearer {key.partition('.')[0]}.not-the-secret"}
+    assert_error(api.client.get("/sessions", headers=forged), 401, "unauthorized")
+
+
+def test_the_command_line_makes_lists_and_revokes_keys(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'keys.db'}")
+
+    command_line(["create-api-key", "dave"])
+    key = capsys.readouterr().out.splitlines()[-1]
+    command_line(["list-api-keys"])
+    listed = capsys.readouterr().out
+    key_id = key.partition(".")[0]
+    command_line(["revoke-api-key", key_id])
+    capsys.readouterr()
+    with pytest.raises(SystemExit, match="no unrevoked key"):
+        command_line(["revoke-api-key", key_id])
+
+    assert key_id in listed and "dave" in listed and "revoked" not in listed
+    assert key.partition(".")[2] not in listed, "the secret is shown only once"
+    command_line(["list-api-keys"])
+    assert "revoked" in capsys.readouterr().out
+
+
+def test_open_mode_needs_no_credential_and_says_so(
+    make_api: MakeApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        api = make_api(["Hi."], auth_mode="none")
+    response = api.client.post("/process", json={"prompt": "Hi", "session_id": "open"}, headers={})
+
+    assert response.status_code == 200
+    assert "AUTH_MODE=none" in caplog.text
+    local = api.repository.for_principal("local")
+    assert local.read_session("open") is not None
+
+
+def test_open_mode_is_not_served_beyond_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTH_MODE", "none")
+
+    with pytest.raises(SystemExit, match="ALLOW_OPEN_ACCESS=true"):
+        command_line(["serve", "--host", "0.0.0.0"])
+
+
+# JWT: tokens signed by a key of a local JWKS, as an identity provider would publish it.
+ISSUER, AUDIENCE = "https://id.example/", "my-service"
+
+
+@pytest.fixture(scope="module")
+def signing_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def jwks_url(signing_key: rsa.RSAPrivateKey) -> Iterator[str]:
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(signing_key.public_key()))
+    document = json.dumps({"keys": [{**jwk, "kid": "key-1", "use": "sig", "alg": "RS256"}]})
+
+    class Jwks(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(document.encode())
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/jwks.json"
+    server.shutdown()
+
+
+def token(key: rsa.RSAPrivateKey, **claims: object) -> dict[str, str]:
+    now = int(time.time())
+    payload = {"sub": "erin", "iss": ISSUER, "aud": AUDIENCE, "exp": now + 300, **claims}
+    encoded = jwt.encode(payload, key, algorithm="RS256", headers={"kid": "key-1"})
+    return {"Authorization": f"Bearer {encoded}"}
+
+
+def test_a_jwt_names_its_principal(
+    make_api: MakeApi, signing_key: rsa.RSAPrivateKey, jwks_url: str
+) -> None:
+    settings = {"jwt_jwks_url": jwks_url, "jwt_issuer": ISSUER, "jwt_audience": AUDIENCE}
+    api = make_api(["Hi."], auth_mode="jwt", **settings)
+    erin = token(signing_key)
+
+    response = api.client.post("/process", json={"prompt": "Hi", "session_id": "jwt"}, headers=erin)
+
+    assert response.status_code == 200, response.text
+    assert api.repository.for_principal("erin").read_session("jwt") is not None
+    assert api.client.get("/sessions", headers=token(signing_key, sub="frank")).json() == {
+        "sessions": [],
+        "next_cursor": None,
+    }
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [{"aud": "another-service"}, {"iss": "https://elsewhere.example/"}, {"exp": 1}, {"sub": ""}],
+    ids=["audience", "issuer", "expired", "no-principal"],
+)
+def test_a_jwt_that_does_not_hold_is_refused(
+    make_api: MakeApi, signing_key: rsa.RSAPrivateKey, jwks_url: str, claims: dict
+) -> None:
+    settings = {"jwt_jwks_url": jwks_url, "jwt_issuer": ISSUER, "jwt_audience": AUDIENCE}
+    api = make_api(auth_mode="jwt", **settings)
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    assert_error(
+        api.client.get("/sessions", headers=token(signing_key, **claims)), 401, "unauthorized"
+    )
+    assert_error(api.client.get("/sessions", headers=token(stranger)), 401, "unauthorized")
+    assert_error(api.client.get("/sessions", headers={}), 401, "unauthorized")
