@@ -1,3 +1,4 @@
+import json
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from {{ cookiecutter.__package_name }}.session_store import (
 )
 from {{ cookiecutter.__package_name }}.session_store.tables import sessions
 
-from .support.databases import API_KEY, postgres_database, settings_for
+from .support.databases import ALLOWED_HOSTS, API_KEY, postgres_database, settings_for
 from .support.scripted_model import Reply, ScriptedModel
 
 
@@ -32,12 +33,14 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     developer's .env and environment never leak in (some libraries, litellm among them, load
     .env into the environment when imported).
 
-    API_KEY is set as a deployment would set it; tests of the open mode remove it.
+    API_KEY and ALLOWED_HOSTS are set as a deployment would set them; tests of the open mode
+    remove API_KEY.
     """
     monkeypatch.chdir(tmp_path)
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
     monkeypatch.setenv("API_KEY", API_KEY)
+    monkeypatch.setenv("ALLOWED_HOSTS", json.dumps(ALLOWED_HOSTS))
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

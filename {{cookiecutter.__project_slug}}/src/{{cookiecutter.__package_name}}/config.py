@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     turn_timeout: float = Field(default=300, gt=0)
     # Larger request bodies get 413.
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    # The names the service answers to in the Host header; any other gets 400 invalid_host. A JSON
+    # list: ["api.example.com", "*.example.com"]; ["*"] turns the check off.
+    allowed_hosts: list[str] = ["127.0.0.1", "localhost"]
+    # /docs, /redoc and /openapi.json: off unless turned on (README, "Security"). .env turns them on
+    # for development.
+    api_docs: bool = False
 {%- if cookiecutter.api_key_auth %}
 
     # Every route but /health requires `Authorization: Bearer <API_KEY>`.

@@ -16,11 +16,19 @@ REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
 
 
 API_KEY = "test-api-key"
+# The Host header of Starlette's TestClient, and the address the real servers of the tests use.
+ALLOWED_HOSTS = ["testserver", "127.0.0.1"]
 
 
 def settings_for(database_url: str, **overrides: object) -> Settings:
-    """Settings for a test: this database, an API key, nothing read from a developer's .env."""
-    values = {"database_url": database_url, "api_key": API_KEY, **overrides}
+    """Settings for a test: this database, an API key, the test clients' hosts, nothing read from
+    a developer's .env."""
+    values = {
+        "database_url": database_url,
+        "api_key": API_KEY,
+        "allowed_hosts": ALLOWED_HOSTS,
+        **overrides,
+    }
     return Settings(_env_file=None, **values)
 
 
