@@ -2,8 +2,10 @@
 
 from functools import lru_cache
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # echo is an offline model for local development, demos and load tests: it needs no credentials.
@@ -11,6 +13,10 @@ ModelProvider = Literal["bedrock", "anthropic", "openai", "ollama", "litellm", "
 
 # The embedded default: a SQLite file, so the service runs on a laptop with nothing else installed.
 DEFAULT_DATABASE_URL = "sqlite:///.data/{{ cookiecutter.__package_name }}.db"
+
+# .env.example marks each secret it cannot know with this prefix: a service started with one would
+# use a password or key that anyone who has seen the template knows.
+PLACEHOLDER_PREFIX = "change-me"
 
 
 class Settings(BaseSettings):
@@ -91,6 +97,28 @@ class Settings(BaseSettings):
             if url.startswith(prefix):
                 return "postgresql+psycopg://" + url.removeprefix(prefix)
         return url
+
+    @field_validator("*")
+    @classmethod
+    def refuse_placeholders(cls, value: object, info: ValidationInfo) -> object:
+        """Refuse a secret still set to its .env.example placeholder (change-me-...)."""
+        if info.field_name == "database_url":
+            if (urlsplit(value).password or "").startswith(PLACEHOLDER_PREFIX):
+                message = "its password is the .env.example placeholder; set the real one"
+                raise PydanticCustomError("placeholder", message)
+            return value
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and text.startswith(PLACEHOLDER_PREFIX):
+            raise PydanticCustomError("placeholder", "is the .env.example placeholder; set a value")
+        return value
+
+
+def describe(error: ValidationError) -> str:
+    """What is wrong with the settings, on one line, by the name of each variable."""
+    return "; ".join(
+        f"{'.'.join(map(str, problem['loc'])).upper()}: {problem['msg']}"
+        for problem in error.errors()
+    )
 
 
 @lru_cache
