@@ -77,6 +77,6 @@ def test_the_server_refuses_to_start_on_a_placeholder_with_one_line() -> None:
 
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "Invalid settings: DATABASE_URL: its password is the .env.example placeholder; "
+        "Invalid settings: DATABASE_URL: its password is still the .env.example placeholder; "
         "set the real one"
     ]

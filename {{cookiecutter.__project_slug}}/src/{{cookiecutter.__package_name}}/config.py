@@ -104,12 +104,13 @@ class Settings(BaseSettings):
         """Refuse a secret still set to its .env.example placeholder (change-me-...)."""
         if info.field_name == "database_url":
             if (urlsplit(value).password or "").startswith(PLACEHOLDER_PREFIX):
-                message = "its password is the .env.example placeholder; set the real one"
+                message = "its password is still the .env.example placeholder; set the real one"
                 raise PydanticCustomError("placeholder", message)
             return value
         text = value.get_secret_value() if isinstance(value, SecretStr) else value
         if isinstance(text, str) and text.startswith(PLACEHOLDER_PREFIX):
-            raise PydanticCustomError("placeholder", "is the .env.example placeholder; set a value")
+            message = "is still the .env.example placeholder; set a real secret"
+            raise PydanticCustomError("placeholder", message)
         return value
 
 
