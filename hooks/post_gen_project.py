@@ -50,8 +50,16 @@ def write_env_file() -> None:
         return
     text = Path(".env.example").read_text(encoding="utf-8")
     text = text.replace(POSTGRES_PASSWORD_PLACEHOLDER, secrets.token_urlsafe(24))
-    env_file.write_text(text, encoding="utf-8")
-    env_file.chmod(0o600)
+    # Created readable by its owner only: written first and chmod-ed after, the secrets would be
+    # readable by anyone on the machine in between. O_EXCL: never write through a file or link
+    # that appeared since the check above.
+    descriptor = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(text)
+    except OSError:
+        env_file.unlink(missing_ok=True)  # no half-written .env
+        raise
 
 
 def git_init() -> None:

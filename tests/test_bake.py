@@ -1,6 +1,7 @@
 """Every option combination renders a clean project: no leftovers, valid files, lint-clean."""
 
 import re
+import stat
 import subprocess
 import sys
 import tomllib
@@ -112,6 +113,7 @@ def test_env_file_holds_fresh_secrets(project: BakedProject, bake: Bake) -> None
     assert len(env["POSTGRES_PASSWORD"]) >= 32
     assert env["AUTH_MODE"] == option_values(project.answers, "auth_mode")
     assert ".env" in project.read(".gitignore").splitlines()
+    assert stat.S_IMODE((project.path / ".env").stat().st_mode) == 0o600, "its owner's only"
     again = bake(**project.answers)
     assert env_values(again.read(".env"))["POSTGRES_PASSWORD"] != env["POSTGRES_PASSWORD"]
 

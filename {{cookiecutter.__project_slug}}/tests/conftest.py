@@ -1,3 +1,4 @@
+import json
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from {{ cookiecutter.__package_name }}.session_store import (
 )
 from {{ cookiecutter.__package_name }}.session_store.tables import sessions
 
-from .support.databases import TEST_PRINCIPAL, postgres_database, settings_for
+from .support.databases import ALLOWED_HOSTS, TEST_PRINCIPAL, postgres_database, settings_for
 from .support.scripted_model import Reply, ScriptedModel
 
 
@@ -32,13 +33,15 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     """Run each test in an empty directory with none of the service's variables set, so the
     developer's .env and environment never leak in (some libraries, litellm among them, load
     .env into the environment when imported).
+
+    AUTH_MODE and ALLOWED_HOSTS are set as a deployment would set them: whatever the project's
+    default, the suite runs with API keys; tests of the other modes say so.
     """
     monkeypatch.chdir(tmp_path)
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
-    # Whatever the project's default, the suite runs with API keys; tests of the other modes
-    # say so.
     monkeypatch.setenv("AUTH_MODE", "api_keys")
+    monkeypatch.setenv("ALLOWED_HOSTS", json.dumps(ALLOWED_HOSTS))
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

@@ -1,3 +1,6 @@
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,3 +49,40 @@ def test_jwt_mode_needs_its_identity_provider(monkeypatch: pytest.MonkeyPatch) -
 
     with pytest.raises(ValueError, match="AUTH_MODE=jwt needs JWT_JWKS_URL, JWT_AUDIENCE"):
         Settings(_env_file=None)
+
+
+PLACEHOLDERS = {
+    "DATABASE_URL": "postgresql://agent:change-me-postgres-password@db:5432/agent",
+    "JWT_AUDIENCE": "change-me-audience",
+}
+
+
+@pytest.mark.parametrize(("name", "value"), PLACEHOLDERS.items(), ids=PLACEHOLDERS.keys())
+def test_placeholder_secrets_are_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+
+    with pytest.raises(ValueError, match=f"{name.lower()}[^_]*placeholder"):
+        Settings(_env_file=None)
+
+
+def test_a_real_password_in_database_url_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://agent:s3cret-change-me@db:5432/agent")
+
+    assert "s3cret-change-me" in Settings(_env_file=None).database_url
+
+
+def test_the_server_refuses_to_start_on_a_placeholder_with_one_line() -> None:
+    environment = {**os.environ, "DATABASE_URL": PLACEHOLDERS["DATABASE_URL"]}
+    app = "{{ cookiecutter.__package_name }}.main:app"
+    command = [sys.executable, "-m", "uvicorn", app, "--port", "0"]
+
+    # The timeout only keeps a server that did start from hanging the test.
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120)
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "Invalid settings: DATABASE_URL: its password is still the .env.example placeholder; "
+        "set the real one"
+    ]

@@ -30,8 +30,16 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
             "every conversation: serve on 127.0.0.1, set AUTH_MODE=api_keys or jwt, or set "
             "ALLOW_OPEN_ACCESS=true if that is what you want."
         )
-    app = "{{ cookiecutter.__package_name }}.main:app"
-    uvicorn.run(app, host=args.host, port=args.port, reload=args.reload, proxy_headers=True)
+    uvicorn.run(
+        "{{ cookiecutter.__package_name }}.main:app",
+        host=args.host,
+        port=args.port,
+        reload=args.reload,
+        proxy_headers=True,  # from FORWARDED_ALLOW_IPS only (default 127.0.0.1)
+        timeout_keep_alive=args.timeout_keep_alive,
+        limit_concurrency=args.limit_concurrency,
+        backlog=args.backlog,
+    )
 
 
 def database(settings: Settings) -> Engine:
@@ -48,6 +56,11 @@ def main(argv: list[str] | None = None) -> None:
     serve_command.add_argument("--host", default="127.0.0.1")
     serve_command.add_argument("--port", type=int, default=8000)
     serve_command.add_argument("--reload", action="store_true", help="restart on code changes")
+    # Connection limits (see "Operating" in the README). uvicorn has no limit on the time a
+    # client takes to send a request: a proxy in front must set one.
+    serve_command.add_argument("--timeout-keep-alive", type=int, default=5, help="idle seconds")
+    serve_command.add_argument("--limit-concurrency", type=int, default=2000)
+    serve_command.add_argument("--backlog", type=int, default=2048)
     create = commands.add_parser("create-api-key", help="make a key for PRINCIPAL and print it")
     create.add_argument("principal", help="who the key's holder is: their sessions are theirs")
     commands.add_parser("list-api-keys", help="every key: id, principal, created, revoked")

@@ -2,8 +2,11 @@
 
 from functools import lru_cache
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # echo is an offline model for local development, demos and load tests: it needs no credentials.
@@ -12,6 +15,10 @@ AuthMode = Literal["api_keys", "jwt", "none"]
 
 # The embedded default: a SQLite file, so the service runs on a laptop with nothing else installed.
 DEFAULT_DATABASE_URL = "sqlite:///.data/{{ cookiecutter.__package_name }}.db"
+
+# .env.example marks each secret it cannot know with this prefix: a service started with one would
+# use a password or key that anyone who has seen the template knows.
+PLACEHOLDER_PREFIX = "change-me"
 
 
 class Settings(BaseSettings):
@@ -52,6 +59,13 @@ class Settings(BaseSettings):
     turn_timeout: float = Field(default=300, gt=0)
     # Larger request bodies get 413.
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    # The names the service answers to in the Host header; any other gets 400 invalid_host. A JSON
+    # list: ["api.example.com", "*.example.com"]; ["*"] turns the check off.
+    allowed_hosts: list[str] = ["127.0.0.1", "localhost"]
+    # /docs, /redoc and /openapi.json: off unless turned on (README, "Security"). .env turns them on
+    # for development.
+    api_docs: bool = False
 
     # Who the callers are (see "Security" in the README). api_keys: keys made with the command
     # line's create-api-key. jwt: bearer tokens of an identity provider. none: every caller is
@@ -103,6 +117,29 @@ class Settings(BaseSettings):
             if url.startswith(prefix):
                 return "postgresql+psycopg://" + url.removeprefix(prefix)
         return url
+
+    @field_validator("*")
+    @classmethod
+    def refuse_placeholders(cls, value: object, info: ValidationInfo) -> object:
+        """Refuse a secret still set to its .env.example placeholder (change-me-...)."""
+        if info.field_name == "database_url":
+            if (urlsplit(value).password or "").startswith(PLACEHOLDER_PREFIX):
+                message = "its password is still the .env.example placeholder; set the real one"
+                raise PydanticCustomError("placeholder", message)
+            return value
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and text.startswith(PLACEHOLDER_PREFIX):
+            message = "is still the .env.example placeholder; set a real secret"
+            raise PydanticCustomError("placeholder", message)
+        return value
+
+
+def describe(error: ValidationError) -> str:
+    """What is wrong with the settings, on one line, by the name of each variable."""
+    return "; ".join(
+        f"{'.'.join(map(str, problem['loc'])).upper()}: {problem['msg']}"
+        for problem in error.errors()
+    )
 
 
 @lru_cache

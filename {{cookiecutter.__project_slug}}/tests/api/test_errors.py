@@ -71,7 +71,9 @@ def test_the_right_key_is_accepted(api: Api) -> None:
     assert response.json() == {"status": "ok"}
 
 
-def test_routes_and_schemas_are_documented(api: Api) -> None:
+def test_routes_and_schemas_are_documented(make_api: MakeApi) -> None:
+    api = make_api(api_docs=True)
+
     document = api.client.get("/openapi.json").json()
 
     assert {"/process", "/process-streaming", "/sessions", "/sessions/{session_id}"} <= set(

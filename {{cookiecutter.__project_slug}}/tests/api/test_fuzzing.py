@@ -15,7 +15,7 @@ from ..support.databases import new_api_key, settings_for
 # own in a temporary directory (removed at exit), with the offline echo model.
 _workdir = tempfile.TemporaryDirectory(prefix="fuzz-")
 _database = Path(_workdir.name) / "fuzz.db"
-app = create_app(settings_for(f"sqlite:///{_database}", model_provider="echo"))
+app = create_app(settings_for(f"sqlite:///{_database}", model_provider="echo", api_docs=True))
 API_KEY = new_api_key(f"sqlite:///{_database}")
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 

@@ -9,6 +9,6 @@ def test_health_answers_ok(client: TestClient) -> None:
 
 
 def test_health_is_documented_in_openapi(client: TestClient) -> None:
-    paths = client.get("/openapi.json").json()["paths"]
+    paths = client.app.openapi()["paths"]
 
     assert "get" in paths["/health"]

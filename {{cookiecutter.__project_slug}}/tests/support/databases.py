@@ -20,11 +20,19 @@ REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
 
 # Whom the tests' requests come from, unless a test says otherwise.
 TEST_PRINCIPAL = "tester"
+# The Host header of Starlette's TestClient, and the address the real servers of the tests use.
+ALLOWED_HOSTS = ["testserver", "127.0.0.1"]
 
 
 def settings_for(database_url: str, **overrides: object) -> Settings:
-    """Settings for a test: this database, API keys, nothing read from a developer's .env."""
-    values = {"database_url": database_url, "auth_mode": "api_keys", **overrides}
+    """Settings for a test: this database, API keys, the test clients' hosts, nothing read from
+    a developer's .env."""
+    values = {
+        "database_url": database_url,
+        "auth_mode": "api_keys",
+        "allowed_hosts": ALLOWED_HOSTS,
+        **overrides,
+    }
     return Settings(_env_file=None, **values)
 
 

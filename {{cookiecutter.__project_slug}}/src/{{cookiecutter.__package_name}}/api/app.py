@@ -20,6 +20,7 @@ from ..turns import TurnRunner
 from . import health, sessions, turns
 from .disconnects import DroppedStreamMiddleware
 from .errors import install_error_handlers
+from .hosts import AllowedHostsMiddleware
 from .limits import BodySizeLimitMiddleware
 from .security import Authenticator
 
@@ -75,9 +76,13 @@ def create_app(
         description={{ cookiecutter.description | quoted }},
         version="0.1.0",
         lifespan=lifespan,
+        # No openapi_url turns off /docs and /redoc too.
+        openapi_url="/openapi.json" if config.api_docs else None,
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes)
     app.add_middleware(DroppedStreamMiddleware)
+    # Added last, so it runs first: a request for another host is refused before anything else.
+    app.add_middleware(AllowedHostsMiddleware, allowed_hosts=config.allowed_hosts)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(turns.router)

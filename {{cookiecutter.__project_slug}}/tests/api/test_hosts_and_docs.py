@@ -1,0 +1,52 @@
+"""The Host header must name an allowed host; the API documentation is served only when asked."""
+
+from collections.abc import Callable
+
+import pytest
+from fastapi.testclient import TestClient
+
+from {{ cookiecutter.__package_name }}.api.app import create_app
+
+from ..conftest import Api
+from ..support.http import assert_error
+
+MakeApi = Callable[..., Api]
+
+
+def test_a_request_for_another_host_is_refused(api: Api) -> None:
+    forged = {"Host": "attacker.example"}
+    turn = api.client.post("/process", json={"prompt": "hi"}, headers=forged)
+
+    assert_error(api.client.get("/health", headers=forged), 400, "invalid_host")
+    assert_error(turn, 400, "invalid_host")
+    assert api.model.calls == []
+
+
+def test_allowed_hosts_match_without_the_port_and_by_wildcard(make_api: MakeApi) -> None:
+    api = make_api(allowed_hosts=["api.example.com", "*.agents.example.com"])
+
+    for host in ("api.example.com:8443", "eu.agents.example.com", "API.EXAMPLE.COM"):
+        assert api.client.get("/health", headers={"Host": host}).status_code == 200, host
+    for host in ("testserver", "example.com", "api.example.com.attacker.example"):
+        assert_error(api.client.get("/health", headers={"Host": host}), 400, "invalid_host")
+
+
+def test_by_default_only_loopback_names_are_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ALLOWED_HOSTS")
+
+    with TestClient(create_app(), base_url="http://localhost:8000") as client:
+        assert client.get("/health").status_code == 200
+        assert client.get("/health", headers={"Host": "127.0.0.1:8000"}).status_code == 200
+        assert_error(client.get("/health", headers={"Host": "0.0.0.0"}), 400, "invalid_host")
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json"])
+def test_api_docs_are_off_by_default(client: TestClient, path: str) -> None:
+    assert_error(client.get(path), 404, "not_found")
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json"])
+def test_api_docs_setting_serves_them(make_api: MakeApi, path: str) -> None:
+    api = make_api(api_docs=True)
+
+    assert api.client.get(path).status_code == 200
