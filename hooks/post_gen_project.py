@@ -23,6 +23,7 @@ GITHUB_ACTIONS = json.loads("{{ cookiecutter.github_actions | tojson }}")
 # password repeated inside DATABASE_URL stays consistent.
 POSTGRES_PASSWORD_PLACEHOLDER = "change-me-postgres-password"
 API_KEY_PLACEHOLDER = "change-me-api-key"
+CURSOR_SECRET_PLACEHOLDER = "change-me-cursor-secret"
 
 PACKAGE_DIR = Path("src") / PACKAGE_NAME
 
@@ -52,6 +53,7 @@ def write_env_file() -> None:
         return
     text = Path(".env.example").read_text(encoding="utf-8")
     text = text.replace(POSTGRES_PASSWORD_PLACEHOLDER, secrets.token_urlsafe(24))
+    text = text.replace(CURSOR_SECRET_PLACEHOLDER, secrets.token_urlsafe(32))
     if API_KEY_AUTH:
         text = text.replace(API_KEY_PLACEHOLDER, secrets.token_urlsafe(32))
     env_file.write_text(text, encoding="utf-8")

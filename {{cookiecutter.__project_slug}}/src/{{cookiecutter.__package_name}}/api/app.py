@@ -2,6 +2,8 @@
 
 import asyncio
 import gc
+import logging
+import secrets
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -18,8 +20,10 @@ from ..session_store import SqlSessionRepository, turn_store_for
 from ..turns import TurnRunner
 from . import health, sessions, turns
 from .disconnects import DroppedStreamMiddleware
-from .errors import install_error_handlers
+from .errors import UnexpectedErrorMiddleware, install_error_handlers
 from .limits import BodySizeLimitMiddleware
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(
@@ -40,6 +44,14 @@ def create_app(
         runner = TurnRunner(config, store, model_factory or partial(build_model, config))
         app.state.settings, app.state.engine = config, engine
         app.state.repository, app.state.runner = SqlSessionRepository(engine), runner
+        if config.cursor_secret is None:
+            logger.warning(
+                "CURSOR_SECRET is unset: session cursors are signed with a key of this process "
+                "only, and are refused after a restart or by another replica"
+            )
+            app.state.cursor_secret = secrets.token_bytes(32)
+        else:
+            app.state.cursor_secret = config.cursor_secret.get_secret_value().encode()
         # The SDK runs blocking work of a turn on the event loop's default executor: Bedrock's
         # streamed response and every plain `def` tool. Sized to the turns admitted, so that
         # none of them queues behind the others (threads start only when needed).
@@ -68,6 +80,7 @@ def create_app(
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes)
     app.add_middleware(DroppedStreamMiddleware)
+    app.add_middleware(UnexpectedErrorMiddleware)  # the outermost: it sees every other's failure
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(turns.router)
