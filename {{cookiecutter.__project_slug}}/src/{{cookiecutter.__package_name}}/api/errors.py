@@ -169,9 +169,18 @@ class UnexpectedErrorMiddleware:
 
 
 def documented(descriptions: dict[int, str]) -> dict[int | str, dict]:
-    """Error statuses for a route's OpenAPI `responses`, each with the error body's schema."""
+    """Error statuses for a route's OpenAPI `responses`, each with the error body's schema.
+
+    The JSON content type is named: FastAPI would otherwise give a streaming route's errors the
+    route's own media type (text/event-stream), which they are not sent as.
+    """
+    json_body = {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
     return {
-        status: {"model": ErrorResponse, "description": description}
+        status: {
+            "model": ErrorResponse,
+            "description": description,
+            "content": {"application/json": json_body},
+        }
         for status, description in descriptions.items()
     }
 
