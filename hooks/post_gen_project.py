@@ -21,6 +21,7 @@ GITHUB_ACTIONS = json.loads("{{ cookiecutter.github_actions | tojson }}")
 # The placeholder in .env.example that .env gets a fresh secret for; every occurrence is replaced,
 # so the password repeated inside DATABASE_URL stays consistent.
 POSTGRES_PASSWORD_PLACEHOLDER = "change-me-postgres-password"
+CURSOR_SECRET_PLACEHOLDER = "change-me-cursor-secret"
 
 PACKAGE_DIR = Path("src") / PACKAGE_NAME
 
@@ -60,6 +61,7 @@ def write_env_file() -> None:
     except OSError:
         env_file.unlink(missing_ok=True)  # no half-written .env
         raise
+    text = text.replace(CURSOR_SECRET_PLACEHOLDER, secrets.token_urlsafe(32))
 
 
 def git_init() -> None:

@@ -112,17 +112,20 @@ def test_env_file_holds_fresh_secrets(project: BakedProject, bake: Bake) -> None
     assert "change-me" not in project.read(".env")
     assert len(env["POSTGRES_PASSWORD"]) >= 32
     assert env["AUTH_MODE"] == option_values(project.answers, "auth_mode")
+    assert len(env["CURSOR_SECRET"]) >= 43
     assert ".env" in project.read(".gitignore").splitlines()
     assert stat.S_IMODE((project.path / ".env").stat().st_mode) == 0o600, "its owner's only"
     again = bake(**project.answers)
-    assert env_values(again.read(".env"))["POSTGRES_PASSWORD"] != env["POSTGRES_PASSWORD"]
+    again_env = env_values(again.read(".env"))
+    assert again_env["POSTGRES_PASSWORD"] != env["POSTGRES_PASSWORD"]
+    assert again_env["CURSOR_SECRET"] != env["CURSOR_SECRET"]
 
 
 def test_secrets_stay_out_of_the_replay_file(project: BakedProject) -> None:
     secrets = [
         value
         for key, value in env_values(project.read(".env")).items()
-        if key == "POSTGRES_PASSWORD"
+        if key in {"POSTGRES_PASSWORD", "CURSOR_SECRET"}
     ]
     replay = project.replay_file.read_text(encoding="utf-8")
 

@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     # (an address other than loopback) unless this is true.
     allow_open_access: bool = False
 
+    # Signs the `GET /sessions` cursors, so that a client can pass back only those it was given.
+    # Every replica needs the same one (.env gets a random one when the project is generated).
+    # Unset, each process draws its own at start-up and logs a warning: fine for tests and
+    # `make dev`, but its cursors are refused after a restart and by other replicas.
+    cursor_secret: SecretStr | None = None
+
     # postgresql+psycopg://user:password@host:5432/db, or sqlite:///path/to/file.db
     database_url: str = DEFAULT_DATABASE_URL
     # The connections a process keeps: DB_POOL_SIZE for its turns, which hold one only while

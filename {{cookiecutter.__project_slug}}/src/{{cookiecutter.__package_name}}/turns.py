@@ -103,12 +103,16 @@ class ModelFailures(HookProvider):
             self.raised.append(event.exception)
 
     def cause_of(self, error: BaseException) -> BaseException | None:
-        """The model's exception that `error` is, or was raised from; None if none."""
+        """The model's exception that `error` is, or was raised from; None if none.
+
+        Only explicit causes count (`raise ... from`, as the SDK wraps the model's errors): an
+        error raised while a model error was being handled is a failure of its own.
+        """
         seen: BaseException | None = error
         while seen is not None:
             if any(seen is raised for raised in self.raised):
                 return seen
-            seen = seen.__cause__ or seen.__context__
+            seen = seen.__cause__
         return None
 
 

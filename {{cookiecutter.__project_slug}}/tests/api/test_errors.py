@@ -19,6 +19,9 @@ MakeApi = Callable[..., Api]
         ({"prompt": "hi", "session_id": "../etc/passwd"}, 422, "invalid_request"),
         ({"prompt": "hi", "session_id": "x" * 129}, 422, "invalid_request"),
         ({"prompt": "x" * 101}, 413, "prompt_too_long"),
+        # PostgreSQL cannot store NUL; a prompt of whitespace only says nothing to the model.
+        ({"prompt": "before\u0000after"}, 422, "invalid_request"),
+        ({"prompt": " \n\t "}, 422, "invalid_request"),
     ],
 )
 def test_bad_turn_requests(make_api: MakeApi, body: dict, status: int, code: str) -> None:
@@ -29,12 +32,16 @@ def test_bad_turn_requests(make_api: MakeApi, body: dict, status: int, code: str
     assert api.model.calls == []
 
 
-def test_malformed_json_and_unknown_routes(api: Api) -> None:
-    malformed = api.client.post(
-        "/process", content=b'{"prompt": ', headers={"Content-Type": "application/json"}
-    )
+@pytest.mark.parametrize("body", [b'{"prompt": ', b'{"prompt": "\xff"}'])
+@pytest.mark.parametrize("path", ["/process", "/process-streaming", "/sessions"])
+def test_a_body_that_is_not_json_gets_400(api: Api, path: str, body: bytes) -> None:
+    response = api.client.post(path, content=body, headers={"Content-Type": "application/json"})
 
-    assert_error(malformed, 422, "invalid_request")
+    assert_error(response, 400, "invalid_json")
+    assert api.model.calls == []
+
+
+def test_unknown_routes_and_methods(api: Api) -> None:
     assert_error(api.client.get("/no/such/route"), 404, "not_found")
     assert_error(api.client.delete("/health"), 405, "method_not_allowed")
     assert_error(api.client.get("/sessions/bad%0Aid"), 422, "invalid_request")
@@ -69,6 +76,23 @@ def test_the_right_key_is_accepted(api: Api) -> None:
     response = api.client.get("/ready")  # the client sends a key made for the test
 
     assert response.json() == {"status": "ok"}
+
+
+def test_every_status_is_documented(make_api: MakeApi) -> None:
+    paths = make_api(api_docs=True).client.get("/openapi.json").json()["paths"]
+
+    def statuses(path: str, method: str) -> set[str]:
+        return set(paths[path][method]["responses"])
+
+    everywhere = {"401", "413", "422", "500", "503"}
+    for path, method in [("/process", "post"), ("/process-streaming", "post")]:
+        assert everywhere | {"200", "400", "409", "429", "502", "504"} <= statuses(path, method)
+    assert everywhere | {"201", "400", "409"} <= statuses("/sessions", "post")
+    assert everywhere | {"200"} <= statuses("/sessions", "get")
+    assert everywhere | {"200", "404"} <= statuses("/sessions/{session_id}", "get")
+    assert everywhere | {"200", "404"} <= statuses("/sessions/{session_id}/history", "get")
+    assert everywhere | {"204", "404", "409"} <= statuses("/sessions/{session_id}", "delete")
+    assert everywhere <= statuses("/ready", "get")
 
 
 def test_routes_and_schemas_are_documented(make_api: MakeApi) -> None:

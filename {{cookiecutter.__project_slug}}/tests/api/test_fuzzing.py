@@ -1,28 +1,97 @@
-"""Property-based: requests generated from the OpenAPI document never get a 500."""
+"""Property-based: requests generated from the OpenAPI document, one at a time and in sequences,
+on each test database, never get a 500 or a status the document does not list.
+
+Schemathesis runs its examples, coverage (boundary values: the largest integers, the empty and
+the longest strings, each invalid value of each parameter) and fuzzing phases on every route,
+and then sequences of calls that pass one response's values (session ids, cursors, offsets) to
+the next request.
+"""
 
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pytest
 import schemathesis
+from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from sqlalchemy import Engine, delete
 
 from {{ cookiecutter.__package_name }}.api.app import create_app
+from {{ cookiecutter.__package_name }}.session_store.tables import sessions
 
 from ..support.databases import new_api_key, settings_for
 
-# The app is built at import, for schemathesis to read its schema; it runs on a database of its
-# own in a temporary directory (removed at exit), with the offline echo model.
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+FUZZING = settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+# The document the requests are generated from, read from an app of its own on a throwaway
+# SQLite file; the requests go to `fuzzed_app`, on each test database in turn.
 _workdir = tempfile.TemporaryDirectory(prefix="fuzz-")
-_database = Path(_workdir.name) / "fuzz.db"
-app = create_app(settings_for(f"sqlite:///{_database}", model_provider="echo", api_docs=True))
-API_KEY = new_api_key(f"sqlite:///{_database}")
-schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+_document_url = f"sqlite:///{Path(_workdir.name) / 'fuzz.db'}"
+_document_app = create_app(settings_for(_document_url, api_docs=True))
+schema = schemathesis.openapi.from_asgi("/openapi.json", _document_app)
+
+
+@pytest.fixture(scope="session")
+def fuzzed_app(database_url: str, engine: Engine) -> Iterator[FastAPI]:
+    """The service on the test database, with the offline echo model; its sessions are removed
+    at the end. Schemathesis keeps the app's lifespan running until the process exits."""
+    yield create_app(settings_for(database_url, model_provider="echo", api_docs=True))
+    with engine.begin() as connection:
+        connection.execute(delete(sessions))
+
+
+@pytest.fixture(scope="session")
+def headers(database_url: str) -> dict[str, str]:
+    """An API key of the test database's, as every request sends it."""
+    return {"Authorization": f"Bearer {new_api_key(database_url)}"}
 
 
 @schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-def test_no_input_makes_the_service_fail(case: schemathesis.Case) -> None:
-    response = case.call(headers={"Authorization": f"Bearer {API_KEY}"})
+@FUZZING
+def test_no_input_makes_the_service_fail(
+    case: schemathesis.Case, fuzzed_app: FastAPI, headers: dict[str, str]
+) -> None:
+    response = case.call(app=fuzzed_app, headers=headers)
 
-    case.validate_response(response, checks=[not_a_server_error])
+    case.validate_response(response, checks=CHECKS)
+
+
+def test_no_sequence_of_calls_makes_the_service_fail(
+    fuzzed_app: FastAPI, engine: Engine, headers: dict[str, str]
+) -> None:
+    class Sequences(schema.as_state_machine()):  # type: ignore[misc]
+        def setup(self) -> None:
+            # Each sequence starts from no sessions: Hypothesis replays a sequence to shrink it,
+            # and a replay must see the same answers (a 201, not a 409) to draw the same steps.
+            with engine.begin() as connection:
+                connection.execute(delete(sessions))
+
+        def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
+            return {"app": fuzzed_app, "headers": headers}
+
+        def validate_response(self, response: Any, case: schemathesis.Case, **kwargs: Any) -> None:
+            case.validate_response(response, checks=CHECKS)
+
+    Sequences.run(
+        settings=settings(
+            max_examples=30,
+            stateful_step_count=8,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )

@@ -1,7 +1,10 @@
 """Through a real uvicorn server: turns, streaming, and history over real HTTP."""
 
+from collections.abc import Iterator
+
 from sqlalchemy import Engine
 
+from ..support.http import assert_error
 from ..support.server import running_server
 from ..support.sse import parse_events, streamed_text
 
@@ -34,3 +37,24 @@ def test_conversation_through_a_real_server(database_url: str, engine: Engine) -
     assert events[-1].event == "done"
     assert streamed_text(events) == events[-1].data["response"] == stored[-1]["text"]
     assert len(stored) == 6
+
+
+def test_a_chunked_body_over_the_limit_never_reaches_the_route(
+    database_url: str, engine: Engine
+) -> None:
+    """Valid JSON followed by whitespace past MAX_BODY_BYTES: a prefix of it is valid JSON too."""
+
+    def chunks() -> Iterator[bytes]:  # a generator: sent chunked, with no Content-Length
+        yield b'{"prompt": "do not run me", "session_id": "too-large"}'
+        for _ in range(8):
+            yield b" " * 512
+
+    with running_server(database_url, MAX_BODY_BYTES="1024") as client:
+        response = client.post(
+            "/process", content=chunks(), headers={"Content-Type": "application/json"}
+        )
+        stored = client.get("/sessions/too-large")
+
+    assert "content-length" not in response.request.headers
+    assert_error(response, 413, "request_too_large")
+    assert_error(stored, 404, "session_not_found")

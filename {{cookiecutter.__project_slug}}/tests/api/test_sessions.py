@@ -1,7 +1,11 @@
 """The /sessions routes: create, list, inspect, page through the history of, delete."""
 
+import json
 import uuid
+from base64 import urlsafe_b64encode
 from collections.abc import Callable
+
+import pytest
 
 from ..conftest import Api
 from ..support.http import assert_error
@@ -47,7 +51,6 @@ def test_sessions_are_paged_newest_first(api: Api) -> None:
 
     assert pages == [["s-4", "s-3"], ["s-2", "s-1"], ["s-0"]]
     assert_error(api.client.get("/sessions", params={"limit": 101}), 422, "invalid_request")
-    assert_error(api.client.get("/sessions", params={"cursor": "garbage"}), 422, "invalid_request")
 
 
 def test_history_is_paged_with_limit_and_offset(make_api: MakeApi) -> None:
@@ -64,3 +67,79 @@ def test_history_is_paged_with_limit_and_offset(make_api: MakeApi) -> None:
     assert rest["next_offset"] is None
     other = api.client.get("/sessions/s/history", params={"agent_id": "nobody"}).json()
     assert other["messages"] == []
+
+
+def b64(text: str) -> str:
+    return urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "garbage",
+        "",
+        # What the store's own cursors look like, forged: unsigned, or signed by someone else.
+        b64(json.dumps(["9999-12-31T23:59:59+14:00", "s"])),
+        b64("[" * 5000 + "]" * 5000),
+        b64(json.dumps(["2020-01-01T00:00:00+00:00", "s"])) + ".bm90IGEgc2lnbmF0dXJl",
+    ],
+)
+def test_a_cursor_the_service_did_not_hand_out_is_refused(api: Api, cursor: str) -> None:
+    assert_error(api.client.get("/sessions", params={"cursor": cursor}), 422, "invalid_cursor")
+
+
+def test_a_cursor_altered_by_one_character_is_refused(api: Api) -> None:
+    for number in range(3):
+        api.client.post("/sessions", json={"session_id": f"s-{number}"})
+    cursor = api.client.get("/sessions", params={"limit": 1}).json()["next_cursor"]
+    payload, signature = cursor.split(".")
+    altered = b64(json.dumps(["2020-01-01T00:00:00+00:00", "s-9"])) + "." + signature
+
+    assert api.client.get("/sessions", params={"cursor": cursor}).status_code == 200
+    assert_error(api.client.get("/sessions", params={"cursor": altered}), 422, "invalid_cursor")
+    flipped = payload[:-1] + ("A" if payload[-1] != "A" else "B") + "." + signature
+    assert_error(api.client.get("/sessions", params={"cursor": flipped}), 422, "invalid_cursor")
+
+
+def test_cursors_are_good_across_processes_with_the_same_secret(make_api: MakeApi) -> None:
+    one = make_api(cursor_secret="shared")
+    for number in range(3):
+        one.client.post("/sessions", json={"session_id": f"s-{number}"})
+    cursor = one.client.get("/sessions", params={"limit": 1}).json()["next_cursor"]
+    same = make_api(cursor_secret="shared")
+    other = make_api(cursor_secret="another")
+    unset = make_api()  # draws a secret of its own
+
+    page = same.client.get("/sessions", params={"limit": 1, "cursor": cursor}).json()
+    assert [s["session_id"] for s in page["sessions"]] == ["s-1"]
+    for refusing in (other, unset):
+        response = refusing.client.get("/sessions", params={"cursor": cursor})
+        assert_error(response, 422, "invalid_cursor")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"offset": 2**31},  # message ids are INTEGER: PostgreSQL failed past this
+        {"offset": 2**63},  # SQLite failed past this
+        {"offset": -1},
+        {"limit": 0},
+        {"limit": 501},
+        {"limit": 2**63},
+    ],
+)
+def test_history_parameters_out_of_range_get_422(api: Api, params: dict) -> None:
+    api.client.post("/sessions", json={"session_id": "s"})
+
+    response = api.client.get("/sessions/s/history", params=params)
+
+    assert_error(response, 422, "invalid_request")
+
+
+def test_the_largest_offset_is_answered(api: Api) -> None:
+    api.client.post("/sessions", json={"session_id": "s"})
+
+    response = api.client.get("/sessions/s/history", params={"offset": 2**31 - 1})
+
+    assert response.status_code == 200
+    assert response.json()["messages"] == []

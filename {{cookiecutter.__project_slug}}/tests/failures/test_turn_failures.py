@@ -2,17 +2,24 @@
 
 import asyncio
 import itertools
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
+from strands.hooks import AfterModelCallEvent
+from strands.models import Model
 from strands.types.exceptions import ModelThrottledException
 
+from {{ cookiecutter.__package_name }}.api.app import create_app
 from {{ cookiecutter.__package_name }}.session_store import UnitOfWork
+from {{ cookiecutter.__package_name }}.turns import ModelFailures
 
 from ..conftest import Api
+from ..support.databases import new_api_key, settings_for
 from ..support.scripted_model import GatedModel, ScriptedModel, ToolCall
 from ..support.sse import parse_events
 
@@ -132,7 +139,53 @@ def test_a_failure_of_the_service_itself_is_500_not_a_model_error(
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "internal_error"
     assert "a bug of ours" in caplog.text, "logged with its traceback"
+    assert len(tracebacks(caplog)) == 1
     assert roles(api) == ["user", "assistant"]
+
+
+def tracebacks(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.exc_info]
+
+
+@pytest.mark.usefixtures("repository")  # removes the sessions afterwards
+def test_a_turn_that_fails_to_start_is_500_logged_once(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken_model() -> Model:
+        raise RuntimeError("a bug of ours")
+
+    app = create_app(settings_for(database_url), model_factory=broken_model)
+    key = new_api_key(database_url)
+    with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as client:
+        response = client.post("/process", json={"prompt": "hi", "session_id": "s"})
+        streamed = client.post("/process-streaming", json={"prompt": "hi", "session_id": "s"})
+        stored = client.get("/sessions/s/history")
+
+    for failed in (response, streamed):
+        assert failed.status_code == 500
+        assert failed.json()["error"]["code"] == "internal_error"
+        assert "a bug of ours" not in failed.text
+    assert [str(r.exc_info[1]) for r in tracebacks(caplog)] == ["a bug of ours"] * 2
+    assert stored.json()["messages"] == []
+
+
+def test_a_bug_while_the_model_fails_is_500_not_a_model_error(
+    make_api: MakeApi, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The service's own error, raised while it handles the model's: the model is not to blame."""
+    api = make_api([RuntimeError("provider exploded")], model_max_attempts=1)
+
+    def broken_hook(self: ModelFailures, event: AfterModelCallEvent) -> None:
+        if event.exception is not None:
+            raise KeyError("a bug of ours")
+
+    monkeypatch.setattr(ModelFailures, "_record", broken_hook)
+    response = api.client.post("/process", json={"prompt": "hi", "session_id": "s"})
+
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal_error"
+    assert len(tracebacks(caplog)) == 1
+    assert roles(api) == []
 
 
 def test_a_second_turn_on_a_busy_session_gets_409_after_the_wait_timeout(

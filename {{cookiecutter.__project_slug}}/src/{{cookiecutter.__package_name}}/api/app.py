@@ -3,6 +3,7 @@
 import asyncio
 import gc
 import logging
+import secrets
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -19,10 +20,12 @@ from ..session_store import SqlSessionRepository, turn_store_for
 from ..turns import TurnRunner
 from . import health, sessions, turns
 from .disconnects import DroppedStreamMiddleware
-from .errors import install_error_handlers
+from .errors import UnexpectedErrorMiddleware, install_error_handlers
 from .hosts import AllowedHostsMiddleware
 from .limits import BodySizeLimitMiddleware
 from .security import Authenticator
+
+logger = logging.getLogger(__name__)
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +54,14 @@ def create_app(
                 "AUTH_MODE=none: anyone who can reach this service can read, continue and delete "
                 "every conversation, and make it call the model. For development only."
             )
+        if config.cursor_secret is None:
+            logger.warning(
+                "CURSOR_SECRET is unset: session cursors are signed with a key of this process "
+                "only, and are refused after a restart or by another replica"
+            )
+            app.state.cursor_secret = secrets.token_bytes(32)
+        else:
+            app.state.cursor_secret = config.cursor_secret.get_secret_value().encode()
         # The SDK runs blocking work of a turn on the event loop's default executor: Bedrock's
         # streamed response and every plain `def` tool. Sized to the turns admitted, so that
         # none of them queues behind the others (threads start only when needed).
@@ -83,6 +94,7 @@ def create_app(
     app.add_middleware(DroppedStreamMiddleware)
     # Added last, so it runs first: a request for another host is refused before anything else.
     app.add_middleware(AllowedHostsMiddleware, allowed_hosts=config.allowed_hosts)
+    app.add_middleware(UnexpectedErrorMiddleware)  # the outermost: it sees every other's failure
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(turns.router)

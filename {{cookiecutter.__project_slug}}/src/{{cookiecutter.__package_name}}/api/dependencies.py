@@ -29,6 +29,11 @@ async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+async def get_cursor_secret(request: Request) -> bytes:
+    return request.app.state.cursor_secret
+
+
 Repository = Annotated[SqlSessionRepository, Depends(get_repository)]
 Runner = Annotated[TurnRunner, Depends(get_runner)]
 AppSettings = Annotated[Settings, Depends(get_app_settings)]
+CursorSecret = Annotated[bytes, Depends(get_cursor_secret)]

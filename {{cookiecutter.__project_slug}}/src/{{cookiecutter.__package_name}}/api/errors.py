@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strands.types.exceptions import ModelThrottledException
 
 from ..session_store import (
@@ -38,6 +39,7 @@ class ApiError(Exception):
         self.headers = headers
 
 
+INTERNAL_ERROR_MESSAGE = "The service failed; it has been logged."
 # The database is down, unreachable or out of connections: worth retrying, not a bug.
 DATABASE_OUTAGES = (OperationalError, InterfaceError, PoolTimeoutError)
 
@@ -70,7 +72,7 @@ def turn_error(error: BaseException) -> ApiError:
         return database_unavailable()
     if isinstance(error, ClientGoneError):
         return ApiError(499, "client_gone", "The client left before its turn started.")
-    return ApiError(500, "internal_error", "The service failed; it has been logged.")
+    return ApiError(500, "internal_error", INTERNAL_ERROR_MESSAGE)
 
 
 def error_response(
@@ -81,14 +83,20 @@ def error_response(
 
 
 # Codes for the statuses Starlette raises itself (unknown route, wrong method, ...).
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+# FastAPI raises the 400 for a body it cannot decode as text (not UTF-8).
+_HTTP_CODES = {
+    400: "invalid_json",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+}
 # What the session store raises outside turns, as the client gets it.
 _STORE_ERRORS = {
     NotFoundError: (404, "not_found"),
     AlreadyExistsError: (409, "already_exists"),
     SessionBusyError: (409, "session_busy"),
     InvalidIdError: (422, "invalid_request"),
-    InvalidCursorError: (422, "invalid_request"),
+    InvalidCursorError: (422, "invalid_cursor"),
 }
 
 
@@ -99,11 +107,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
+        problems = error.errors()
+        # A body that is not JSON at all is the client's encoding bug, not a value to fix.
+        if any(problem["type"] == "json_invalid" for problem in problems):
+            return error_response(400, "invalid_json", "The request body is not valid JSON.")
+        message = "; ".join(
             f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
-            for problem in error.errors()
+            for problem in problems
         )
-        return error_response(422, "invalid_request", problems)
+        return error_response(422, "invalid_request", message)
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, error: HTTPException) -> JSONResponse:
@@ -126,31 +138,71 @@ def install_error_handlers(app: FastAPI) -> None:
     for error_type in DATABASE_OUTAGES:
         app.add_exception_handler(error_type, outage)
 
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, error: Exception) -> JSONResponse:
-        logger.exception("unhandled error", exc_info=error)
-        return error_response(500, "internal_error", "The service failed; it has been logged.")
+
+class UnexpectedErrorMiddleware:
+    """A failure of the service itself: logged once with its traceback, answered 500
+    internal_error.
+
+    (An exception handler for Exception answers the same, but Starlette raises the exception
+    again after it, for the server to log a second traceback.)
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except Exception:
+            logger.exception("unhandled error: %s %s", scope["method"], scope["path"])
+            if not started:  # else the response is under way: the client sees it cut short
+                response = error_response(500, "internal_error", INTERNAL_ERROR_MESSAGE)
+                await response(scope, receive, send)
 
 
 def documented(descriptions: dict[int, str]) -> dict[int | str, dict]:
-    """Error statuses for a route's OpenAPI `responses`, each with the error body's schema."""
+    """Error statuses for a route's OpenAPI `responses`, each with the error body's schema.
+
+    The JSON content type is named: FastAPI would otherwise give a streaming route's errors the
+    route's own media type (text/event-stream), which they are not sent as.
+    """
+    json_body = {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
     return {
-        status: {"model": ErrorResponse, "description": description}
+        status: {
+            "model": ErrorResponse,
+            "description": description,
+            "content": {"application/json": json_body},
+        }
         for status, description in descriptions.items()
     }
 
 
+# What every route but /health can answer.
 ERROR_RESPONSES = documented(
     {
-        401: "Missing or wrong API key",
-        404: "Unknown session",
-        413: "Request body too large",
-        422: "Invalid request",
-        503: "The database is unreachable",
+        401: "Missing or invalid credential: an API key or a JWT, by AUTH_MODE (unauthorized)",
+        413: "Request body larger than MAX_BODY_BYTES (request_too_large)",
+        422: "Invalid parameters or body (invalid_request)",
+        500: "The service failed (internal_error); it has been logged",
+        503: "The database is unreachable (database_unavailable)",
     }
 )
+# What a route that takes a JSON body can answer too.
+BODY_ERROR_RESPONSES = documented({400: "The body is not JSON (invalid_json)"})
+SESSION_ERROR_RESPONSES = documented({404: "Unknown session (session_not_found)"})
 TURN_ERROR_RESPONSES = documented(
     {
+        404: "The session is another principal's (session_not_found)",
         409: "Another turn of the session is still running after SESSION_WAIT_TIMEOUT "
         "(session_busy)",
         413: "The prompt is longer than MAX_PROMPT_CHARS (prompt_too_long)",

@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from .errors import ApiError, documented
+from .errors import ERROR_RESPONSES, ApiError
 from .security import authenticate
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ async def health() -> Health:
 @router.get(
     "/ready",
     dependencies=[Depends(authenticate)],
-    responses=documented({503: "The database is unreachable"}),
+    responses=ERROR_RESPONSES,
 )
 async def ready(request: Request) -> Health:
     """Readiness: the database answers."""

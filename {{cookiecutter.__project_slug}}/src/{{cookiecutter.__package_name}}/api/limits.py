@@ -19,32 +19,40 @@ class BodySizeLimitMiddleware:
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            await self._too_large(scope, receive, send)
+        if declared.isdigit():
+            # The server reads no more than Content-Length bytes as this request's body.
+            if int(declared) > self.max_bytes:
+                await self._too_large(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
 
-        # A body sent without Content-Length is counted as it arrives. Once it goes over, the
-        # app gets an empty end of body and its response is replaced by the 413.
-        received, over = 0, False
-
-        async def counting_receive() -> Message:
-            nonlocal received, over
+        # A body sent without Content-Length (chunked) is read whole and counted before the app
+        # is called: the route must never run on a body over the limit, not even on part of it.
+        chunks: list[bytes] = []
+        received = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request" and not over:
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    over = True
-                    return {"type": "http.request", "body": b"", "more_body": False}
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            if over:
-                if message["type"] == "http.response.start":
-                    await self._too_large(scope, receive, send)
+            if message["type"] != "http.request":  # the client left: there is no one to answer
                 return
-            await send(message)
+            chunks.append(message.get("body", b""))
+            received += len(chunks[-1])
+            if received > self.max_bytes:
+                await self._too_large(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
 
-        await self.app(scope, counting_receive, guarded_send)
+        body_sent = False
+
+        async def replay_receive() -> Message:
+            nonlocal body_sent
+            if body_sent:  # what comes after the body: the client leaving
+                return await receive()
+            body_sent = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay_receive, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = f"The request body is larger than {self.max_bytes} bytes (MAX_BODY_BYTES)."

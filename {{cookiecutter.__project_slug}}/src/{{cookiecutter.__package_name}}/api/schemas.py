@@ -9,6 +9,19 @@ from ..session_store import validate_id
 from ..session_store.records import ID_RULE
 from ..session_store.tables import ID_LENGTH
 
+# Message ids are INTEGER columns: the largest offset both PostgreSQL and SQLite can compare.
+MAX_OFFSET = 2**31 - 1
+
+
+def storable_text(text: str) -> str:
+    """Refuse a prompt that would fail only later, in the model or in the database."""
+    if not text.strip():
+        raise ValueError("must contain more than whitespace")
+    if "\x00" in text:
+        raise ValueError("must not contain the NUL character (PostgreSQL cannot store it)")
+    return text
+
+
 SessionId = Annotated[
     str,
     StringConstraints(min_length=1, max_length=ID_LENGTH),
@@ -27,7 +40,9 @@ class ErrorResponse(BaseModel):
 
 
 class TurnRequest(BaseModel):
-    prompt: str = Field(min_length=1, examples=["What can you do?"])
+    prompt: Annotated[str, AfterValidator(storable_text)] = Field(
+        min_length=1, examples=["What can you do?"]
+    )
     session_id: SessionId | None = Field(
         default=None, description="Continue this session (created if new); omit for a new one."
     )

@@ -13,9 +13,17 @@ from strands.types.session import Session, SessionType, encode_bytes_values
 
 from ..session_store import NotFoundError
 from ..turns import message_text
-from .dependencies import Repository
-from .errors import ERROR_RESPONSES, ApiError, documented
+from .cursors import sign_cursor, verify_cursor
+from .dependencies import CursorSecret, Repository
+from .errors import (
+    BODY_ERROR_RESPONSES,
+    ERROR_RESPONSES,
+    SESSION_ERROR_RESPONSES,
+    ApiError,
+    documented,
+)
 from .schemas import (
+    MAX_OFFSET,
     AgentSummary,
     History,
     HistoryMessage,
@@ -61,7 +69,11 @@ def session_detail(repository: Repository, session: Session) -> SessionDetail:
     )
 
 
-@router.post("", status_code=201, responses={409: {"description": "The session exists"}})
+@router.post(
+    "",
+    status_code=201,
+    responses=BODY_ERROR_RESPONSES | documented({409: "The session exists (already_exists)"}),
+)
 def create_session(repository: Repository, body: SessionCreate | None = None) -> SessionDetail:
     """Create an empty session; a turn on an unknown session id creates it too."""
     session_id = body.session_id if body and body.session_id else str(uuid4())
@@ -69,14 +81,26 @@ def create_session(repository: Repository, body: SessionCreate | None = None) ->
     return session_detail(repository, session)
 
 
-@router.get("")
+@router.get(
+    "",
+    responses=documented(
+        {
+            422: "Invalid parameters (invalid_request), or a cursor not from this service "
+            "(invalid_cursor)"
+        }
+    ),
+)
 def list_sessions(
     repository: Repository,
+    cursor_secret: CursorSecret,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
 ) -> SessionList:
     """Sessions, newest first, a page at a time."""
+    if cursor is not None:
+        cursor = verify_cursor(cursor_secret, cursor)
     page = repository.list_sessions(limit=limit, cursor=cursor)
+    next_cursor = sign_cursor(cursor_secret, page.next_cursor) if page.next_cursor else None
     return SessionList(
         sessions=[
             SessionSummary(
@@ -86,11 +110,11 @@ def list_sessions(
             )
             for session in page.sessions
         ],
-        next_cursor=page.next_cursor,
+        next_cursor=next_cursor,
     )
 
 
-@router.get("/{session_id}")
+@router.get("/{session_id}", responses=SESSION_ERROR_RESPONSES)
 def get_session(session_id: SessionIdPath, repository: Repository) -> SessionDetail:
     """A session with its timestamps, its message count and its agents."""
     session = repository.read_session(session_id)
@@ -99,13 +123,13 @@ def get_session(session_id: SessionIdPath, repository: Repository) -> SessionDet
     return session_detail(repository, session)
 
 
-@router.get("/{session_id}/history")
+@router.get("/{session_id}/history", responses=SESSION_ERROR_RESPONSES)
 def get_history(
     session_id: SessionIdPath,
     repository: Repository,
     agent_id: Annotated[SessionId, Query(description="Whose messages to read")] = "default",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> History:
     """The messages of one agent of the session, oldest first, a page at a time."""
     if repository.read_session(session_id) is None:
@@ -133,7 +157,8 @@ def get_history(
 @router.delete(
     "/{session_id}",
     status_code=204,
-    responses=documented({409: "A turn of the session is running (session_busy)"}),
+    responses=SESSION_ERROR_RESPONSES
+    | documented({409: "A turn of the session is running (session_busy)"}),
 )
 def delete_session(session_id: SessionIdPath, repository: Repository) -> Response:
     """Delete the session with all its agents, messages and multi-agent state, unless a turn of

@@ -9,14 +9,20 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from ..turns import TextDelta, ToolResult, ToolUse, Turn, TurnEvent, TurnResult
 from .dependencies import AppSettings, Runner
-from .errors import ERROR_RESPONSES, TURN_ERROR_RESPONSES, ApiError, turn_error
+from .errors import (
+    BODY_ERROR_RESPONSES,
+    ERROR_RESPONSES,
+    TURN_ERROR_RESPONSES,
+    ApiError,
+    turn_error,
+)
 from .schemas import TurnRequest
 from .security import Principal, authenticate
 
 router = APIRouter(
     tags=["turns"],
     dependencies=[Depends(authenticate)],
-    responses=ERROR_RESPONSES | TURN_ERROR_RESPONSES,
+    responses=ERROR_RESPONSES | BODY_ERROR_RESPONSES | TURN_ERROR_RESPONSES,
 )
 
 
@@ -42,7 +48,10 @@ async def started_turn(
     try:
         return await runner.start(session_id, principal, body.prompt, request.is_disconnected)
     except Exception as error:
-        raise turn_error(error) from error
+        failure = turn_error(error)
+        if failure.code == "internal_error":
+            raise  # not a turn's known failure: logged, once, by UnexpectedErrorMiddleware
+        raise failure from error
 
 
 @router.post("/process")
