@@ -18,7 +18,7 @@ PACKAGE_NAME = {{ cookiecutter.__package_name | tojson }}
 INCLUDE_EXAMPLE_TOOLS = json.loads("{{ cookiecutter.include_example_tools | tojson }}")
 GITHUB_ACTIONS = json.loads("{{ cookiecutter.github_actions | tojson }}")
 
-# The placeholder in .env.example that .env gets a fresh secret for; every occurrence is replaced,
+# The placeholders in .env.example that .env gets fresh secrets for; every occurrence is replaced,
 # so the password repeated inside DATABASE_URL stays consistent.
 POSTGRES_PASSWORD_PLACEHOLDER = "change-me-postgres-password"
 CURSOR_SECRET_PLACEHOLDER = "change-me-cursor-secret"
@@ -51,6 +51,7 @@ def write_env_file() -> None:
         return
     text = Path(".env.example").read_text(encoding="utf-8")
     text = text.replace(POSTGRES_PASSWORD_PLACEHOLDER, secrets.token_urlsafe(24))
+    text = text.replace(CURSOR_SECRET_PLACEHOLDER, secrets.token_urlsafe(32))
     # Created readable by its owner only: written first and chmod-ed after, the secrets would be
     # readable by anyone on the machine in between. O_EXCL: never write through a file or link
     # that appeared since the check above.
@@ -61,7 +62,6 @@ def write_env_file() -> None:
     except OSError:
         env_file.unlink(missing_ok=True)  # no half-written .env
         raise
-    text = text.replace(CURSOR_SECRET_PLACEHOLDER, secrets.token_urlsafe(32))
 
 
 def git_init() -> None:

@@ -27,8 +27,6 @@ from .security import Authenticator
 
 logger = logging.getLogger(__name__)
 
-logger = logging.getLogger(__name__)
-
 
 def create_app(
     settings: Settings | None = None, model_factory: Callable[[], Model] | None = None
@@ -92,9 +90,10 @@ def create_app(
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes)
     app.add_middleware(DroppedStreamMiddleware)
-    # Added last, so it runs first: a request for another host is refused before anything else.
+    # Middleware added later runs earlier: a request for another host is refused before anything
+    # else, and the outermost sees every other's failure.
     app.add_middleware(AllowedHostsMiddleware, allowed_hosts=config.allowed_hosts)
-    app.add_middleware(UnexpectedErrorMiddleware)  # the outermost: it sees every other's failure
+    app.add_middleware(UnexpectedErrorMiddleware)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(turns.router)
