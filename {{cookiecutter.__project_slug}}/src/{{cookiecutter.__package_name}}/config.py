@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     # More get 429 at once. A turn waiting for its model holds memory, but no thread and no
     # connection: the limit is a memory budget (see "Operating" in the README).
     max_concurrent_turns: int = Field(default=1000, ge=1)
+    # What one principal may take of a process (429 too_many_turns past it): turns at once, and
+    # turns started in any minute. Per process: N replicas allow N times as much.
+    max_turns_per_principal: int = Field(default=20, ge=1)
+    turns_per_minute: int = Field(default=120, ge=1)
+    # Sessions one principal may keep, across replicas (429 too_many_sessions past it).
+    max_sessions_per_principal: int = Field(default=10_000, ge=1)
     # Seconds a turn waits for another turn of its session to finish before 409 session_busy.
     session_wait_timeout: float = Field(default=10, ge=0)
     # Seconds a turn's claim on its session lasts unless its replica renews it (every third of

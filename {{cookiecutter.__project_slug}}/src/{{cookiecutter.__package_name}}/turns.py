@@ -23,6 +23,7 @@ from strands.types.content import Message
 
 from .agent import AGENT_ID, build_agent
 from .config import Settings
+from .principal_limits import PrincipalLimits, too_many_sessions
 from .session_store import LeaseLostError, SessionBusyError, TurnStore, UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -161,6 +162,7 @@ class TurnRunner:
         self._store = store
         self._model_factory = model_factory
         self._admitted = 0
+        self._limits = PrincipalLimits(settings.max_turns_per_principal, settings.turns_per_minute)
         self._running: dict[str, Turn] = {}  # by session id
         self._stopping = False
         self._lease_keeper: asyncio.Task[None] | None = None
@@ -176,9 +178,11 @@ class TurnRunner:
         client_gone: Callable[[], Awaitable[bool]],
     ) -> Turn:
         """Admit `principal`'s turn and start it once it holds its session; raise what stopped
-        it (NotFoundError if the session is another principal's)."""
+        it (NotFoundError if the session is another principal's, PrincipalLimitError past the
+        principal's limits)."""
         if self._stopping or self._admitted >= self._settings.max_concurrent_turns:
             raise OverloadedError()
+        self._limits.admit(principal)
         self._admitted += 1
         try:
             work = await self._begin(session_id, principal, client_gone)
@@ -194,6 +198,7 @@ class TurnRunner:
                 raise
         except BaseException:
             self._admitted -= 1
+            self._limits.release(principal)
             raise
         self._running[session_id] = turn
         turn.task = asyncio.create_task(self._run(turn, agent, prompt, failures))
@@ -213,7 +218,9 @@ class TurnRunner:
             if running is None or running.work.principal != principal:
                 try:
                     async with self._connections:
-                        return await self._store.begin(session_id, AGENT_ID, principal)
+                        work = await self._store.begin(session_id, AGENT_ID, principal)
+                        await self._within_session_limit(work)
+                        return work
                 except SessionBusyError:
                     pass
             if loop.time() + pause > deadline:
@@ -222,6 +229,14 @@ class TurnRunner:
                 raise ClientGoneError()
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.25)
+
+    async def _within_session_limit(self, work: UnitOfWork) -> None:
+        """A turn that created its session must leave its principal within
+        MAX_SESSIONS_PER_PRINCIPAL; else the session is deleted and the turn refused."""
+        limit = self._settings.max_sessions_per_principal
+        if work.new_session and await self._store.count_sessions(work.principal) > limit:
+            await self._store.discard(work)
+            raise too_many_sessions(limit)
 
     async def _run(self, turn: Turn, agent: Agent, prompt: str, failures: ModelFailures) -> None:
         try:
@@ -255,6 +270,7 @@ class TurnRunner:
             turn.emit(result)
         finally:
             self._admitted -= 1
+            self._limits.release(turn.work.principal)
             del self._running[turn.session_id]
 
     @staticmethod

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from {{ cookiecutter.__package_name }}.api_keys import create_api_key, revoke_api_key
 from {{ cookiecutter.__package_name }}.cli import main as command_line
+from {{ cookiecutter.__package_name }}.principal_limits import PrincipalLimitError, PrincipalLimits
 
 from ..conftest import Api
 from ..support.http import assert_error
@@ -194,3 +195,49 @@ def test_a_jwt_that_does_not_hold_is_refused(
     )
     assert_error(api.client.get("/sessions", headers=token(stranger)), 401, "unauthorized")
     assert_error(api.client.get("/sessions", headers={}), 401, "unauthorized")
+
+
+def test_a_principal_past_its_turns_a_minute_waits_others_do_not(make_api: MakeApi) -> None:
+    api = make_api(["One.", "Two.", "Three."], turns_per_minute=2)
+    mallory = as_principal(api, "mallory")
+    for prompt in ("one", "two"):
+        assert api.client.post("/process", json={"prompt": prompt}).status_code == 200
+
+    refused = api.client.post("/process", json={"prompt": "three"})
+    other = api.client.post("/process", json={"prompt": "three"}, headers=mallory)
+
+    assert_error(refused, 429, "too_many_turns")
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert other.status_code == 200
+
+
+def test_turns_at_once_are_limited_per_principal() -> None:
+    limits = PrincipalLimits(turns_at_once=1, turns_per_minute=100)
+    limits.admit("alice")
+
+    with pytest.raises(PrincipalLimitError) as refused:
+        limits.admit("alice")
+    limits.admit("bob")
+    limits.release("alice")
+    limits.admit("alice")
+
+    assert refused.value.code == "too_many_turns"
+    assert refused.value.retry_after == 1
+
+
+def test_a_principal_keeps_at_most_its_sessions(make_api: MakeApi) -> None:
+    api = make_api(["Hi.", "Again."], max_sessions_per_principal=2)
+    assert api.client.post("/sessions", json={"session_id": "a"}).status_code == 201
+    api.client.post("/process", json={"prompt": "hello", "session_id": "b"})
+
+    created = api.client.post("/sessions", json={"session_id": "c"})
+    started = api.client.post("/process", json={"prompt": "hello", "session_id": "d"})
+    continued = api.client.post("/process", json={"prompt": "again", "session_id": "b"})
+
+    assert_error(created, 429, "too_many_sessions")
+    assert_error(started, 429, "too_many_sessions")
+    assert continued.status_code == 200
+    assert len(api.model.calls) == 2, "the refused turn never reached the model"
+    assert api.repository.count_sessions() == 2
+    assert api.client.delete("/sessions/a").status_code == 204
+    assert api.client.post("/sessions", json={"session_id": "c"}).status_code == 201

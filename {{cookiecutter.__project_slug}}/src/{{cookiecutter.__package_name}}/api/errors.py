@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strands.types.exceptions import ModelThrottledException
 
+from ..principal_limits import PrincipalLimitError
 from ..session_store import (
     AlreadyExistsError,
     InvalidCursorError,
@@ -48,11 +49,18 @@ def database_unavailable() -> ApiError:
     return ApiError(503, "database_unavailable", "The database is unreachable; retry shortly.")
 
 
+def limit_error(error: PrincipalLimitError) -> ApiError:
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
+    return ApiError(429, error.code, str(error), headers=headers)
+
+
 def turn_error(error: BaseException) -> ApiError:
     """The status and code a client gets for what stopped its turn."""
     if isinstance(error, OverloadedError):
         message = "The service is running as many turns as it may; retry shortly."
         return ApiError(429, "overloaded", message, headers={"Retry-After": "1"})
+    if isinstance(error, PrincipalLimitError):
+        return limit_error(error)
     if isinstance(error, SessionBusyError):
         return ApiError(409, "session_busy", str(error))
     if isinstance(error, NotFoundError):  # the session is another principal's
@@ -206,7 +214,9 @@ TURN_ERROR_RESPONSES = documented(
         409: "Another turn of the session is still running after SESSION_WAIT_TIMEOUT "
         "(session_busy)",
         413: "The prompt is longer than MAX_PROMPT_CHARS (prompt_too_long)",
-        429: "The service holds MAX_CONCURRENT_TURNS turns (overloaded); retry after Retry-After",
+        429: "The service holds MAX_CONCURRENT_TURNS turns (overloaded), or the caller is past "
+        "MAX_TURNS_PER_PRINCIPAL or TURNS_PER_MINUTE (too_many_turns; retry after Retry-After), "
+        "or keeps MAX_SESSIONS_PER_PRINCIPAL sessions (too_many_sessions)",
         500: "The service failed (internal_error); nothing of the turn was stored",
         502: "The model failed (model_error); nothing of the turn was stored",
         503: "The model is throttled, the database unreachable, or the turn lost its claim on "

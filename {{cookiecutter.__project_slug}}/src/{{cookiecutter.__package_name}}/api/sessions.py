@@ -11,16 +11,18 @@ from uuid import uuid4
 from fastapi import APIRouter, Depends, Path, Query, Response
 from strands.types.session import Session, SessionType, encode_bytes_values
 
+from ..principal_limits import too_many_sessions
 from ..session_store import NotFoundError
 from ..turns import message_text
 from .cursors import sign_cursor, verify_cursor
-from .dependencies import CursorSecret, Repository
+from .dependencies import AppSettings, CursorSecret, Repository
 from .errors import (
     BODY_ERROR_RESPONSES,
     ERROR_RESPONSES,
     SESSION_ERROR_RESPONSES,
     ApiError,
     documented,
+    limit_error,
 )
 from .schemas import (
     MAX_OFFSET,
@@ -72,10 +74,21 @@ def session_detail(repository: Repository, session: Session) -> SessionDetail:
 @router.post(
     "",
     status_code=201,
-    responses=BODY_ERROR_RESPONSES | documented({409: "The session exists (already_exists)"}),
+    responses=BODY_ERROR_RESPONSES
+    | documented(
+        {
+            409: "The session exists (already_exists)",
+            429: "The caller keeps MAX_SESSIONS_PER_PRINCIPAL sessions (too_many_sessions)",
+        }
+    ),
 )
-def create_session(repository: Repository, body: SessionCreate | None = None) -> SessionDetail:
+def create_session(
+    repository: Repository, settings: AppSettings, body: SessionCreate | None = None
+) -> SessionDetail:
     """Create an empty session; a turn on an unknown session id creates it too."""
+    # Counted, then created: two creations at once may pass the limit by one.
+    if repository.count_sessions() >= settings.max_sessions_per_principal:
+        raise limit_error(too_many_sessions(settings.max_sessions_per_principal))
     session_id = body.session_id if body and body.session_id else str(uuid4())
     session = repository.create_session(Session(session_id, SessionType.AGENT))
     return session_detail(repository, session)

@@ -159,6 +159,12 @@ class SqlSessionRepository(SessionRepository):
         next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
         return SessionPage(page, next_cursor)
 
+    def count_sessions(self) -> int:
+        """How many sessions the principal keeps."""
+        query = select(func.count()).where(sessions.c.principal == self.principal)
+        with self._engine.connect() as connection:
+            return connection.execute(query).scalar_one()
+
     # Agents
 
     def create_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     column,
+    delete,
     func,
     insert,
     select,
@@ -117,6 +118,7 @@ class TurnStore:
             if session is None:
                 raise await self._not_taken(connection, session_id, principal)
             work = UnitOfWork(session_record(session), agent_id, values["new_lease"], principal)
+            work.new_session = session["created_at"] == values["now"]
             await self._read(connection, work)
         return work
 
@@ -174,6 +176,18 @@ class TurnStore:
             async with self._autocommit.connect() as connection:
                 values = self.leases.release_values(work.session_id, work.lease_id)
                 await connection.execute(self.leases.give_up, values)
+
+    async def count_sessions(self, principal: str) -> int:
+        """How many sessions the principal keeps."""
+        query = select(func.count()).where(sessions.c.principal == principal)
+        async with self._autocommit.connect() as connection:
+            return (await connection.execute(query)).scalar_one()
+
+    async def discard(self, work: UnitOfWork) -> None:
+        """Delete the session that the turn's lease created, as it never was."""
+        lease = sessions.c.session_id == work.session_id, sessions.c.lease_id == work.lease_id
+        async with self._autocommit.connect() as connection:
+            await connection.execute(delete(sessions).where(*lease))
 
     async def renew(self, works: list[UnitOfWork]) -> set[str]:
         """Extend the leases of running turns; the lease ids still held."""
@@ -305,6 +319,7 @@ class PostgresTurnStore(TurnStore):
                 updated_at=row["session_updated_at"].isoformat(),
             )
             work = UnitOfWork(session, agent_id, values["new_lease"], principal)
+            work.new_session = row["session_created_at"] == values["now"]
             if row["version_read"] not in (None, row["version"]):  # None: the session is new
                 await self._read(connection, work)
             elif row["agent_id"] is not None:

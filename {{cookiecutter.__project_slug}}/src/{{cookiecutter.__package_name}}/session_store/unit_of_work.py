@@ -37,6 +37,8 @@ class UnitOfWork(SessionRepository):
     agent_id: str
     lease_id: str
     principal: str
+    # Whether the turn's lease created the session (its first turn).
+    new_session: bool = False
     agent: SessionAgent | None = None
     # The agent's messages from `offset` on, by id, in order; the turn's new ones are appended.
     messages: dict[int, SessionMessage] = field(default_factory=dict)
