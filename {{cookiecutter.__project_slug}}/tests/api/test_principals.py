@@ -13,7 +13,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from {{ cookiecutter.__package_name }}.api_keys import create_api_key, revoke_api_key
 from {{ cookiecutter.__package_name }}.cli import main as command_line
-from {{ cookiecutter.__package_name }}.principal_limits import PrincipalLimitError, PrincipalLimits
+from {{ cookiecutter.__package_name }}.principal_limits import (
+    PrincipalLimitError,
+    PrincipalLimits,
+)
 
 from ..conftest import Api
 from ..support.http import assert_error
