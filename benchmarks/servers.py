@@ -48,8 +48,11 @@ def running(app: str, project: Path, **env: str) -> Iterator[Server]:
         **os.environ,
         "PYTHONPATH": str(TEMPLATE_DIR),
         "MODEL_PROVIDER": "echo",
-        # The benchmarks measure turns, not authentication: their servers listen on loopback.
+        # The benchmarks measure a replica, not authentication or a caller's share of it: their
+        # servers listen on loopback, and their one principal may use the whole replica.
         "AUTH_MODE": "none",
+        "MAX_TURNS_PER_PRINCIPAL": "1000000",
+        "TURNS_PER_MINUTE": "1000000",
         **env,
     }
     process = subprocess.Popen([*command, "--log-level", "warning"], cwd=project, env=environment)
