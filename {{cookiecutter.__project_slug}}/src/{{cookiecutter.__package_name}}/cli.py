@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from .api_keys import create_api_key, list_api_keys, revoke_api_key
 from .config import Settings, get_settings
-from .database import create_engine, upgrade_schema
+from .database import create_engine, migrate_if_embedded
 
 
 def is_loopback(host: str) -> bool:
@@ -44,8 +44,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
 
 def database(settings: Settings) -> Engine:
     engine = create_engine(settings)
-    if engine.dialect.name == "sqlite":  # the embedded database migrates itself, as the app does
-        upgrade_schema(engine)
+    migrate_if_embedded(engine)
     return engine
 
 

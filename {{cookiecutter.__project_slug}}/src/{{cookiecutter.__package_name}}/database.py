@@ -125,3 +125,10 @@ def alembic_config(engine: Engine) -> Config:
 def upgrade_schema(engine: Engine, revision: str = "head") -> None:
     """Bring the database schema up to `revision` (the latest by default)."""
     command.upgrade(alembic_config(engine), revision)
+
+
+def migrate_if_embedded(engine: Engine) -> None:
+    """The embedded database (SQLite) migrates itself when first used; PostgreSQL is migrated
+    once per deployment (make migrate, or the compose migrate service), not by every replica."""
+    if engine.dialect.name == "sqlite":
+        upgrade_schema(engine)

@@ -3,7 +3,6 @@
 import asyncio
 import gc
 import logging
-import secrets
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -15,10 +14,11 @@ from strands.models import Model
 
 from ..agent import build_model
 from ..config import Settings, get_settings
-from ..database import create_async_engine, create_engine, upgrade_schema
+from ..database import create_async_engine, create_engine, migrate_if_embedded
 from ..session_store import SqlSessionRepository, turn_store_for
 from ..turns import TurnRunner
 from . import health, sessions, turns
+from .cursors import cursor_secret
 from .disconnects import DroppedStreamMiddleware
 from .errors import UnexpectedErrorMiddleware, install_error_handlers
 from .hosts import AllowedHostsMiddleware
@@ -38,10 +38,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # One engine for turns and one for the rest, each with its pool, per process.
         engine, turn_engine = create_engine(config), create_async_engine(config)
-        if engine.dialect.name == "sqlite":
-            # The embedded database migrates itself; PostgreSQL is migrated once per deployment
-            # (make migrate, or the compose migrate service), not by every replica at start-up.
-            await run_in_threadpool(upgrade_schema, engine)
+        await run_in_threadpool(migrate_if_embedded, engine)
         store = turn_store_for(turn_engine, config.session_lease_seconds)
         runner = TurnRunner(config, store, model_factory or partial(build_model, config))
         app.state.settings, app.state.engine = config, engine
@@ -52,14 +49,7 @@ def create_app(
                 "AUTH_MODE=none: anyone who can reach this service can read, continue and delete "
                 "every conversation, and make it call the model. For development only."
             )
-        if config.cursor_secret is None:
-            logger.warning(
-                "CURSOR_SECRET is unset: session cursors are signed with a key of this process "
-                "only, and are refused after a restart or by another replica"
-            )
-            app.state.cursor_secret = secrets.token_bytes(32)
-        else:
-            app.state.cursor_secret = config.cursor_secret.get_secret_value().encode()
+        app.state.cursor_secret = cursor_secret(config)
         # The SDK runs blocking work of a turn on the event loop's default executor: Bedrock's
         # streamed response and every plain `def` tool. Sized to the turns admitted, so that
         # none of them queues behind the others (threads start only when needed).

@@ -7,9 +7,25 @@ CURSOR_SECRET. A cursor is decoded only once its signature matches, so a forged 
 
 import hashlib
 import hmac
+import logging
+import secrets
 from base64 import urlsafe_b64encode
 
+from ..config import Settings
 from ..session_store import InvalidCursorError
+
+logger = logging.getLogger(__name__)
+
+
+def cursor_secret(settings: Settings) -> bytes:
+    """CURSOR_SECRET; unset, a key of this process only (with a warning)."""
+    if settings.cursor_secret is not None:
+        return settings.cursor_secret.get_secret_value().encode()
+    logger.warning(
+        "CURSOR_SECRET is unset: session cursors are signed with a key of this process "
+        "only, and are refused after a restart or by another replica"
+    )
+    return secrets.token_bytes(32)
 
 
 def _signature(secret: bytes, cursor: str) -> str:
