@@ -8,6 +8,7 @@ keep are counted in the database, across replicas (turns.py).
 import math
 import time
 from collections import Counter, defaultdict, deque
+from collections.abc import Callable
 
 
 class PrincipalLimitError(Exception):
@@ -28,19 +29,28 @@ def too_many_sessions(limit: int) -> PrincipalLimitError:
 class PrincipalLimits:
     """Turns at once (MAX_TURNS_PER_PRINCIPAL) and turns in any 60 s (TURNS_PER_MINUTE)."""
 
-    def __init__(self, turns_at_once: int, turns_per_minute: int) -> None:
+    def __init__(
+        self,
+        turns_at_once: int,
+        turns_per_minute: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.turns_at_once = turns_at_once
         self.turns_per_minute = turns_per_minute
+        self._clock = clock
         self._running: Counter[str] = Counter()
         # When each of the principal's turns of the last minute started, oldest first.
         self._started: defaultdict[str, deque[float]] = defaultdict(deque)
+        self._next_sweep = clock() + 60
 
     def admit(self, principal: str) -> None:
         """Count a new turn of `principal`, or raise PrincipalLimitError."""
         if self._running[principal] >= self.turns_at_once:
             message = f"{self.turns_at_once} turns of yours are running (MAX_TURNS_PER_PRINCIPAL)."
             raise PrincipalLimitError("too_many_turns", message, retry_after=1)
-        now = time.monotonic()
+        now = self._clock()
+        if now >= self._next_sweep:
+            self._forget_idle(now)
         started = self._started[principal]
         while started and started[0] <= now - 60:
             started.popleft()
@@ -56,3 +66,15 @@ class PrincipalLimits:
         self._running[principal] -= 1
         if not self._running[principal]:
             del self._running[principal]
+
+    def _forget_idle(self, now: float) -> None:
+        """Forget the principals that started no turn in the last minute: a replica that serves
+        many callers for weeks must not keep an entry for every one it has seen."""
+        idle = [name for name, started in self._started.items() if started[-1] <= now - 60]
+        for principal in idle:
+            del self._started[principal]
+        self._next_sweep = now + 60
+
+    def __len__(self) -> int:
+        """How many principals are remembered: those running a turn or started one lately."""
+        return len(self._started.keys() | self._running.keys())

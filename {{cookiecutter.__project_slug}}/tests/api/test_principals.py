@@ -200,6 +200,18 @@ def test_a_jwt_that_does_not_hold_is_refused(
     assert_error(api.client.get("/sessions", headers={}), 401, "unauthorized")
 
 
+def test_an_unreachable_identity_provider_is_an_outage_not_a_refusal(
+    make_api: MakeApi, signing_key: rsa.RSAPrivateKey
+) -> None:
+    settings = {"jwt_issuer": ISSUER, "jwt_audience": AUDIENCE}
+    api = make_api(auth_mode="jwt", jwt_jwks_url="http://127.0.0.1:9/jwks.json", **settings)
+
+    response = api.client.get("/sessions", headers=token(signing_key))
+
+    assert_error(response, 503, "auth_unavailable")
+    assert response.headers["Retry-After"] == "5"
+
+
 def test_a_principal_past_its_turns_a_minute_waits_others_do_not(make_api: MakeApi) -> None:
     api = make_api(["One.", "Two.", "Three."], turns_per_minute=2)
     mallory = as_principal(api, "mallory")
@@ -226,6 +238,22 @@ def test_turns_at_once_are_limited_per_principal() -> None:
 
     assert refused.value.code == "too_many_turns"
     assert refused.value.retry_after == 1
+
+
+def test_principals_idle_for_a_minute_are_forgotten() -> None:
+    now = [0.0]
+    limits = PrincipalLimits(turns_at_once=5, turns_per_minute=5, clock=lambda: now[0])
+    for number in range(1000):
+        limits.admit(f"caller-{number}")
+        limits.release(f"caller-{number}")
+    limits.admit("busy")  # still running a minute later: kept
+
+    now[0] = 61.0
+    limits.admit("newcomer")
+
+    assert len(limits) == 2
+    limits.release("busy")
+    limits.admit("busy")
 
 
 def test_a_principal_keeps_at_most_its_sessions(make_api: MakeApi) -> None:

@@ -202,7 +202,8 @@ ERROR_RESPONSES = documented(
         413: "Request body larger than MAX_BODY_BYTES (request_too_large)",
         422: "Invalid parameters or body (invalid_request)",
         500: "The service failed (internal_error); it has been logged",
-        503: "The database is unreachable (database_unavailable)",
+        503: "The database is unreachable (database_unavailable), or the identity provider's "
+        "signing keys (auth_unavailable)",
     }
 )
 # What a route that takes a JSON body can answer too.

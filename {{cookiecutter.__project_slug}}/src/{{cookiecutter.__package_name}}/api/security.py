@@ -24,6 +24,10 @@ logger = logging.getLogger(__name__)
 bearer = HTTPBearer(auto_error=False, description="An API key, or a JWT (see AUTH_MODE).")
 
 
+class SigningKeysUnavailableError(Exception):
+    """The identity provider's JWKS cannot be fetched: no token can be checked, valid or not."""
+
+
 class Authenticator:
     """Tells the principal a bearer token proves, by the settings' AUTH_MODE. Blocking: API keys
     are looked up in the database, and a JWT's signing keys are fetched (and cached)."""
@@ -32,10 +36,15 @@ class Authenticator:
         self.mode = settings.auth_mode
         self._settings = settings
         self._engine = engine
-        self._jwks = jwt.PyJWKClient(settings.jwt_jwks_url) if settings.jwt_jwks_url else None
+        # The key set is cached for 5 minutes; fetching it gives up after 5 s (not PyJWT's 30),
+        # so that a hung identity provider does not hold every request's thread.
+        self._jwks = (
+            jwt.PyJWKClient(settings.jwt_jwks_url, timeout=5) if settings.jwt_jwks_url else None
+        )
 
     def principal(self, token: str) -> str | None:
-        """The token's principal; None unless the token is valid."""
+        """The token's principal; None unless the token is valid. Raises
+        SigningKeysUnavailableError when a JWT cannot be checked at all."""
         if self.mode == "api_keys":
             return principal_for_key(self._engine, token)
         return self._jwt_principal(token)
@@ -54,7 +63,7 @@ class Authenticator:
             )
         except jwt.PyJWKClientConnectionError as error:
             logger.warning("cannot fetch the JWT signing keys: %s", error)
-            return None
+            raise SigningKeysUnavailableError() from error
         except jwt.PyJWTError:
             return None
         try:
@@ -73,7 +82,12 @@ async def authenticate(
         return LOCAL_PRINCIPAL
     principal = None
     if credentials is not None:
-        principal = await run_in_threadpool(authenticator.principal, credentials.credentials)
+        try:
+            principal = await run_in_threadpool(authenticator.principal, credentials.credentials)
+        except SigningKeysUnavailableError:
+            # The caller's token may well be valid: an outage of ours, not a 401 to give up on.
+            message = "The identity provider's signing keys cannot be fetched; retry shortly."
+            raise ApiError(503, "auth_unavailable", message, headers={"Retry-After": "5"}) from None
     if principal is None:
         what = "an API key" if authenticator.mode == "api_keys" else "a valid JWT"
         raise ApiError(
