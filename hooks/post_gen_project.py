@@ -17,6 +17,7 @@ PACKAGE_NAME = {{ cookiecutter.__package_name | tojson }}
 # Cookiecutter converts every answer to a boolean option into true/false before rendering.
 INCLUDE_EXAMPLE_TOOLS = json.loads("{{ cookiecutter.include_example_tools | tojson }}")
 GITHUB_ACTIONS = json.loads("{{ cookiecutter.github_actions | tojson }}")
+KUBERNETES = json.loads("{{ cookiecutter.kubernetes | tojson }}")
 
 # The placeholders in .env.example that .env gets fresh secrets for; every occurrence is replaced,
 # so the password repeated inside DATABASE_URL stays consistent.
@@ -42,6 +43,11 @@ def remove_example_tools() -> None:
 
 def remove_github_actions() -> None:
     remove(".github")
+
+
+def remove_kubernetes() -> None:
+    tests = Path("tests")
+    remove("deploy", tests / "test_kubernetes.py", tests / "support" / "kustomize.py")
 
 
 def write_env_file() -> None:
@@ -86,6 +92,8 @@ def main() -> None:
         remove_example_tools()
     if not GITHUB_ACTIONS:
         remove_github_actions()
+    if not KUBERNETES:
+        remove_kubernetes()
     write_env_file()
     if os.environ.get("COOKIECUTTER_GIT_INIT") == "1":
         git_init()

@@ -24,6 +24,7 @@ COMBINATIONS: dict[str, dict[str, object]] = {
         "model_provider": "ollama",
         "auth_mode": "none",
         "include_example_tools": False,
+        "kubernetes": False,
     },
     # A long name: lines that hold the package name must still pass ruff format.
     "litellm-long-name-no-ci": {
@@ -99,6 +100,10 @@ def test_optional_files_follow_the_answers(project: BakedProject) -> None:
     assert project.has_file(".github/workflows/ci.yml") is option_values(
         project.answers, "github_actions"
     )
+    kubernetes = option_values(project.answers, "kubernetes")
+    assert project.has_file("deploy/kubernetes/base/deployment.yaml") is kubernetes
+    assert project.has_file("tests/test_kubernetes.py") is kubernetes
+    assert ("kubernetes-validate" in project.read("pyproject.toml")) is kubernetes
 
 
 def env_values(text: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .baking import TEMPLATE_DIR, Bake, run_cookiecutter_cli
+from .baking import DEFAULTS, TEMPLATE_DIR, Bake, run_cookiecutter_cli
 
 REFUSED = {
     "name-starts-with-a-digit": (["project_name=1 bad"], "must start with a letter"),
@@ -80,8 +80,9 @@ INJECTED = 'x"""; __import__("pathlib").Path("PWNED").touch(); """{{ 7 * 7 }}{% 
 
 def test_injected_code_in_answers_never_runs(tmp_path: Path) -> None:
     # Typed at the prompts, as a user would: project name, description, author name, author email,
-    # then the defaults for the choices.
-    answers = ["My Agent", INJECTED, INJECTED, "me@example.com", "", "", "", ""]
+    # then the default of every other question.
+    questions = [name for name in DEFAULTS if not name.startswith("_")]
+    answers = ["My Agent", INJECTED, INJECTED, "me@example.com"] + [""] * (len(questions) - 4)
     output_dir = tmp_path / "out"
 
     result = run_cookiecutter_cli(output_dir, stdin="\n".join(answers) + "\n")

@@ -3,14 +3,13 @@
 import logging
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from .errors import ERROR_RESPONSES, ApiError
-from .security import authenticate
+from .errors import ApiError, documented
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
@@ -27,12 +26,14 @@ async def health() -> Health:
 
 
 @router.get(
-    "/ready",
-    dependencies=[Depends(authenticate)],
-    responses=ERROR_RESPONSES,
+    "/ready", responses=documented({503: "The database is unreachable (database_unavailable)"})
 )
 async def ready(request: Request) -> Health:
-    """Readiness: the database answers."""
+    """Readiness: the database answers.
+
+    Open, like /health: the probes of Kubernetes and of load balancers send no credential, and
+    the answer tells no more than whether this replica can serve.
+    """
 
     def ping() -> None:
         with request.app.state.engine.connect() as connection:

@@ -1,0 +1,103 @@
+"""deploy/kubernetes: every object valid for the cluster, every variable a setting the service
+reads, probes that answer, and room for running turns to finish on shutdown."""
+
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+from fastapi.testclient import TestClient
+
+from {{ cookiecutter.__package_name }}.api.app import create_app
+from {{ cookiecutter.__package_name }}.config import Settings
+
+from .support.kustomize import Manifest, containers, named, pod_specs, render
+
+KUBERNETES = Path(__file__).resolve().parents[1] / "deploy" / "kubernetes"
+KUSTOMIZATIONS = ["base", "migration", "overlays/example", "overlays/example/migration"]
+# The oldest Kubernetes release the manifests must work on.
+KUBERNETES_VERSION = "1.31.0"
+# Read by libraries, not by Settings: uvicorn, and the model providers' clients.
+LIBRARY_VARIABLES = {"FORWARDED_ALLOW_IPS", "AWS_REGION", "ANTHROPIC_API_KEY", "OPENAI_API_KEY"}
+
+
+def example() -> list[Manifest]:
+    return render(KUBERNETES / "overlays" / "example")
+
+
+def settings_of(objects: list[Manifest]) -> dict[str, str]:
+    """The deployment's ConfigMap: the settings every replica runs with."""
+    return named(objects, "ConfigMap", "{{ cookiecutter.__project_slug }}")["data"]
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_every_object_is_valid_for_kubernetes(kustomization: str) -> None:
+    objects = render(KUBERNETES / kustomization)
+
+    assert objects
+    for manifest in objects:
+        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+
+
+def test_every_variable_is_one_the_service_reads() -> None:
+    objects = example() + render(KUBERNETES / "overlays" / "example" / "migration")
+    named_ones = set(settings_of(objects))
+    named_ones |= {
+        variable["name"]
+        for container in containers(objects)
+        for variable in container.get("env", [])
+    }
+
+    settings = {name.upper() for name in Settings.model_fields}
+
+    assert named_ones - settings - LIBRARY_VARIABLES == set()
+    assert {"DATABASE_URL", "CURSOR_SECRET", "ALLOWED_HOSTS"} <= named_ones
+
+
+def test_the_probes_answer_without_a_credential(monkeypatch: pytest.MonkeyPatch) -> None:
+    objects = example()
+    monkeypatch.setenv("ALLOWED_HOSTS", settings_of(objects)["ALLOWED_HOSTS"])
+    (app,) = [container for container in containers(objects) if container["name"] == "app"]
+
+    with TestClient(create_app()) as client:
+        for probe in (app["readinessProbe"], app["livenessProbe"]):
+            request = probe["httpGet"]
+            headers = {header["name"]: header["value"] for header in request["httpHeaders"]}
+            response = client.get(request["path"], headers=headers)
+
+            assert response.status_code == 200, (request, response.text)
+
+
+def test_running_turns_have_time_to_finish_on_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
+    objects = example()
+    for name, value in settings_of(objects).items():
+        monkeypatch.setenv(name, value)
+    (pod,) = [spec for spec in pod_specs(objects) if spec["containers"][0]["name"] == "app"]
+    pause = int(pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"][-1])
+    turn_timeout = Settings().turn_timeout
+
+    assert pod["terminationGracePeriodSeconds"] >= pause + turn_timeout
+
+
+def test_pods_run_unprivileged() -> None:
+    objects = example() + render(KUBERNETES / "overlays" / "example" / "migration")
+
+    for pod in pod_specs(objects):
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["automountServiceAccountToken"] is False
+    for container in containers(objects):
+        assert container["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        }
+        assert {"requests", "limits"} <= set(container["resources"])
+
+
+def test_the_overlay_names_one_image_for_the_service_and_its_migration() -> None:
+    images = {container["image"] for container in containers(example())}
+    images |= {
+        container["image"]
+        for container in containers(render(KUBERNETES / "overlays" / "example" / "migration"))
+    }
+
+    assert images == {"registry.example.com/{{ cookiecutter.__project_slug }}:0.1.0"}
