@@ -46,8 +46,8 @@ def remove_github_actions() -> None:
 
 
 def remove_kubernetes() -> None:
-    tests = Path("tests")
-    remove("deploy", tests / "test_kubernetes.py", tests / "support" / "kustomize.py")
+    remove(Path("deploy", "kubernetes"), Path("tests", "test_kubernetes.py"))
+    remove(Path("tests", "support", "kustomize.py"))
 
 
 def write_env_file() -> None:

@@ -83,6 +83,19 @@ def test_toml_and_yaml_files_parse(project: BakedProject) -> None:
         yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
+def test_compose_and_workflow_files_follow_their_schemas(project: BakedProject) -> None:
+    """As Docker Compose and GitHub read them: with the schemas that check-jsonschema bundles."""
+    checks = {"vendor.compose-spec": [project.path / "compose.yaml"]}
+    workflows = sorted((project.path / ".github" / "workflows").glob("*.yml"))
+    if workflows:
+        checks["vendor.github-workflows"] = workflows
+    for schema, paths in checks.items():
+        command = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema]
+        result = subprocess.run([*command, *map(str, paths)], capture_output=True, text=True)
+
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_strands_extra_matches_the_provider(project: BakedProject) -> None:
     provider = option_values(project.answers, "model_provider")
     dependencies = tomllib.loads(project.read("pyproject.toml"))["project"]["dependencies"]
