@@ -18,6 +18,7 @@ PACKAGE_NAME = {{ cookiecutter.__package_name | tojson }}
 INCLUDE_EXAMPLE_TOOLS = json.loads("{{ cookiecutter.include_example_tools | tojson }}")
 GITHUB_ACTIONS = json.loads("{{ cookiecutter.github_actions | tojson }}")
 KUBERNETES = json.loads("{{ cookiecutter.kubernetes | tojson }}")
+AGENTCORE = json.loads("{{ cookiecutter.agentcore | tojson }}")
 
 # The placeholders in .env.example that .env gets fresh secrets for; every occurrence is replaced,
 # so the password repeated inside DATABASE_URL stays consistent.
@@ -48,6 +49,10 @@ def remove_github_actions() -> None:
 def remove_kubernetes() -> None:
     remove(Path("deploy", "kubernetes"), Path("tests", "test_kubernetes.py"))
     remove(Path("tests", "support", "kustomize.py"))
+
+
+def remove_agentcore() -> None:
+    remove(PACKAGE_DIR / "api" / "agentcore.py", Path("tests", "api", "test_agentcore.py"))
 
 
 def write_env_file() -> None:
@@ -94,6 +99,8 @@ def main() -> None:
         remove_github_actions()
     if not KUBERNETES:
         remove_kubernetes()
+    if not AGENTCORE:
+        remove_agentcore()
     write_env_file()
     if os.environ.get("COOKIECUTTER_GIT_INIT") == "1":
         git_init()

@@ -19,7 +19,7 @@ COMBINATIONS: dict[str, dict[str, object]] = {
         "include_example_tools": False,
         "github_actions": False,
     },
-    "openai-jwt": {"model_provider": "openai", "auth_mode": "jwt"},
+    "openai-jwt-agentcore": {"model_provider": "openai", "auth_mode": "jwt", "agentcore": True},
     "ollama-open-no-tools": {
         "model_provider": "ollama",
         "auth_mode": "none",
@@ -117,6 +117,9 @@ def test_optional_files_follow_the_answers(project: BakedProject) -> None:
     assert project.has_file("deploy/kubernetes/base/deployment.yaml") is kubernetes
     assert project.has_file("tests/test_kubernetes.py") is kubernetes
     assert ("kubernetes-validate" in project.read("pyproject.toml")) is kubernetes
+    agentcore = option_values(project.answers, "agentcore")
+    assert (project.package_dir / "api" / "agentcore.py").exists() is agentcore
+    assert project.has_file("tests/api/test_agentcore.py") is agentcore
 
 
 def env_values(text: str) -> dict[str, str]:

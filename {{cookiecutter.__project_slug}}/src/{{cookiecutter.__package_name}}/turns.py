@@ -170,6 +170,11 @@ class TurnRunner:
         # wait behind a burst of turns beginning, or the leases would expire meanwhile.
         self._connections = asyncio.Semaphore(settings.db_pool_size - 1)
 
+    @property
+    def turns_in_flight(self) -> int:
+        """Turns admitted and not yet ended: running, or waiting for their session."""
+        return self._admitted
+
     async def start(
         self,
         session_id: str,

@@ -18,6 +18,9 @@ from ..database import create_async_engine, create_engine, migrate_if_embedded
 from ..session_store import SqlSessionRepository, turn_store_for
 from ..turns import TurnRunner
 from . import health, sessions, turns
+{%- if cookiecutter.agentcore %}
+from .agentcore import create_router as agentcore_router
+{%- endif %}
 from .cursors import cursor_secret
 from .disconnects import DroppedStreamMiddleware
 from .errors import UnexpectedErrorMiddleware, install_error_handlers
@@ -88,4 +91,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(turns.router)
     app.include_router(sessions.router)
+{%- if cookiecutter.agentcore %}
+    app.include_router(agentcore_router())
+{%- endif %}
     return app

@@ -39,10 +39,16 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
+Prompt = Annotated[
+    str,
+    StringConstraints(min_length=1),
+    AfterValidator(storable_text),
+    Field(examples=["What can you do?"]),
+]
+
+
 class TurnRequest(BaseModel):
-    prompt: Annotated[str, AfterValidator(storable_text)] = Field(
-        min_length=1, examples=["What can you do?"]
-    )
+    prompt: Prompt
     session_id: SessionId | None = Field(
         default=None, description="Continue this session (created if new); omit for a new one."
     )

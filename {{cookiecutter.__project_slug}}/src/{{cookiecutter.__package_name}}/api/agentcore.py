@@ -1,0 +1,106 @@
+"""The Amazon Bedrock AgentCore Runtime contract: POST /invocations and GET /ping, on port 8080.
+
+AgentCore runs the image as it is and calls these two routes; its session header names the
+session, so a conversation continues across invocations as it does across /process calls.
+"""
+
+import json
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse, Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent, format_sse_event
+from pydantic import BaseModel, Field
+
+from ..turns import Turn, TurnResult
+from .dependencies import AppSettings, Runner
+from .errors import BODY_ERROR_RESPONSES, ERROR_RESPONSES, TURN_ERROR_RESPONSES, turn_error
+from .schemas import Prompt, SessionId, TurnRequest
+from .security import Principal
+from .turns import checked_request, process_streaming, started_turn
+
+SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
+
+
+class InvocationRequest(BaseModel):
+    """AgentCore passes the caller's payload on as it is: this service reads its `prompt`."""
+
+    prompt: Prompt
+
+
+class PingStatus(BaseModel):
+    status: Literal["Healthy", "HealthyBusy"] = Field(
+        description="HealthyBusy while turns run: AgentCore keeps a busy session's instance."
+    )
+    time_of_last_update: int = Field(description="When the status last changed (Unix seconds).")
+
+
+class StatusChanges:
+    """/ping's status and when it last changed: AgentCore reads an advancing time as activity."""
+
+    def __init__(self) -> None:
+        self.status = "Healthy"
+        self.changed_at = int(time.time())
+
+    def report(self, busy: bool) -> PingStatus:
+        status = "HealthyBusy" if busy else "Healthy"
+        if status != self.status:
+            self.status, self.changed_at = status, int(time.time())
+        return PingStatus(status=status, time_of_last_update=self.changed_at)
+
+
+async def started_invocation(
+    body: InvocationRequest,
+    settings: AppSettings,
+    runner: Runner,
+    principal: Principal,
+    request: Request,
+    session_id: Annotated[
+        SessionId | None,
+        Header(alias=SESSION_HEADER, description="The runtime's session; omit for a new one."),
+    ] = None,
+) -> Turn:
+    """The turn, started as /process starts it."""
+    turn = await checked_request(TurnRequest(prompt=body.prompt, session_id=session_id), settings)
+    return await started_turn(turn, runner, principal, request)
+
+
+async def encoded(events: AsyncIterable[ServerSentEvent]) -> AsyncIterator[bytes]:
+    async for event in events:
+        data = json.dumps(jsonable_encoder(event.data))
+        yield format_sse_event(event=event.event, data_str=data)
+
+
+def create_router() -> APIRouter:
+    """The two routes, with the /ping status of one application."""
+    router = APIRouter(tags=["agentcore"])
+    changes = StatusChanges()
+
+    @router.get("/ping")
+    async def ping(runner: Runner) -> PingStatus:
+        """AgentCore's health check. Needs no credential, like /health."""
+        return changes.report(busy=runner.turns_in_flight > 0)
+
+    @router.post(
+        "/invocations",
+        response_model=TurnResult,
+        responses=ERROR_RESPONSES | BODY_ERROR_RESPONSES | TURN_ERROR_RESPONSES,
+    )
+    async def invocations(
+        turn: Annotated[Turn, Depends(started_invocation)],
+        accept: Annotated[str, Header()] = "application/json",
+    ) -> Response:
+        """Run one turn of the session: its answer, or with `Accept: text/event-stream` its
+        events exactly as /process-streaming sends them."""
+        if "text/event-stream" in accept:
+            return EventSourceResponse(encoded(process_streaming(turn)))
+        try:
+            result = await turn.result()
+        except Exception as error:
+            raise turn_error(error) from error
+        return JSONResponse(jsonable_encoder(result))
+
+    return router

@@ -1,0 +1,106 @@
+"""The AgentCore Runtime contract through a real uvicorn server: /invocations and /ping."""
+
+import threading
+import time
+from collections.abc import Iterator
+from uuid import uuid4
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from {{ cookiecutter.__package_name }}.api.agentcore import SESSION_HEADER
+
+from ..support.http import assert_error
+from ..support.server import running_server
+from ..support.sse import parse_events, streamed_text
+
+
+@pytest.fixture(scope="module")
+def runtime(database_url: str, engine: Engine) -> Iterator[httpx.Client]:
+    """One server for the module. Its echo model takes 0.05 s a word, so that a turn lasts long
+    enough for /ping to see it."""
+    with running_server(database_url, ECHO_WORD_DELAY="0.05") as client:
+        yield client
+
+
+def runtime_session() -> str:
+    """An id as the runtime makes them: 33 characters or more."""
+    return f"runtime-{uuid4()}"
+
+
+def test_invocations_continue_the_runtime_session(runtime: httpx.Client) -> None:
+    session = {SESSION_HEADER: runtime_session()}
+    first = runtime.post("/invocations", json={"prompt": "Hello"}, headers=session)
+    second = runtime.post("/invocations", json={"prompt": "Again"}, headers=session)
+    history = runtime.get(f"/sessions/{session[SESSION_HEADER]}/history").json()
+
+    assert first.status_code == 200, first.text
+    assert first.json()["session_id"] == session[SESSION_HEADER]
+    assert first.json()["response"] == "You said: Hello"
+    assert second.json()["response"] == "You said: Again"
+    assert [message["text"] for message in history["messages"]] == [
+        "Hello",
+        "You said: Hello",
+        "Again",
+        "You said: Again",
+    ]
+
+
+def test_an_invocation_streams_when_asked(runtime: httpx.Client) -> None:
+    headers = {SESSION_HEADER: runtime_session(), "Accept": "text/event-stream"}
+    invocation = {"json": {"prompt": "Stream it"}, "headers": headers}
+    with runtime.stream("POST", "/invocations", **invocation) as response:
+        body = response.read().decode()
+
+    events = parse_events(body)
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert events[0].event == "session"
+    assert events[0].data == {"session_id": headers[SESSION_HEADER]}
+    assert events[-1].event == "done"
+    assert streamed_text(events) == events[-1].data["response"] == "You said: Stream it"
+
+
+def test_without_a_session_header_an_invocation_starts_a_session(runtime: httpx.Client) -> None:
+    answer = runtime.post("/invocations", json={"prompt": "Hello"}).json()
+    stored = runtime.get(f"/sessions/{answer['session_id']}")
+
+    assert stored.status_code == 200
+
+
+def test_bad_invocations_get_json_errors(runtime: httpx.Client) -> None:
+    no_prompt = runtime.post("/invocations", json={"input": "Hello"})
+    bad_session = runtime.post(
+        "/invocations", json={"prompt": "Hi"}, headers={SESSION_HEADER: "a/b"}
+    )
+    no_key = runtime.post("/invocations", json={"prompt": "Hi"}, headers={"Authorization": ""})
+
+    assert_error(no_prompt, 422, "invalid_request")
+    assert_error(bad_session, 422, "invalid_request")
+    assert_error(no_key, 401, "unauthorized")
+
+
+def test_ping_is_busy_while_a_turn_runs(runtime: httpx.Client) -> None:
+    """It needs no credential; its time is when its status last changed."""
+    prompt = " ".join(["word"] * 20)  # echoed back in about a second
+    invocation = {"json": {"prompt": prompt}, "headers": {SESSION_HEADER: runtime_session()}}
+    idle = runtime.get("/ping", headers={"Authorization": ""}).json()
+    turn = threading.Thread(target=runtime.post, args=("/invocations",), kwargs=invocation)
+    turn.start()
+    busy = wait_for_status(runtime, "HealthyBusy")
+    turn.join()
+    after = wait_for_status(runtime, "Healthy")
+
+    assert idle["status"] == "Healthy"
+    assert idle["time_of_last_update"] <= busy["time_of_last_update"] <= time.time()
+    assert busy["time_of_last_update"] <= after["time_of_last_update"] <= time.time()
+
+
+def wait_for_status(runtime: httpx.Client, status: str, timeout: float = 10) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = runtime.get("/ping").json()
+        if answer["status"] == status:
+            return answer
+        time.sleep(0.05)
+    raise AssertionError(f"/ping never answered {status}")
