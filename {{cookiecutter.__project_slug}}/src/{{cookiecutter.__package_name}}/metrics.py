@@ -12,10 +12,15 @@ from prometheus_client import (
     Gauge,
     Histogram,
     ProcessCollector,
+    disable_created_metrics,
     start_http_server,
 )
 from sqlalchemy import Engine
 from sqlalchemy.pool import QueuePool
+
+# No `*_created` series beside each counter and histogram: they double the output for a time
+# that Prometheus infers anyway.
+disable_created_metrics()
 
 # A model's turn lasts seconds, up to TURN_TIMEOUT (300 s by default).
 TURN_SECONDS = (0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300)

@@ -5,11 +5,14 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -18,6 +21,7 @@ from {{ cookiecutter.__package_name }}.api.app import create_app
 
 from ..support.databases import TEST_PRINCIPAL, new_api_key, settings_for
 from ..support.scripted_model import ScriptedModel
+from ..support.server import running_server
 
 
 def ancestors(span: ReadableSpan, spans: Sequence[ReadableSpan]) -> list[str]:
@@ -74,7 +78,9 @@ def test_a_turn_is_one_trace_from_its_request_to_its_statements_and_model(
 def test_a_failed_turn_span_carries_its_error_code(database_url: str) -> None:
     exporter = InMemorySpanExporter()
     model = ScriptedModel([RuntimeError("provider exploded")])
-    app = create_app(settings_for(database_url), model_factory=lambda: model, span_exporter=exporter)
+    app = create_app(
+        settings_for(database_url), model_factory=lambda: model, span_exporter=exporter
+    )
     key = new_api_key(database_url)
     with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as client:
         assert client.post("/process", json={"prompt": "Hi"}).status_code == 502
@@ -126,3 +132,50 @@ def test_without_an_endpoint_nothing_is_traced(tmp_path: Path) -> None:
         "provider": "ProxyTracerProvider",
     }
 
+
+@pytest.fixture
+def collector() -> Iterator[tuple[str, list[ExportTraceServiceRequest]]]:
+    """An OTLP/HTTP endpoint that keeps what it is sent: its URL, and the requests."""
+    received: list[ExportTraceServiceRequest] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if self.path == "/v1/traces":
+                received.append(ExportTraceServiceRequest.FromString(body))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", received
+    server.shutdown()
+
+
+def test_the_endpoint_variables_send_traces_to_a_collector(
+    tmp_path: Path, collector: tuple[str, list[ExportTraceServiceRequest]]
+) -> None:
+    url, received = collector
+    database_url = f"sqlite:///{tmp_path / 'traced.db'}"
+    otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": url, "OTEL_SERVICE_NAME": "traced-agent"}
+    with running_server(database_url, **otel) as client:
+        assert client.post("/process", json={"prompt": "hello"}).status_code == 200
+    # The server has stopped (SIGTERM): what it had batched has been sent.
+
+    resources = [spans for request in received for spans in request.resource_spans]
+    names = {
+        span.name for spans in resources for scope in spans.scope_spans for span in scope.spans
+    }
+    assert {"POST /process", "turn"} <= names
+    assert any(name.startswith("invoke_agent") for name in names)
+    services = {
+        attribute.value.string_value
+        for spans in resources
+        for attribute in spans.resource.attributes
+        if attribute.key == "service.name"
+    }
+    assert services == {"traced-agent"}
