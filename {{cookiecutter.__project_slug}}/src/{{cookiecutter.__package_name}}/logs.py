@@ -91,3 +91,4 @@ def log_config(settings: Settings) -> dict[str, Any]:
 
 def configure_logging(settings: Settings) -> None:
     logging.config.dictConfig(log_config(settings))
+    logging.captureWarnings(True)  # Python's warnings too, as log lines of the same format

@@ -162,15 +162,22 @@ def test_the_endpoint_variables_send_traces_to_a_collector(
     url, received = collector
     database_url = f"sqlite:///{tmp_path / 'traced.db'}"
     otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": url, "OTEL_SERVICE_NAME": "traced-agent"}
-    with running_server(database_url, **otel) as client:
+    log_path = tmp_path / "server.log"
+    with (
+        log_path.open("w") as log,
+        running_server(database_url, log=log, LOG_FORMAT="json", **otel) as client,
+    ):
         assert client.post("/process", json={"prompt": "hello"}).status_code == 200
     # The server has stopped (SIGTERM): what it had batched has been sent.
 
     resources = [spans for request in received for spans in request.resource_spans]
-    names = {
-        span.name for spans in resources for scope in spans.scope_spans for span in scope.spans
-    }
+    spans = [span for each in resources for scope in each.scope_spans for span in scope.spans]
+    names = {span.name for span in spans}
     assert {"POST /process", "turn"} <= names
+    [turn] = [span for span in spans if span.name == "turn"]
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    [finished] = [line for line in lines if line["message"].startswith("turn finished")]
+    assert finished["trace_id"] == turn.trace_id.hex(), "a log line leads to its trace"
     assert any(name.startswith("invoke_agent") for name in names)
     services = {
         attribute.value.string_value
