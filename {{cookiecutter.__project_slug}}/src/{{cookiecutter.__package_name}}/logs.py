@@ -69,9 +69,12 @@ def log_config(settings: Settings) -> dict[str, Any]:
     loggers: dict[str, Any] = {
         name: {"handlers": [], "propagate": True} for name in UVICORN_LOGGERS
     }
-    if not settings.log_prompts:
-        # The Strands SDK logs each model request, prompts included, at DEBUG.
-        loggers["strands"] = {"level": max(logging.INFO, logging.getLevelName(settings.log_level))}
+    level = settings.log_level
+    if not settings.log_prompts and level == "DEBUG":
+        # Libraries log their requests at DEBUG, prompts included (the Strands SDK, the model
+        # providers' clients): only the service's own loggers go below INFO.
+        loggers["{{ cookiecutter.__package_name }}"] = {"level": level}
+        level = "INFO"
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -84,7 +87,7 @@ def log_config(settings: Settings) -> dict[str, Any]:
                 "filters": ["context"],
             }
         },
-        "root": {"level": settings.log_level, "handlers": ["default"]},
+        "root": {"level": level, "handlers": ["default"]},
         "loggers": loggers,
     }
 

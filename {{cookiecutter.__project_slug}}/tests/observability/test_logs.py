@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from ..conftest import Api
 from ..support.databases import TEST_PRINCIPAL
@@ -26,9 +27,14 @@ def server_with_log(tmp_path: Path, **env: str) -> Iterator[tuple[httpx.Client, 
         yield client, log_path
 
 
-def test_json_lines_carry_request_session_and_principal_but_no_prompt(tmp_path: Path) -> None:
+# At DEBUG, libraries log their requests, prompts included (aiosqlite its SQL parameters, the
+# model providers' clients their request bodies): not unless LOG_PROMPTS=true.
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+def test_json_lines_carry_request_session_and_principal_but_no_prompt(
+    tmp_path: Path, level: str
+) -> None:
     # Set: the server runs in the project's directory, whose .env asks for text.
-    with server_with_log(tmp_path, LOG_FORMAT="json") as (client, log_path):
+    with server_with_log(tmp_path, LOG_FORMAT="json", LOG_LEVEL=level) as (client, log_path):
         given = client.post(
             "/process",
             json={"prompt": SECRET_PROMPT, "session_id": "chat-1"},
