@@ -104,8 +104,10 @@ class Settings(BaseSettings):
     # OTEL_* variables, read from the environment by OpenTelemetry itself, not by these settings.
     # Logs: one JSON object a line, or text for a developer's terminal (.env sets text).
     log_format: Literal["json", "text"] = "json"
+    # DEBUG lowers only the service's own loggers: libraries log prompts at DEBUG (logs.py).
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    # Log each turn's prompt (at INFO): for debugging only, prompts are the users' words.
+    # Log each turn's prompt (at INFO), and let libraries log at DEBUG: for debugging only,
+    # prompts are the users' words.
     log_prompts: bool = False
     # Unset: Prometheus metrics at /metrics, behind the same authentication as the API. A port:
     # served there alone, without authentication (for a scraper on a private network), and not
