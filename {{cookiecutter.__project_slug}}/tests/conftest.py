@@ -40,6 +40,8 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     monkeypatch.chdir(tmp_path)
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)  # tests that trace pass their own exporter
     monkeypatch.setenv("AUTH_MODE", "api_keys")
     monkeypatch.setenv("ALLOWED_HOSTS", json.dumps(ALLOWED_HOSTS))
     get_settings.cache_clear()

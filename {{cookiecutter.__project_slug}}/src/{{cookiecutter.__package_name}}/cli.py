@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from .api_keys import create_api_key, list_api_keys, revoke_api_key
 from .config import Settings, get_settings
 from .database import create_engine, migrate_if_embedded
+from .logs import log_config
 
 
 def is_loopback(host: str) -> bool:
@@ -39,6 +40,8 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
         timeout_keep_alive=args.timeout_keep_alive,
         limit_concurrency=args.limit_concurrency,
         backlog=args.backlog,
+        # Also for what uvicorn logs before it imports the app (main.py configures it again).
+        log_config=log_config(settings),
     )
 
 

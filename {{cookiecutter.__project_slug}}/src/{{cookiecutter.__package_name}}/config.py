@@ -100,6 +100,20 @@ class Settings(BaseSettings):
     # `make dev`, but its cursors are refused after a restart and by other replicas.
     cursor_secret: SecretStr | None = None
 
+    # Observability (see "Observability" in the README). Traces are configured by the standard
+    # OTEL_* variables, read from the environment by OpenTelemetry itself, not by these settings.
+    # Logs: one JSON object a line, or text for a developer's terminal (.env sets text).
+    log_format: Literal["json", "text"] = "json"
+    # DEBUG lowers only the service's own loggers: libraries log prompts at DEBUG (logs.py).
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # Log each turn's prompt (at INFO), and let libraries log at DEBUG: for debugging only,
+    # prompts are the users' words.
+    log_prompts: bool = False
+    # Unset: Prometheus metrics at /metrics, behind the same authentication as the API. A port:
+    # served there alone, without authentication (for a scraper on a private network), and not
+    # on the API's port.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
     # postgresql+psycopg://user:password@host:5432/db, or sqlite:///path/to/file.db
     database_url: str = DEFAULT_DATABASE_URL
     # The connections a process keeps: DB_POOL_SIZE for its turns, which hold one only while

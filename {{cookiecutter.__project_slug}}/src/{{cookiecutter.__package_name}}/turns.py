@@ -5,15 +5,20 @@ A turn is admitted (MAX_CONCURRENT_TURNS per process), takes its session's lease
 against that unit of work, in memory: waiting for its model, it holds no thread and no database
 connection. A turn that has started runs to its end even if its client goes away, and is stored
 whole; a turn that fails, or whose lease was lost, stores nothing.
+
+Each turn is a span of its request's trace (tracing.py), counted in the metrics (metrics.py), and
+its log lines carry its session and principal (logs.py).
 """
 
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import trace
 from pydantic import BaseModel, Field
 from strands import Agent
 from strands.agent import AgentResult
@@ -21,12 +26,16 @@ from strands.hooks import AfterModelCallEvent, HookProvider, HookRegistry
 from strands.models import Model
 from strands.types.content import Message
 
+from . import logs
 from .agent import AGENT_ID, build_agent
 from .config import Settings
+from .metrics import Metrics
 from .principal_limits import PrincipalLimits, too_many_sessions
 from .session_store import LeaseLostError, SessionBusyError, TurnStore, UnitOfWork
 
 logger = logging.getLogger(__name__)
+# OpenTelemetry's no-op tracer unless tracing is on (tracing.py).
+tracer = trace.get_tracer(__name__)
 
 
 @dataclass(frozen=True)
@@ -120,8 +129,11 @@ class ModelFailures(HookProvider):
 class Turn:
     """A turn in progress: its events, and then its result or its error, arrive in a queue."""
 
-    def __init__(self, work: UnitOfWork) -> None:
+    def __init__(self, work: UnitOfWork, span: trace.Span, asked_at: float) -> None:
         self.work = work
+        self.span = span
+        self.asked_at = asked_at  # time.monotonic() when the turn was asked for
+        self.streamed_text = False
         self.task: asyncio.Task[None] | None = None
         self.ending = False  # saving or giving up: its lease is no longer the lease keeper's
         self.lease_lost = False
@@ -156,12 +168,22 @@ class TurnRunner:
     """Admits turns, runs them, keeps their leases, and waits for them when the process stops."""
 
     def __init__(
-        self, settings: Settings, store: TurnStore, model_factory: Callable[[], Model]
+        self,
+        settings: Settings,
+        store: TurnStore,
+        model_factory: Callable[[], Model],
+        metrics: Metrics | None = None,
+        error_code: Callable[[BaseException], str] = lambda error: type(error).__name__,
     ) -> None:
+        """`error_code` names a turn's failure in metrics and traces: the API passes the code
+        its client gets."""
         self._settings = settings
         self._store = store
         self._model_factory = model_factory
+        self._metrics = metrics or Metrics()
+        self._error_code = error_code
         self._admitted = 0
+        self._metrics.turns_in_flight.set_function(lambda: self._admitted)
         self._limits = PrincipalLimits(settings.max_turns_per_principal, settings.turns_per_minute)
         self._running: dict[str, Turn] = {}  # by session id
         self._stopping = False
@@ -185,16 +207,49 @@ class TurnRunner:
         """Admit `principal`'s turn and start it once it holds its session; raise what stopped
         it (NotFoundError if the session is another principal's, PrincipalLimitError past the
         principal's limits)."""
+        # For every log line of the request from now on, and of the turn's task.
+        logs.session_id.set(session_id)
+        logs.principal.set(principal)
+        if self._settings.log_prompts:
+            logger.info("prompt: %s", prompt)
+        asked_at = time.monotonic()
+        span = tracer.start_span(
+            "turn", attributes={"session.id": session_id, "enduser.id": principal}
+        )
+        try:
+            # The turn's task, created inside, runs in this span: one trace with the request's.
+            with trace.use_span(span, end_on_exit=False):
+                turn = await self._start(session_id, principal, prompt, client_gone, span, asked_at)
+        except BaseException as error:
+            code = self._error_code(error)
+            self._metrics.turns_refused.labels(code=code).inc()
+            span.set_attribute("turn.outcome", code)
+            span.end()
+            raise
+        self._metrics.turns_started.inc()
+        return turn
+
+    async def _start(
+        self,
+        session_id: str,
+        principal: str,
+        prompt: str,
+        client_gone: Callable[[], Awaitable[bool]],
+        span: trace.Span,
+        asked_at: float,
+    ) -> Turn:
         if self._stopping or self._admitted >= self._settings.max_concurrent_turns:
             raise OverloadedError()
         self._limits.admit(principal)
         self._admitted += 1
         try:
+            began = time.monotonic()
             work = await self._begin(session_id, principal, client_gone)
+            self._metrics.session_wait.observe(time.monotonic() - began)
             try:
                 if await client_gone():
                     raise ClientGoneError()
-                turn = Turn(work)
+                turn = Turn(work, span, asked_at)
                 failures = ModelFailures()
                 model = self._model_factory()
                 agent = build_agent(self._settings, work, session_id, model, hooks=[failures])
@@ -266,17 +321,37 @@ class TurnRunner:
         except BaseException as error:
             turn.ending = True
             self._log_failure(turn, error)
+            code = self._error_code(error)
+            self._metrics.turns_failed.labels(code=code).inc()
+            turn.span.set_attribute("turn.outcome", code)
+            turn.span.set_status(trace.StatusCode.ERROR, code)
             if not isinstance(error, LeaseLostError):
                 await self._give_up(turn.work)
             turn.emit(error)
             if not isinstance(error, Exception):
                 raise
         else:
+            self._finished(turn, result)
             turn.emit(result)
         finally:
+            turn.span.end()
             self._admitted -= 1
             self._limits.release(turn.work.principal)
             del self._running[turn.session_id]
+
+    def _finished(self, turn: Turn, result: TurnResult) -> None:
+        usage = result.usage
+        logger.info(
+            "turn finished: %s, %d tokens in, %d out",
+            result.stop_reason,
+            usage.input_tokens,
+            usage.output_tokens,
+        )
+        self._metrics.turns_finished.inc()
+        self._metrics.turn_duration.observe(time.monotonic() - turn.asked_at)
+        self._metrics.input_tokens.inc(usage.input_tokens)
+        self._metrics.output_tokens.inc(usage.output_tokens)
+        turn.span.set_attribute("turn.outcome", "ok")
 
     @staticmethod
     def _log_failure(turn: Turn, error: BaseException) -> None:
@@ -287,12 +362,14 @@ class TurnRunner:
         else:
             logger.error("turn failed: session_id=%s", turn.session_id, exc_info=error)
 
-    @staticmethod
-    async def _relay(agent: Agent, turn: Turn, prompt: str) -> TurnResult:
+    async def _relay(self, agent: Agent, turn: Turn, prompt: str) -> TurnResult:
         """Send the turn's events on as they come; return its result."""
         result: AgentResult | None = None
         async for event in agent.stream_async(prompt):
             if "data" in event:
+                if not turn.streamed_text:
+                    turn.streamed_text = True
+                    self._metrics.first_text.observe(time.monotonic() - turn.asked_at)
                 turn.emit(TextDelta(event["data"]))
             elif "message" in event:
                 for block in event["message"]["content"]:

@@ -9,33 +9,41 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
+from opentelemetry.sdk.trace.export import SpanExporter
 from starlette.concurrency import run_in_threadpool
 from strands.models import Model
 
 from ..agent import build_model
 from ..config import Settings, get_settings
 from ..database import create_async_engine, create_engine, migrate_if_embedded
+from ..metrics import Metrics
 from ..session_store import SqlSessionRepository, turn_store_for
+from ..tracing import start_tracing
 from ..turns import TurnRunner
-from . import health, sessions, turns
+from . import health, metrics, sessions, turns
 {%- if cookiecutter.agentcore %}
 from .agentcore import create_router as agentcore_router
 {%- endif %}
 from .cursors import cursor_secret
 from .disconnects import DroppedStreamMiddleware
-from .errors import UnexpectedErrorMiddleware, install_error_handlers
+from .errors import UnexpectedErrorMiddleware, install_error_handlers, turn_error_code
 from .hosts import AllowedHostsMiddleware
 from .limits import BodySizeLimitMiddleware
+from .request_ids import RequestIdMiddleware
 from .security import Authenticator
 
 logger = logging.getLogger(__name__)
 
 
 def create_app(
-    settings: Settings | None = None, model_factory: Callable[[], Model] | None = None
+    settings: Settings | None = None,
+    model_factory: Callable[[], Model] | None = None,
+    span_exporter: SpanExporter | None = None,
 ) -> FastAPI:
-    """Build the application. Tests pass their own settings and a scripted model."""
+    """Build the application. Tests pass their own settings, a scripted model, and a span
+    exporter to trace to (else traces go where OTEL_EXPORTER_OTLP_ENDPOINT says, if set)."""
     config = settings or get_settings()
+    app_metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -43,7 +51,8 @@ def create_app(
         engine, turn_engine = create_engine(config), create_async_engine(config)
         await run_in_threadpool(migrate_if_embedded, engine)
         store = turn_store_for(turn_engine, config.session_lease_seconds)
-        runner = TurnRunner(config, store, model_factory or partial(build_model, config))
+        model = model_factory or partial(build_model, config)
+        runner = TurnRunner(config, store, model, app_metrics, turn_error_code)
         app.state.settings, app.state.engine = config, engine
         app.state.repository, app.state.runner = SqlSessionRepository(engine), runner
         app.state.authenticator = Authenticator(config, engine)
@@ -59,7 +68,12 @@ def create_app(
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(config.max_concurrent_turns, thread_name_prefix="turn")
         )
+        app_metrics.watch_pool("sessions", engine)
+        app_metrics.watch_pool("turns", turn_engine.sync_engine)
+        metrics_server = app_metrics.serve(config.metrics_port) if config.metrics_port else None
         runner.start_keeping_leases()
+        if tracing:
+            tracing.trace_statements(engine, turn_engine.sync_engine)
         # What start-up created lives as long as the process: frozen, it is not rescanned by
         # every full collection. A turn allocates tens of thousands of short-lived objects:
         # collecting every 10,000 allocations, not every 700 (Python's default), keeps a thousand
@@ -70,6 +84,11 @@ def create_app(
             yield
         finally:
             await runner.shutdown()
+            if metrics_server:
+                metrics_server.shutdown()
+                metrics_server.server_close()
+            if tracing:
+                tracing.shutdown()  # sends the spans still batched
             await turn_engine.dispose()
             engine.dispose()
 
@@ -87,6 +106,7 @@ def create_app(
     # else, and the outermost sees every other's failure.
     app.add_middleware(AllowedHostsMiddleware, allowed_hosts=config.allowed_hosts)
     app.add_middleware(UnexpectedErrorMiddleware)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every log line of a request has its id
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(turns.router)
@@ -94,4 +114,8 @@ def create_app(
 {%- if cookiecutter.agentcore %}
     app.include_router(agentcore_router())
 {%- endif %}
+    app.state.metrics = app_metrics
+    if not config.metrics_port:  # else served on that port alone
+        app.include_router(metrics.router)
+    tracing = start_tracing(app, span_exporter)
     return app

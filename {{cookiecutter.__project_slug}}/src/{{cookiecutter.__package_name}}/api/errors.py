@@ -83,6 +83,11 @@ def turn_error(error: BaseException) -> ApiError:
     return ApiError(500, "internal_error", INTERNAL_ERROR_MESSAGE)
 
 
+def turn_error_code(error: BaseException) -> str:
+    """The code a client gets for what stopped its turn, as metrics and traces name it."""
+    return turn_error(error).code
+
+
 def error_response(
     status_code: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:

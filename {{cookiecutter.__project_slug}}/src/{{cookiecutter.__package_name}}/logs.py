@@ -1,0 +1,97 @@
+"""Logs: one JSON object a line (LOG_FORMAT=json, the default), or plain text for development.
+
+Each line carries the ids of what it is about, held in context variables: the request's (set by
+api/request_ids.py), the session's and the principal's (set when a turn starts, inherited by the
+turn's task), and the trace's and span's when tracing is on. uvicorn's own loggers write through
+the same handler, in the same format.
+"""
+
+import logging
+import logging.config
+from contextvars import ContextVar
+from typing import Any
+
+from opentelemetry import trace
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter
+
+from .config import Settings
+
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+session_id: ContextVar[str | None] = ContextVar("session_id", default=None)
+principal: ContextVar[str | None] = ContextVar("principal", default=None)
+
+CONTEXT_FIELDS = ("request_id", "session_id", "principal", "trace_id", "span_id")
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+
+
+class ContextFilter(logging.Filter):
+    """Adds to each record the ids of the request, session, principal and span it is about."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for variable in (request_id, session_id, principal):
+            if (value := variable.get()) is not None:
+                setattr(record, variable.name, value)
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            record.trace_id = trace.format_trace_id(span.trace_id)
+            record.span_id = trace.format_span_id(span.span_id)
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    """Plain text for a developer's terminal: the context's ids follow the message."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        context = " ".join(
+            f"{name}={getattr(record, name)}" for name in CONTEXT_FIELDS if hasattr(record, name)
+        )
+        message = super().formatMessage(record)
+        return f"{message} [{context}]" if context else message
+
+
+def log_config(settings: Settings) -> dict[str, Any]:
+    """The `logging.config.dictConfig` of the service, for `serve` to hand uvicorn too."""
+    if settings.log_format == "json":
+        formatter = {
+            "()": JsonFormatter,
+            "fmt": "%(levelname)s %(name)s %(message)s",
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": "time",
+            # uvicorn adds a copy of some messages with terminal colours.
+            "reserved_attrs": [*RESERVED_ATTRS, "color_message"],
+        }
+    else:
+        formatter = {
+            "()": TextFormatter,
+            "format": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+        }
+    loggers: dict[str, Any] = {
+        name: {"handlers": [], "propagate": True} for name in UVICORN_LOGGERS
+    }
+    level = settings.log_level
+    if not settings.log_prompts and level == "DEBUG":
+        # Libraries log their requests at DEBUG, prompts included (the Strands SDK, the model
+        # providers' clients): only the service's own loggers go below INFO.
+        loggers["{{ cookiecutter.__package_name }}"] = {"level": level}
+        level = "INFO"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"context": {"()": ContextFilter}},
+        "formatters": {"default": formatter},
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "default",
+                "filters": ["context"],
+            }
+        },
+        "root": {"level": level, "handlers": ["default"]},
+        "loggers": loggers,
+    }
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.config.dictConfig(log_config(settings))
+    logging.captureWarnings(True)  # Python's warnings too, as log lines of the same format

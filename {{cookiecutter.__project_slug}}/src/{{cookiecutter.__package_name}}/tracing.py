@@ -1,0 +1,69 @@
+"""Traces, with OpenTelemetry, once OTEL_EXPORTER_OTLP_ENDPOINT says where to send them.
+
+A request's trace holds its HTTP span, the span of its turn, the turn's database statements and
+the Strands SDK's own agent, model and tool spans. Without the endpoint nothing is installed: no
+middleware, no SQLAlchemy listeners; the SDK's spans go to OpenTelemetry's no-op provider.
+
+The standard variables are read by OpenTelemetry itself: OTEL_EXPORTER_OTLP_ENDPOINT,
+OTEL_EXPORTER_OTLP_HEADERS, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER, ...
+"""
+
+import os
+
+from fastapi import FastAPI
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from sqlalchemy import Engine
+
+ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+# Probes and scrapes, every few seconds, would bury the traces worth reading.
+UNTRACED_URLS = "/health$,/ready$,/metrics$,/ping$"
+
+
+class Tracing:
+    """An app's tracing: its span processor, and its engines' statements while it runs."""
+
+    def __init__(self, app: FastAPI, exporter: SpanExporter) -> None:
+        self._processor = BatchSpanProcessor(exporter)
+        process_tracer_provider().add_span_processor(self._processor)
+        excluded = os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", UNTRACED_URLS)
+        FastAPIInstrumentor.instrument_app(app, excluded_urls=excluded)
+
+    def trace_statements(self, *engines: Engine) -> None:
+        # Its declared range stops short of SQLAlchemy 2.1, which it traces all the same (the
+        # tests check): the check would otherwise refuse to instrument.
+        SQLAlchemyInstrumentor().instrument(engines=list(engines), skip_dep_check=True)
+
+    def shutdown(self) -> None:
+        """Stop tracing statements; send the spans still waiting in the batch."""
+        SQLAlchemyInstrumentor().uninstrument()
+        self._processor.shutdown()
+
+
+def start_tracing(app: FastAPI, exporter: SpanExporter | None = None) -> Tracing | None:
+    """Trace `app` to `exporter` (tests pass an in-memory one), or to the OTLP endpoint (over
+    HTTP with protobuf) if one is set; else do nothing and return None."""
+    if exporter is None:
+        if not any(os.environ.get(name) for name in ENDPOINT_VARIABLES):
+            return None
+        exporter = OTLPSpanExporter()
+    return Tracing(app, exporter)
+
+
+def process_tracer_provider() -> TracerProvider:
+    """The process's tracer provider, made by the first app that traces.
+
+    OpenTelemetry has one global provider per process, set once, and the Strands SDK sends its
+    spans to it: each app (a test process makes many) adds its span processor to that one.
+    """
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        name = os.environ.get("OTEL_SERVICE_NAME", "{{ cookiecutter.__project_slug }}")
+        provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
+        trace.set_tracer_provider(provider)
+    return provider

@@ -1,0 +1,80 @@
+"""Logs: JSON lines that carry the request id, and on a turn's lines its session and principal;
+never a prompt unless LOG_PROMPTS asks; plain text for development. Through a real server, whose
+logging is configured as in production (main.py)."""
+
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ..conftest import Api
+from ..support.databases import TEST_PRINCIPAL
+from ..support.server import running_server
+
+SECRET_PROMPT = "my card number is 4111 1111 1111 1111"
+
+
+@contextmanager
+def server_with_log(tmp_path: Path, **env: str) -> Iterator[tuple[httpx.Client, Path]]:
+    """A real server (on SQLite: logs do not depend on the database), its output in a file."""
+    log_path = tmp_path / "server.log"
+    database_url = f"sqlite:///{tmp_path / 'logs.db'}"
+    with log_path.open("w") as log, running_server(database_url, log=log, **env) as client:
+        yield client, log_path
+
+
+# At DEBUG, libraries log their requests, prompts included (aiosqlite its SQL parameters, the
+# model providers' clients their request bodies): not unless LOG_PROMPTS=true.
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+def test_json_lines_carry_request_session_and_principal_but_no_prompt(
+    tmp_path: Path, level: str
+) -> None:
+    # Set: the server runs in the project's directory, whose .env asks for text.
+    with server_with_log(tmp_path, LOG_FORMAT="json", LOG_LEVEL=level) as (client, log_path):
+        given = client.post(
+            "/process",
+            json={"prompt": SECRET_PROMPT, "session_id": "chat-1"},
+            headers={"X-Request-ID": "req-given-1"},
+        )
+        generated = client.post("/process", json={"prompt": "hello", "session_id": "chat-2"})
+
+    assert given.headers["X-Request-ID"] == "req-given-1"
+    generated_id = generated.headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", generated_id)
+    text = log_path.read_text()
+    lines = [json.loads(line) for line in text.splitlines()]  # every line is a JSON object
+    finished = [line for line in lines if line["message"].startswith("turn finished")]
+    assert [(line["request_id"], line["session_id"], line["principal"]) for line in finished] == [
+        ("req-given-1", "chat-1", TEST_PRINCIPAL),
+        (generated_id, "chat-2", TEST_PRINCIPAL),
+    ]
+    assert {"time", "level", "logger"} <= finished[0].keys()
+    assert "4111" not in text
+
+
+def test_log_prompts_logs_each_prompt_in_text_for_development(tmp_path: Path) -> None:
+    with server_with_log(tmp_path, LOG_PROMPTS="true", LOG_FORMAT="text") as (client, log_path):
+        client.post("/process", json={"prompt": SECRET_PROMPT, "session_id": "chat-1"})
+
+    lines = log_path.read_text().splitlines()
+    [prompt_line] = [line for line in lines if SECRET_PROMPT in line]
+    assert "session_id=chat-1" in prompt_line
+    assert f"principal={TEST_PRINCIPAL}" in prompt_line
+    assert not prompt_line.startswith("{")
+
+
+def test_an_unsafe_request_id_is_replaced(api: Api) -> None:
+    for unsafe in ("x" * 200, "two words", "<script>"):
+        response = api.client.get("/sessions", headers={"X-Request-ID": unsafe})
+        assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-ID"])
+
+
+def test_every_response_has_a_request_id_even_an_error(api: Api) -> None:
+    response = api.client.get("/no-such-route", headers={"X-Request-ID": "abc-123"})
+
+    assert response.status_code == 404
+    assert response.headers["X-Request-ID"] == "abc-123"

@@ -1,0 +1,86 @@
+"""Prometheus metrics: scraped after turns, they count what the turns did; /metrics needs a
+credential on the API's port, and METRICS_PORT serves them on a port of their own instead."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from ..conftest import Api
+from ..support.server import free_port, running_server
+
+MakeApi = Callable[..., Api]
+
+
+def scrape(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample by its name and labels: ("agent_turns_failed_total", (("code", "x"),))."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_turns_are_counted_by_outcome(make_api: MakeApi) -> None:
+    api = make_api(["Hello there.", RuntimeError("provider exploded"), "Again."])
+    api.client.post("/process", json={"prompt": "one", "session_id": "s"})
+    failed = api.client.post("/process", json={"prompt": "two", "session_id": "s"})
+    api.client.post("/process-streaming", json={"prompt": "three", "session_id": "s"})
+
+    response = api.client.get("/metrics")
+
+    assert failed.status_code == 502
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = scrape(response.text)
+    assert value(samples, "agent_turns_started_total") == 3
+    assert value(samples, "agent_turns_finished_total") == 2
+    assert value(samples, "agent_turns_failed_total", code="model_error") == 1
+    assert value(samples, "agent_turns_in_flight") == 0
+    assert value(samples, "agent_turn_duration_seconds_count") == 2
+    assert value(samples, "agent_turn_first_text_seconds_count") == 2, "the failed turn had none"
+    assert value(samples, "agent_session_wait_seconds_count") == 3
+    # The scripted model reports 10 tokens in and 5 out a call.
+    assert value(samples, "agent_input_tokens_total") == 20
+    assert value(samples, "agent_output_tokens_total") == 10
+    for pool in ("turns", "sessions"):
+        assert ("agent_db_connections_in_use", (("pool", pool),)) in samples
+
+
+def test_refused_turns_are_counted_by_code(make_api: MakeApi) -> None:
+    api = make_api(["Hi."], turns_per_minute=1)
+    api.client.post("/process", json={"prompt": "one"})
+
+    refused = api.client.post("/process", json={"prompt": "two"})
+
+    assert refused.json()["error"]["code"] == "too_many_turns"
+    samples = scrape(api.client.get("/metrics").text)
+    assert value(samples, "agent_turns_refused_total", code="too_many_turns") == 1
+    assert value(samples, "agent_turns_started_total") == 1
+
+
+def test_metrics_need_a_credential_on_the_api_port(api: Api) -> None:
+    del api.client.headers["Authorization"]
+
+    response = api.client.get("/metrics")
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
+
+
+def test_metrics_port_serves_them_alone_and_without_a_credential(tmp_path: Path) -> None:
+    port = free_port()
+    database_url = f"sqlite:///{tmp_path / 'metrics.db'}"
+    with running_server(database_url, METRICS_PORT=str(port)) as client:
+        assert client.post("/process", json={"prompt": "hello"}).status_code == 200
+        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics")
+        on_api_port = client.get("/metrics")
+
+    assert scraped.status_code == 200
+    assert value(scrape(scraped.text), "agent_turns_finished_total") == 1
+    assert on_api_port.status_code == 404

@@ -1,0 +1,188 @@
+"""Traces: a turn is one trace, from its request down to its database statements and the Strands
+SDK's spans; without an OTLP endpoint nothing is traced at all."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from {{ cookiecutter.__package_name }}.api.app import create_app
+
+from ..support.databases import TEST_PRINCIPAL, new_api_key, settings_for
+from ..support.scripted_model import ScriptedModel
+from ..support.server import running_server
+
+
+def ancestors(span: ReadableSpan, spans: Sequence[ReadableSpan]) -> list[str]:
+    """The names of the span's parents, nearest first."""
+    by_id = {each.context.span_id: each for each in spans}
+    names = []
+    while span.parent is not None and span.parent.span_id in by_id:
+        span = by_id[span.parent.span_id]
+        names.append(span.name)
+    return names
+
+
+def named(spans: Sequence[ReadableSpan], prefix: str) -> list[ReadableSpan]:
+    return [span for span in spans if span.name.startswith(prefix)]
+
+
+@pytest.mark.usefixtures("repository")  # removes the sessions afterwards
+@pytest.mark.parametrize("route", ["/process", "/process-streaming"])
+def test_a_turn_is_one_trace_from_its_request_to_its_statements_and_model(
+    database_url: str, route: str
+) -> None:
+    exporter = InMemorySpanExporter()
+    model = ScriptedModel(["Hello there."])
+    settings = settings_for(database_url)
+    app = create_app(settings, model_factory=lambda: model, span_exporter=exporter)
+    key = new_api_key(database_url)
+    with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as client:
+        response = client.post(route, json={"prompt": "Hi", "session_id": "traced"})
+        assert response.status_code == 200
+    # The app has stopped: its batch of spans has been sent.
+    spans = exporter.get_finished_spans()
+
+    [request] = [span for span in spans if span.kind == SpanKind.SERVER]
+    [turn] = named(spans, "turn")
+    assert request.name == f"POST {route}"
+    assert turn.parent is not None and turn.parent.span_id == request.context.span_id
+    assert dict(turn.attributes or {}) == {
+        "session.id": "traced",
+        "enduser.id": TEST_PRINCIPAL,
+        "turn.outcome": "ok",
+    }
+    statements = [span for span in spans if "db.system" in (span.attributes or {})]
+    under_turn = [span for span in statements if "turn" in ancestors(span, spans)]
+    assert len(under_turn) >= 2, "the turn's lease and read, and its save"
+    [agent] = named(spans, "invoke_agent")
+    assert ancestors(agent, spans)[0] == "turn"
+    assert named(spans, "chat"), "the SDK's model call"
+    assert all("turn" in ancestors(span, spans) for span in named(spans, "chat"))
+    trace_ids = {span.context.trace_id for span in [turn, agent, *under_turn]}
+    assert trace_ids == {request.context.trace_id}
+
+
+@pytest.mark.usefixtures("repository")
+def test_a_failed_turn_span_carries_its_error_code(database_url: str) -> None:
+    exporter = InMemorySpanExporter()
+    model = ScriptedModel([RuntimeError("provider exploded")])
+    app = create_app(
+        settings_for(database_url), model_factory=lambda: model, span_exporter=exporter
+    )
+    key = new_api_key(database_url)
+    with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as client:
+        assert client.post("/process", json={"prompt": "Hi"}).status_code == 502
+
+    [turn] = named(exporter.get_finished_spans(), "turn")
+    assert turn.attributes is not None and turn.attributes["turn.outcome"] == "model_error"
+    assert not turn.status.is_ok
+
+
+# Run in a process of its own: OpenTelemetry's global provider, once another test has set it,
+# stays set for the rest of the process.
+UNTRACED_PROCESS = """
+import json
+from fastapi.testclient import TestClient
+from opentelemetry import trace
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from {{ cookiecutter.__package_name }}.main import app
+
+with TestClient(app) as client:
+    status = client.post("/process", json={"prompt": "Hi"}).status_code
+    statements_traced = SQLAlchemyInstrumentor().is_instrumented_by_opentelemetry
+print(json.dumps({
+    "status": status,
+    "statements_traced": statements_traced,
+    "provider": type(trace.get_tracer_provider()).__name__,
+}))
+"""
+
+
+def test_without_an_endpoint_nothing_is_traced(tmp_path: Path) -> None:
+    environment = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'untraced.db'}",
+        "AUTH_MODE": "none",
+        "MODEL_PROVIDER": "echo",
+    }
+    finished = subprocess.run(
+        [sys.executable, "-c", UNTRACED_PROCESS],
+        env={**os.environ, **environment},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    outcome = json.loads(finished.stdout.strip().splitlines()[-1])
+    assert outcome == {
+        "status": 200,
+        "statements_traced": False,
+        # No provider was ever set: every span of the SDK and of the API is a no-op one.
+        "provider": "ProxyTracerProvider",
+    }
+
+
+@pytest.fixture
+def collector() -> Iterator[tuple[str, list[ExportTraceServiceRequest]]]:
+    """An OTLP/HTTP endpoint that keeps what it is sent: its URL, and the requests."""
+    received: list[ExportTraceServiceRequest] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if self.path == "/v1/traces":
+                received.append(ExportTraceServiceRequest.FromString(body))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", received
+    server.shutdown()
+
+
+def test_the_endpoint_variables_send_traces_to_a_collector(
+    tmp_path: Path, collector: tuple[str, list[ExportTraceServiceRequest]]
+) -> None:
+    url, received = collector
+    database_url = f"sqlite:///{tmp_path / 'traced.db'}"
+    otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": url, "OTEL_SERVICE_NAME": "traced-agent"}
+    log_path = tmp_path / "server.log"
+    with (
+        log_path.open("w") as log,
+        running_server(database_url, log=log, LOG_FORMAT="json", **otel) as client,
+    ):
+        assert client.post("/process", json={"prompt": "hello"}).status_code == 200
+    # The server has stopped (SIGTERM): what it had batched has been sent.
+
+    resources = [spans for request in received for spans in request.resource_spans]
+    spans = [span for each in resources for scope in each.scope_spans for span in scope.spans]
+    names = {span.name for span in spans}
+    assert {"POST /process", "turn"} <= names
+    [turn] = [span for span in spans if span.name == "turn"]
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    [finished] = [line for line in lines if line["message"].startswith("turn finished")]
+    assert finished["trace_id"] == turn.trace_id.hex(), "a log line leads to its trace"
+    assert any(name.startswith("invoke_agent") for name in names)
+    services = {
+        attribute.value.string_value
+        for spans in resources
+        for attribute in spans.resource.attributes
+        if attribute.key == "service.name"
+    }
+    assert services == {"traced-agent"}
