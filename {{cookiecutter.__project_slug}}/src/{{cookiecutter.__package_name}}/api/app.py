@@ -23,6 +23,7 @@ from .disconnects import DroppedStreamMiddleware
 from .errors import UnexpectedErrorMiddleware, install_error_handlers
 from .hosts import AllowedHostsMiddleware
 from .limits import BodySizeLimitMiddleware
+from .playground import install_playground
 from .security import Authenticator
 
 logger = logging.getLogger(__name__)
@@ -88,4 +89,6 @@ def create_app(
     app.include_router(health.router)
     app.include_router(turns.router)
     app.include_router(sessions.router)
+    if config.playground:
+        install_playground(app)
     return app
