@@ -122,7 +122,7 @@ def test_the_api_key_is_asked_for_checked_and_forgotten(page: Playground, new_ke
 
     page.find("#credential").send_keys("not-a-key", Keys.ENTER)
     page.wait_for(page.asks_for_credential)
-    assert "did not accept this credential" in page.error()
+    assert "did not accept this credential" in page.find("#credential-error").text
     page.sign_in(new_key())
     page.wait_for(lambda: not page.error())
     assert page.send_and_wait("hi") == "You said: hi"

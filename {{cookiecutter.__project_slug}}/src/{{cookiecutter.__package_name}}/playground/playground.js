@@ -16,15 +16,18 @@ let runningTurn = null; // the AbortController of the turn being read, if any
 
 function showError(error) {
   if (error.name === "AbortError") return; // the user moved on; the turn goes on on the server
-  $("error").textContent = explain(error);
-  if (error instanceof ApiError && error.status === 401) askForCredential();
+  if (error instanceof ApiError && error.status === 401) askForCredential(error);
+  else $("error").textContent = explain(error);
 }
 
 function clearError() {
   $("error").textContent = "";
 }
 
-function askForCredential() {
+function askForCredential(error) {
+  // No credential yet: the dialog explains itself. One refused: it says so.
+  const refused = sessionStorage.getItem(CREDENTIAL_ITEM) !== null;
+  $("credential-error").textContent = refused ? explain(error) : "";
   if (!$("credential-dialog").open) $("credential-dialog").showModal();
 }
 
