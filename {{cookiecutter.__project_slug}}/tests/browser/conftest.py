@@ -14,7 +14,7 @@ from selenium.webdriver.support.wait import WebDriverWait
 
 from ..support.browsers import headless_chrome
 from ..support.databases import new_api_key
-from ..support.server import Server, server_process
+from ..support.server import PROJECT_DIR, Server, server_process
 
 # The echo model streams a word every WORD_DELAY seconds, so that a turn's text arrives over time.
 WORD_DELAY = "0.05"
@@ -124,5 +124,7 @@ def page(browser: Chrome, server: Server) -> Iterator[Playground]:
 
 @pytest.fixture
 def screenshot_path(tmp_path: Path) -> Path:
-    """Where the screenshot goes: PLAYGROUND_SCREENSHOT (e.g. docs/playground.png), or tmp."""
-    return Path(os.environ.get("PLAYGROUND_SCREENSHOT") or tmp_path / "playground.png")
+    """Where the screenshot goes: PLAYGROUND_SCREENSHOT (docs/playground.png: relative to the
+    project, as the tests run in a directory of their own), or the test's tmp_path."""
+    wanted = os.environ.get("PLAYGROUND_SCREENSHOT")
+    return PROJECT_DIR / wanted if wanted else tmp_path / "playground.png"
