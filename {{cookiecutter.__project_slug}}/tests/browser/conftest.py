@@ -77,6 +77,12 @@ class Playground:
     def error(self) -> str:
         return self.find("#error").text
 
+    def script_problems(self) -> list[str]:
+        """Uncaught errors and Content-Security-Policy violations logged since the last call.
+        (A refused request is logged too, as the browser's own error: that is not a problem.)"""
+        messages = [entry["message"] for entry in self.driver.get_log("browser")]
+        return [m for m in messages if "Uncaught" in m or "Content Security Policy" in m]
+
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Chrome]:

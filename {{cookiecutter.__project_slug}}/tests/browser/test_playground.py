@@ -45,6 +45,7 @@ def test_a_conversation_streams_and_is_there_after_a_reload(
     page.wait_for(lambda: len(page.texts("assistant")) == 2)
     assert page.texts("user") == [prompt, "and in the valley?\nthanks"]
     assert page.texts("assistant") == [first, second]
+    assert page.script_problems() == []
 
 
 def test_conversations_can_be_switched_and_deleted(
@@ -132,6 +133,7 @@ def test_the_api_key_is_asked_for_checked_and_forgotten(page: Playground, new_ke
     page.wait_for(page.asks_for_credential)
     assert page.driver.execute_script("return sessionStorage.length") == 0
     assert page.sessions() == []
+    assert page.script_problems() == []
 
 
 def test_on_a_phone_the_page_is_one_column(page: Playground, new_key: NewKey) -> None:

@@ -26,15 +26,23 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+def first_found(*names: str) -> str | None:
+    """The first of these commands (or paths) that is an executable file."""
+    return next(filter(None, map(shutil.which, names)), None)
+
+
 def find_chrome() -> tuple[str, str]:
     """The paths of the browser and of chromedriver; skips the test if either is missing."""
-    browser = os.environ.get("CHROME_BIN") or next(filter(None, map(shutil.which, BROWSERS)), None)
-    driver = os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver")
-    if not driver and os.environ.get("CHROMEWEBDRIVER"):
-        driver = str(Path(os.environ["CHROMEWEBDRIVER"]) / "chromedriver")
-    if not browser:
+    browsers = [os.environ["CHROME_BIN"]] if "CHROME_BIN" in os.environ else BROWSERS
+    drivers = ["chromedriver"]
+    if "CHROMEWEBDRIVER" in os.environ:  # the directory GitHub's runners keep it in
+        drivers.append(str(Path(os.environ["CHROMEWEBDRIVER"]) / "chromedriver"))
+    if "CHROMEDRIVER" in os.environ:
+        drivers = [os.environ["CHROMEDRIVER"]]
+    browser, driver = first_found(*browsers), first_found(*drivers)
+    if browser is None:
         unavailable("no Chromium found: install chromium, or set CHROME_BIN")
-    if not driver or not Path(driver).is_file():
+    if driver is None:
         unavailable("no chromedriver found: install chromium-driver, or set CHROMEDRIVER")
     return browser, driver
 
@@ -52,6 +60,8 @@ def headless_chrome(width: int = 1280, height: int = 860) -> Iterator[webdriver.
         f"--window-size={width},{height}",
     ):
         options.add_argument(argument)
+    # The page's console, for the tests to see script errors and content policy violations.
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     # Both paths are given, so Selenium Manager has nothing to look up; offline, it could not
     # download a browser or a driver even if it tried.
     with pytest.MonkeyPatch.context() as patch:
