@@ -136,6 +136,33 @@ def test_the_api_key_is_asked_for_checked_and_forgotten(page: Playground, new_ke
     assert page.script_problems() == []
 
 
+def test_older_conversations_come_a_page_at_a_time(
+    page: Playground, new_key: NewKey, server: Server
+) -> None:
+    key = new_key()
+    for _ in range(21):
+        created = server.client.post("/sessions", headers={"Authorization": f"Bearer {key}"})
+        assert created.status_code == 201
+    page.sign_in(key)
+    page.wait_for(lambda: len(page.sessions()) == 20)
+
+    page.find("#more-sessions").click()
+    page.wait_for(lambda: len(page.sessions()) == 21)
+    assert not page.find("#more-sessions").is_displayed()
+    ids = [session.get_attribute("data-session-id") for session in page.sessions()]
+    assert len(set(ids)) == 21
+
+
+def test_the_dialog_closed_without_a_key_says_what_to_do(page: Playground) -> None:
+    page.wait_for(page.asks_for_credential)
+    page.find("#credential").send_keys(Keys.ESCAPE)
+
+    assert "without a credential" in page.wait_for(page.error)
+    page.send("hello?")
+    page.wait_for(page.asks_for_credential)
+    assert page.find("#prompt").get_attribute("value") == "hello?"
+
+
 def test_on_a_phone_the_page_is_one_column(page: Playground, new_key: NewKey) -> None:
     page.driver.set_window_size(390, 844)
     page.sign_in(new_key())

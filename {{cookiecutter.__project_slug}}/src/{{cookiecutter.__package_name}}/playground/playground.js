@@ -261,6 +261,10 @@ $("credential-form").addEventListener("submit", () => {
   useCredential($("credential").value.trim());
   $("credential").value = "";
 });
+$("credential-dialog").addEventListener("cancel", () => {
+  $("error").textContent = "The service answers nothing without a credential: send a message or " +
+    "reload the page to enter one.";
+});
 
 $("forget-credential").hidden = !sessionStorage.getItem(CREDENTIAL_ITEM);
 loadSessions().catch(showError); // a 401 here means the service wants a credential
