@@ -221,7 +221,8 @@ def test_tool_calls_show_while_they_run(
 
 
 def test_without_authentication_no_key_is_asked_for(browser: Chrome, database_file: str) -> None:
-    """AUTH_MODE=none: the page talks to the API at once; when the service goes away, it says so."""
+    """AUTH_MODE=none: the page talks to the API at once; when the service goes away, mid-turn
+    or before one, it says so."""
     with server_process(
         database_file, PLAYGROUND="true", AUTH_MODE="none", ECHO_WORD_DELAY=WORD_DELAY
     ) as server:
@@ -231,7 +232,9 @@ def test_without_authentication_no_key_is_asked_for(browser: Chrome, database_fi
         assert not page.asks_for_credential()
         assert not page.find("#forget-credential").is_displayed()
 
-        server.process.terminate()
-        server.process.wait(timeout=30)
+        page.send(" ".join(["word"] * 60))
+        page.wait_for(lambda: page.streaming() and len(page.texts("assistant")) == 2)
+        server.process.kill()
+        assert "The connection dropped" in page.wait_for(page.error)
         page.send("and now?")
-        assert "cannot be reached" in page.wait_for(page.error)
+        page.wait_for(lambda: "cannot be reached" in page.error())

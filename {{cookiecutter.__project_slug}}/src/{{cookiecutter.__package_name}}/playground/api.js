@@ -47,8 +47,7 @@ export class Api {
   }
 
   async send(method, path, body, signal) {
-    const headers = { Accept: "application/json" };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const headers = body === undefined ? {} : { "Content-Type": "application/json" };
     const credential = this.credential();
     if (credential) headers.Authorization = `Bearer ${credential}`;
     let response;
