@@ -20,7 +20,7 @@ test: install ## The whole template suite, slow tests included
 test-fast: install ## The suite without the slow tests that install each baked project
 	$(UV) run pytest -n auto -m "not slow"
 
-demo: install ## Render, install and start the default project, and talk to it
+demo: install ## Render, install and start the default project, talk to it, serve its playground
 	$(UV) run python scripts/demo.py
 
 bench: install ## Bake the default project and run the benchmarks against it (ARGS: --store-only, --test-suite)

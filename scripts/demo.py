@@ -1,10 +1,13 @@
-"""Render the default project into build/demo, install it, start it and talk to it, then stop it.
+"""Render the default project into build/demo, install it, start it and talk to it, then keep it
+serving for the playground until Ctrl+C (`--no-wait`: stop at once).
 
 The service runs on its embedded SQLite database with MODEL_PROVIDER=echo, the offline model, so
 the demo needs no credentials but an API key it makes with the project's command line: two
-/process turns and one /process-streaming turn on one session, then that session's history.
+/process turns and one /process-streaming turn on one session, then that session's history, then
+the address of the playground (PLAYGROUND=true in the generated .env) where it can go on.
 """
 
+import argparse
 import json
 import os
 import shutil
@@ -12,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -92,7 +96,26 @@ def wait_until_up(url: str, server: subprocess.Popen, timeout: float = 60) -> No
     sys.exit(f"the server did not answer {url} within {timeout:.0f} s")
 
 
+def show_playground(base_url: str, key: str) -> None:
+    url = f"{base_url}/playground/"
+    try:
+        urllib.request.urlopen(url, timeout=5).close()
+    except urllib.error.HTTPError as error:
+        sys.exit(f"{url} answered {error.code}: the project's .env should set PLAYGROUND=true")
+    step("The playground: a chat page served by the service")
+    print(f"Playground: {url}")
+    print(f"Open it in a browser and paste this API key when it asks for one:\n  {key}")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(
+        description="Render the default project, talk to it, then serve its playground."
+    )
+    parser.add_argument(
+        "--no-wait", action="store_true", help="stop the service at the end instead of serving"
+    )
+    wait = not parser.parse_args().no_wait
+
     step(f"Rendering the default project into {DEMO_DIR}")
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
     project = Path(cookiecutter(str(TEMPLATE_DIR), no_input=True, output_dir=str(DEMO_DIR)))
@@ -124,6 +147,12 @@ def main() -> None:
     try:
         wait_until_up(f"{base_url}/health", server)
         converse(base_url, key)
+        show_playground(base_url, key)
+        if wait:
+            print("\nServing until Ctrl+C.", flush=True)
+            server.wait()
+    except KeyboardInterrupt:
+        pass
     finally:
         step("Stopping it")
         server.terminate()

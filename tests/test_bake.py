@@ -5,11 +5,12 @@ import stat
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 
 import pytest
 import yaml
 
-from .baking import DEFAULTS, Bake, BakedProject
+from .baking import DEFAULTS, TEMPLATE_DIR, Bake, BakedProject
 
 # Named combinations; together they cover every value of every option (checked below).
 COMBINATIONS: dict[str, dict[str, object]] = {
@@ -59,8 +60,16 @@ def project(request: pytest.FixtureRequest, bake: Bake) -> BakedProject:
     return bake(**request.param)
 
 
+# Files cookiecutter copies as they are (it tells binary files by their content).
+BINARY_SUFFIXES = {".png"}
+
+
+def text_files(project: BakedProject) -> list[Path]:
+    return [path for path in project.files() if path.suffix not in BINARY_SUFFIXES]
+
+
 def test_no_template_text_is_left(project: BakedProject) -> None:
-    for path in project.files():
+    for path in text_files(project):
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             assert not LEFTOVER.search(line), f"{path.relative_to(project.path)}:{number}: {line}"
 
@@ -155,6 +164,17 @@ def test_secrets_stay_out_of_the_replay_file(project: BakedProject) -> None:
 
 
 def test_files_use_lf_line_endings(project: BakedProject) -> None:
-    for path in project.files():
+    for path in text_files(project):
         assert b"\r\n" not in path.read_bytes(), path
     assert "eol=lf" in project.read(".gitattributes")
+
+
+def test_binary_files_are_copied_unchanged(project: BakedProject) -> None:
+    """The README's screenshot, byte for byte: never rendered, never given other line endings."""
+    template = TEMPLATE_DIR / "{{cookiecutter.__project_slug}}"
+    binaries = [path for path in template.rglob("*") if path.suffix in BINARY_SUFFIXES]
+
+    assert binaries
+    for path in binaries:
+        copied = project.path / path.relative_to(template)
+        assert copied.read_bytes() == path.read_bytes(), copied

@@ -2,7 +2,8 @@
 
 The baked suites run against the PostgreSQL on TEMPLATE_TEST_DATABASE_URL (default: the local
 server on 127.0.0.1:5432) with REQUIRE_POSTGRES=1 whenever it is reachable, so that its PostgreSQL
-tests fail rather than skip; .ci/run makes sure it is running.
+tests fail rather than skip; .ci/run makes sure it is running. Likewise REQUIRE_BROWSER=1, which
+.ci/run sets once it has installed Chromium, makes their browser tests fail rather than skip.
 """
 
 import os
@@ -25,6 +26,12 @@ POSTGRES_URL = os.environ.get(
 )
 
 
+def browser_env() -> dict[str, str]:
+    """REQUIRE_BROWSER=1 (.ci/run sets it) makes the baked browser tests fail, not skip, without
+    Chromium."""
+    return {"REQUIRE_BROWSER": "1"} if os.environ.get("REQUIRE_BROWSER") == "1" else {}
+
+
 def postgres_env() -> dict[str, str]:
     url = urlsplit(POSTGRES_URL)
     address = (url.hostname or "127.0.0.1", url.port or 5432)
@@ -43,16 +50,17 @@ def test_baked_project_passes_its_own_suite(bake: Bake, answers: dict[str, objec
     project.install()
 
     project.run("make", "lint")
-    result = project.run("make", "test", **postgres_env())
+    result = project.run("make", "test", **postgres_env(), **browser_env())
 
     assert " passed" in result.stdout
     assert " failed" not in result.stdout
 
 
 def test_demo_holds_a_conversation(tmp_path: Path) -> None:
-    """`make demo`: render, install, start, two turns and a streamed one, then the history."""
+    """`make demo`: render, install, start, two turns and a streamed one, the history, then the
+    playground's address (`--no-wait`: it stops instead of serving until Ctrl+C)."""
     demo = subprocess.run(
-        [sys.executable, str(TEMPLATE_DIR / "scripts" / "demo.py")],
+        [sys.executable, str(TEMPLATE_DIR / "scripts" / "demo.py"), "--no-wait"],
         env=tool_env(DEMO_DIR=str(tmp_path)),
         capture_output=True,
         text=True,
@@ -63,3 +71,5 @@ def test_demo_holds_a_conversation(tmp_path: Path) -> None:
     assert "event: session" in demo.stdout
     assert "event: done" in demo.stdout
     assert re.search(r"^6 messages in session [0-9a-f-]{36}$", demo.stdout, re.MULTILINE)
+    playground = r"^Playground: http://127\.0\.0\.1:\d+/playground/$"
+    assert re.search(playground, demo.stdout, re.MULTILINE)

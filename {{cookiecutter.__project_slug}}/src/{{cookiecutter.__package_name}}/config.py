@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     # /docs, /redoc and /openapi.json: off unless turned on (README, "Security"). .env turns them on
     # for development.
     api_docs: bool = False
+    # The chat playground at /playground (and / redirecting to it): static pages that call the
+    # API with the caller's own credential. Off unless turned on; .env turns it on for development.
+    playground: bool = False
 
     # Who the callers are (see "Security" in the README). api_keys: keys made with the command
     # line's create-api-key. jwt: bearer tokens of an identity provider. none: every caller is

@@ -29,6 +29,7 @@ from .disconnects import DroppedStreamMiddleware
 from .errors import UnexpectedErrorMiddleware, install_error_handlers, turn_error_code
 from .hosts import AllowedHostsMiddleware
 from .limits import BodySizeLimitMiddleware
+from .playground import install_playground
 from .request_ids import RequestIdMiddleware
 from .security import Authenticator
 
@@ -118,4 +119,6 @@ def create_app(
     if not config.metrics_port:  # else served on that port alone
         app.include_router(metrics.router)
     tracing = start_tracing(app, span_exporter)
+    if config.playground:
+        install_playground(app)
     return app
