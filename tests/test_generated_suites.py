@@ -2,7 +2,9 @@
 
 The baked suites run against the PostgreSQL on TEMPLATE_TEST_DATABASE_URL (default: the local
 server on 127.0.0.1:5432) with REQUIRE_POSTGRES=1 whenever it is reachable, so that its PostgreSQL
-tests fail rather than skip; .ci/run makes sure it is running.
+tests fail rather than skip; .ci/run makes sure it is running. REQUIRE_NODE=1 (set by .ci/run)
+reaches the baked suites with the rest of the environment: their test of /chat with the AI SDK's
+Node.js client then fails rather than skips where Node.js is missing.
 """
 
 import os

@@ -20,6 +20,7 @@ from strands.agent import AgentResult
 from strands.hooks import AfterModelCallEvent, HookProvider, HookRegistry
 from strands.models import Model
 from strands.types.content import Message
+from strands.types.tools import ToolResultContent
 
 from .agent import AGENT_ID, build_agent
 from .config import Settings
@@ -45,6 +46,7 @@ class ToolUse:
 class ToolResult:
     id: str
     status: str
+    content: list[ToolResultContent]  # what the tool returned: text, JSON, images, documents
 
 
 class Usage(BaseModel):
@@ -296,7 +298,7 @@ class TurnRunner:
                         turn.emit(ToolUse(use["toolUseId"], use["name"], use["input"]))
                     elif "toolResult" in block:
                         done = block["toolResult"]
-                        turn.emit(ToolResult(done["toolUseId"], done["status"]))
+                        turn.emit(ToolResult(done["toolUseId"], done["status"], done["content"]))
             elif "result" in event:
                 result = event["result"]
         assert result is not None  # the SDK's last event

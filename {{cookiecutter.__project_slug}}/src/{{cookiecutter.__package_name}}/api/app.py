@@ -17,7 +17,7 @@ from ..config import Settings, get_settings
 from ..database import create_async_engine, create_engine, migrate_if_embedded
 from ..session_store import SqlSessionRepository, turn_store_for
 from ..turns import TurnRunner
-from . import health, sessions, turns
+from . import chat, health, sessions, turns
 from .cursors import cursor_secret
 from .disconnects import DroppedStreamMiddleware
 from .errors import UnexpectedErrorMiddleware, install_error_handlers
@@ -88,4 +88,5 @@ def create_app(
     app.include_router(health.router)
     app.include_router(turns.router)
     app.include_router(sessions.router)
+    app.include_router(chat.router)
     return app
