@@ -1,5 +1,6 @@
 """POST /chat spoken to by the Vercel AI SDK's own chat client (npm package `ai`, pinned in
-tests/chat_client), as `useChat` speaks to it, over a real uvicorn server.
+tests/chat_client), as `useChat` speaks to it, over a real uvicorn server: the echo model, which
+calls a tool when asked to (tests/support/slow_app.py).
 
 Needs Node.js and npm; skipped without them, unless REQUIRE_NODE=1 (CI) asks for this test.
 """
@@ -9,11 +10,12 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
-from ..support.server import server_process
+from ..support.server import SLOW_APP, server_process
 
 CLIENT_DIR = Path(__file__).resolve().parents[1] / "chat_client"
 REQUIRE_NODE = os.environ.get("REQUIRE_NODE") == "1"
@@ -34,10 +36,19 @@ def installed_client() -> Path:
     return CLIENT_DIR
 
 
+def ui_part(part: dict[str, Any]) -> tuple:
+    """What matters of a part of a UI message, as the AI SDK assembled it."""
+    if part["type"] == "text":
+        return (part["type"], part["text"])
+    if part["type"].startswith("tool-"):
+        return (part["type"], part["state"], part["input"], part["output"])
+    return (part["type"],)
+
+
 def test_the_ai_sdk_chat_client_holds_a_conversation(database_url: str, engine: Engine) -> None:
     client_dir = installed_client()
 
-    with server_process(database_url) as server:
+    with server_process(database_url, app=SLOW_APP, TEST_TOOL_DELAY="0") as server:
         api_key = server.client.headers["Authorization"].removeprefix("Bearer ")
         environment = {
             **os.environ,
@@ -46,7 +57,7 @@ def test_the_ai_sdk_chat_client_holds_a_conversation(database_url: str, engine: 
             "CHAT_ID": "ai-sdk-chat",
         }
         run = subprocess.run(
-            ["node", "chat.mjs", "My name is Ada.", "Who am I?"],
+            ["node", "chat.mjs", "My name is Ada.", "Look me up with the tool."],
             cwd=client_dir,
             env=environment,
             capture_output=True,
@@ -60,17 +71,27 @@ def test_the_ai_sdk_chat_client_holds_a_conversation(database_url: str, engine: 
     chat = json.loads(run.stdout)
     assert chat["status"] == "ready", chat["error"]
     assert [
-        (message["role"], [(part["type"], part.get("text")) for part in message["parts"]])
+        (message["role"], [ui_part(part) for part in message["parts"]])
         for message in chat["messages"]
     ] == [
         ("user", [("text", "My name is Ada.")]),
-        ("assistant", [("step-start", None), ("text", "You said: My name is Ada.")]),
-        ("user", [("text", "Who am I?")]),
-        ("assistant", [("step-start", None), ("text", "You said: Who am I?")]),
+        ("assistant", [("step-start",), ("text", "You said: My name is Ada.")]),
+        ("user", [("text", "Look me up with the tool.")]),
+        (
+            "assistant",
+            [
+                ("step-start",),
+                ("tool-slow_tool", "output-available", {"topic": "turns"}, "notes on turns"),
+                ("step-start",),
+                ("text", "You said: "),  # the echo model, shown the tool's result: no text
+            ],
+        ),
     ]
     assert [(message["role"], message["text"]) for message in history.json()["messages"]] == [
         ("user", "My name is Ada."),
         ("assistant", "You said: My name is Ada."),
-        ("user", "Who am I?"),
-        ("assistant", "You said: Who am I?"),
+        ("user", "Look me up with the tool."),
+        ("assistant", ""),  # the tool's use
+        ("user", ""),  # its result
+        ("assistant", "You said: "),
     ]
