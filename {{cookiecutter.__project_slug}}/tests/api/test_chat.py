@@ -210,3 +210,38 @@ def test_a_busy_chat_gets_409_before_its_stream_starts(make_api: MakeApi) -> Non
         assert first.result(timeout=30)[-1] == {"type": "finish", "finishReason": "stop"}
 
     assert_error(busy, 409, "session_busy")
+
+
+def preflight(client: TestClient, origin: str) -> Any:
+    """What a browser asks before a page of `origin` sends its chat request."""
+    headers = {
+        "Origin": origin,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
+    return client.options("/chat", headers=headers)
+
+
+def test_a_page_of_an_allowed_origin_may_call_chat_from_a_browser(make_api: MakeApi) -> None:
+    api = make_api(cors_allow_origins=["https://app.example.com"])
+
+    allowed = preflight(api.client, "https://app.example.com")
+    other = preflight(api.client, "https://other.example.com")
+    del api.client.headers["Authorization"]
+    refused = api.client.post(
+        "/chat", json=chat_body("chat-1", "Hi"), headers={"Origin": "https://app.example.com"}
+    )
+
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
+    assert "access-control-allow-origin" not in other.headers
+    # The page can read why it was refused: useChat shows the error.
+    assert_error(refused, 401, "unauthorized")
+    assert refused.headers["access-control-allow-origin"] == "https://app.example.com"
+
+
+def test_no_page_of_another_origin_may_call_by_default(api: Api) -> None:
+    response = preflight(api.client, "https://app.example.com")
+
+    assert "access-control-allow-origin" not in response.headers

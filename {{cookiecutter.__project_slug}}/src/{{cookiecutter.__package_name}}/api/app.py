@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 from strands.models import Model
 
@@ -80,6 +81,14 @@ def create_app(
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes)
     app.add_middleware(DroppedStreamMiddleware)
+    if config.cors_allow_origins:
+        # Credentials are bearer tokens in a header, not cookies: allow_credentials stays off.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=config.cors_allow_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
     # Middleware added later runs earlier: a request for another host is refused before anything
     # else, and the outermost sees every other's failure.
     app.add_middleware(AllowedHostsMiddleware, allowed_hosts=config.allowed_hosts)
