@@ -46,7 +46,7 @@ class UIMessage(BaseModel):
     parts: list[dict[str, Any]]
 
 
-def message_text(message: UIMessage) -> str:
+def ui_text(message: UIMessage) -> str:
     return "".join(
         part["text"]
         for part in message.parts
@@ -57,7 +57,7 @@ def message_text(message: UIMessage) -> str:
 def ends_with_user_text(messages: list[UIMessage]) -> list[UIMessage]:
     if messages[-1].role != "user":
         raise ValueError("the last message must be the user's new message")
-    storable_text(message_text(messages[-1]))
+    storable_text(ui_text(messages[-1]))
     return messages
 
 
@@ -77,7 +77,7 @@ class ChatRequest(BaseModel):
 
     @property
     def prompt(self) -> str:
-        return message_text(self.messages[-1])
+        return ui_text(self.messages[-1])
 
 
 async def started_chat_turn(
