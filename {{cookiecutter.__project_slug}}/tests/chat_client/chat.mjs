@@ -16,7 +16,7 @@ class MemoryChatState {
     this.messages = this.messages.slice(0, -1);
   };
   replaceMessage = (index, message) => {
-    this.messages = this.messages.with(index, this.snapshot(message));
+    this.messages = this.messages.map((old, at) => (at === index ? this.snapshot(message) : old));
   };
   snapshot = (thing) => structuredClone(thing);
 }
