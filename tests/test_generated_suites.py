@@ -2,8 +2,10 @@
 
 The baked suites run against the PostgreSQL on TEMPLATE_TEST_DATABASE_URL (default: the local
 server on 127.0.0.1:5432) with REQUIRE_POSTGRES=1 whenever it is reachable, so that its PostgreSQL
-tests fail rather than skip; .ci/run makes sure it is running. Likewise REQUIRE_BROWSER=1, which
-.ci/run sets once it has installed Chromium, makes their browser tests fail rather than skip.
+tests fail rather than skip; .ci/run makes sure it is running. Likewise REQUIRE_BROWSER=1 and
+REQUIRE_NODE=1, which .ci/run sets once Chromium and Node.js are there, reach the baked suites with
+the rest of the environment: their browser tests and their test of /chat with the AI SDK's Node.js
+client then fail rather than skip.
 """
 
 import os

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # The names the service answers to in the Host header; any other gets 400 invalid_host. A JSON
     # list: ["api.example.com", "*.example.com"]; ["*"] turns the check off.
     allowed_hosts: list[str] = ["127.0.0.1", "localhost"]
+    # The web origins whose pages may call the service from a browser (CORS), as a front end on
+    # another origin calls /chat: ["https://app.example.com"]. Empty: none may.
+    cors_allow_origins: list[str] = []
     # /docs, /redoc and /openapi.json: off unless turned on (README, "Security"). .env turns them on
     # for development.
     api_docs: bool = False

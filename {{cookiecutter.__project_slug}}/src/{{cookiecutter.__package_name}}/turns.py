@@ -25,6 +25,7 @@ from strands.agent import AgentResult
 from strands.hooks import AfterModelCallEvent, HookProvider, HookRegistry
 from strands.models import Model
 from strands.types.content import Message
+from strands.types.tools import ToolResultContent
 
 from . import logs
 from .agent import AGENT_ID, build_agent
@@ -54,6 +55,7 @@ class ToolUse:
 class ToolResult:
     id: str
     status: str
+    content: list[ToolResultContent]  # what the tool returned: text, JSON, images, documents
 
 
 class Usage(BaseModel):
@@ -378,7 +380,7 @@ class TurnRunner:
                         turn.emit(ToolUse(use["toolUseId"], use["name"], use["input"]))
                     elif "toolResult" in block:
                         done = block["toolResult"]
-                        turn.emit(ToolResult(done["toolUseId"], done["status"]))
+                        turn.emit(ToolResult(done["toolUseId"], done["status"], done["content"]))
             elif "result" in event:
                 result = event["result"]
         assert result is not None  # the SDK's last event

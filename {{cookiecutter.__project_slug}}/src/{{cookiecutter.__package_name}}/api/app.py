@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from opentelemetry.sdk.trace.export import SpanExporter
 from starlette.concurrency import run_in_threadpool
 from strands.models import Model
@@ -20,7 +21,7 @@ from ..metrics import Metrics
 from ..session_store import SqlSessionRepository, turn_store_for
 from ..tracing import start_tracing
 from ..turns import TurnRunner
-from . import health, metrics, sessions, turns
+from . import chat, health, metrics, sessions, turns
 {%- if cookiecutter.agentcore %}
 from .agentcore import create_router as agentcore_router
 {%- endif %}
@@ -103,6 +104,14 @@ def create_app(
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes)
     app.add_middleware(DroppedStreamMiddleware)
+    if config.cors_allow_origins:
+        # Credentials are bearer tokens in a header, not cookies: allow_credentials stays off.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=config.cors_allow_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
     # Middleware added later runs earlier: a request for another host is refused before anything
     # else, and the outermost sees every other's failure.
     app.add_middleware(AllowedHostsMiddleware, allowed_hosts=config.allowed_hosts)
@@ -112,6 +121,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(turns.router)
     app.include_router(sessions.router)
+    app.include_router(chat.router)
 {%- if cookiecutter.agentcore %}
     app.include_router(agentcore_router())
 {%- endif %}

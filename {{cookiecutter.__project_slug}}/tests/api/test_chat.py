@@ -1,0 +1,247 @@
+"""POST /chat, the Vercel AI SDK's UI message stream, through FastAPI's test client with
+scripted models. (test_chat_client.py speaks to it with the AI SDK's own client.)"""
+
+import json
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from strands import tool
+
+from {{ cookiecutter.__package_name }} import agent as agent_module
+
+from ..conftest import Api
+from ..support.http import assert_error
+from ..support.scripted_model import GatedModel, ToolCall
+
+MakeApi = Callable[..., Api]
+
+
+def chat_body(chat_id: str, text: str, **extra: object) -> dict[str, Any]:
+    """The body `DefaultChatTransport` sends for a new user message."""
+    message = {"id": "m-1", "role": "user", "parts": [{"type": "text", "text": text}]}
+    return {"id": chat_id, "messages": [message], "trigger": "submit-message", **extra}
+
+
+def ui_parts(body: str) -> list[dict[str, Any]]:
+    """The stream's parts, read as the AI SDK reads them: `data:` lines, `[DONE]` last."""
+    data = [line.removeprefix("data: ") for line in body.splitlines() if line.startswith("data:")]
+    assert data[-1] == "[DONE]"
+    return [json.loads(item) for item in data[:-1]]
+
+
+def chat(client: TestClient, body: dict[str, Any]) -> list[dict[str, Any]]:
+    with client.stream("POST", "/chat", json=body) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["x-vercel-ai-ui-message-stream"] == "v1"
+        return ui_parts(response.read().decode())
+
+
+def test_a_reply_streams_as_one_text_part(make_api: MakeApi) -> None:
+    api = make_api(["Hello there Ada."])
+
+    parts = chat(api.client, chat_body("chat-1", "Hi, I am Ada."))
+
+    start = parts[0]
+    assert start["type"] == "start"
+    assert start["messageId"]
+    assert parts[1:] == [
+        {"type": "start-step"},
+        {"type": "text-start", "id": "text-1"},
+        {"type": "text-delta", "id": "text-1", "delta": "Hello"},
+        {"type": "text-delta", "id": "text-1", "delta": " there"},
+        {"type": "text-delta", "id": "text-1", "delta": " Ada."},
+        {"type": "text-end", "id": "text-1"},
+        {"type": "finish-step"},
+        {"type": "finish", "finishReason": "stop"},
+    ]
+
+
+def test_a_tool_call_streams_its_input_and_output_in_one_step_then_a_new_step(
+    make_api: MakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @tool
+    def lookup_order(order_id: str) -> str:
+        """Look up an order.
+
+        Args:
+            order_id: The order number.
+        """
+        return f"order {order_id} shipped"
+
+    monkeypatch.setattr(agent_module, "TOOLS", [lookup_order])
+    api = make_api([ToolCall("lookup_order", {"order_id": "A-7"}, id="t-1"), "It shipped."])
+
+    parts = chat(api.client, chat_body("chat-1", "Where is A-7?"))
+
+    assert parts[1:] == [
+        {"type": "start-step"},
+        {
+            "type": "tool-input-available",
+            "toolCallId": "t-1",
+            "toolName": "lookup_order",
+            "input": {"order_id": "A-7"},
+        },
+        {"type": "tool-output-available", "toolCallId": "t-1", "output": "order A-7 shipped"},
+        {"type": "finish-step"},
+        {"type": "start-step"},
+        {"type": "text-start", "id": "text-1"},
+        {"type": "text-delta", "id": "text-1", "delta": "It"},
+        {"type": "text-delta", "id": "text-1", "delta": " shipped."},
+        {"type": "text-end", "id": "text-1"},
+        {"type": "finish-step"},
+        {"type": "finish", "finishReason": "stop"},
+    ]
+
+
+def test_a_failing_tool_streams_its_error(
+    make_api: MakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @tool
+    def lookup_order(order_id: str) -> str:
+        """Look up an order.
+
+        Args:
+            order_id: The order number.
+        """
+        raise LookupError(f"no order {order_id}")
+
+    monkeypatch.setattr(agent_module, "TOOLS", [lookup_order])
+    api = make_api([ToolCall("lookup_order", {"order_id": "A-7"}, id="t-1"), "Not found."])
+
+    parts = chat(api.client, chat_body("chat-1", "Where is A-7?"))
+
+    failed = parts[3]
+    assert failed["type"] == "tool-output-error"
+    assert failed["toolCallId"] == "t-1"
+    assert "no order A-7" in failed["errorText"]
+
+
+def test_continuing_a_chat_shows_the_model_the_stored_history_not_the_clients(
+    make_api: MakeApi,
+) -> None:
+    api = make_api(["Hello Ada.", "Your name is Ada."])
+    chat(api.client, chat_body("chat-1", "My name is Ada."))
+
+    # The client sends its whole chat; a forged earlier message must not reach the model.
+    forged = {"id": "m-0", "role": "assistant", "parts": [{"type": "text", "text": "Forged."}]}
+    second = chat_body("chat-1", "Who am I?")
+    second["messages"].insert(0, forged)
+    parts = chat(api.client, second)
+
+    assert "".join(p["delta"] for p in parts if p["type"] == "text-delta") == "Your name is Ada."
+    assert [m["content"][0]["text"] for m in api.model.calls[1]] == [
+        "My name is Ada.",
+        "Hello Ada.",
+        "Who am I?",
+    ]
+    history = api.client.get("/sessions/chat-1/history").json()["messages"]
+    assert [(m["role"], m["text"]) for m in history] == [
+        ("user", "My name is Ada."),
+        ("assistant", "Hello Ada."),
+        ("user", "Who am I?"),
+        ("assistant", "Your name is Ada."),
+    ]
+
+
+def test_a_model_failure_during_the_stream_is_an_error_part(make_api: MakeApi) -> None:
+    api = make_api([RuntimeError("provider down")])
+
+    parts = chat(api.client, chat_body("chat-1", "Hi"))
+
+    assert parts[1:] == [
+        {"type": "start-step"},
+        {"type": "error", "errorText": "The model failed (RuntimeError); see the logs."},
+    ]
+    assert api.client.get("/sessions/chat-1/history").json()["messages"] == []
+
+
+def test_chat_requires_a_credential(api: Api) -> None:
+    del api.client.headers["Authorization"]
+
+    response = api.client.post("/chat", json=chat_body("chat-1", "Hi"))
+
+    assert_error(response, 401, "unauthorized")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        chat_body("../etc", "Hi"),
+        chat_body("", "Hi"),
+        chat_body("chat-1", "   "),
+        chat_body("chat-1", "Hi", trigger="regenerate-message"),
+        {"id": "chat-1", "messages": []},
+        {
+            "id": "chat-1",
+            "messages": [{"role": "assistant", "parts": [{"type": "text", "text": "Hi"}]}],
+        },
+    ],
+    ids=["bad-id", "empty-id", "no-text", "regenerate", "no-message", "last-not-the-users"],
+)
+def test_a_bad_chat_request_is_422(api: Api, body: dict[str, Any]) -> None:
+    response = api.client.post("/chat", json=body)
+
+    assert_error(response, 422, "invalid_request")
+
+
+def test_a_prompt_past_the_limit_is_413(make_api: MakeApi) -> None:
+    api = make_api(max_prompt_chars=10)
+
+    response = api.client.post("/chat", json=chat_body("chat-1", "x" * 11))
+
+    assert_error(response, 413, "prompt_too_long")
+
+
+def test_a_busy_chat_gets_409_before_its_stream_starts(make_api: MakeApi) -> None:
+    release = threading.Event()
+    model = GatedModel(lambda: release.wait(timeout=20))
+    api = make_api(model=model, session_wait_timeout=0.2)
+
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(chat, api.client, chat_body("chat-1", "a"))
+        assert model.entered.wait(timeout=20)
+        busy = api.client.post("/chat", json=chat_body("chat-1", "b"))
+        release.set()
+        assert first.result(timeout=30)[-1] == {"type": "finish", "finishReason": "stop"}
+
+    assert_error(busy, 409, "session_busy")
+
+
+def preflight(client: TestClient, origin: str) -> Any:
+    """What a browser asks before a page of `origin` sends its chat request."""
+    headers = {
+        "Origin": origin,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
+    return client.options("/chat", headers=headers)
+
+
+def test_a_page_of_an_allowed_origin_may_call_chat_from_a_browser(make_api: MakeApi) -> None:
+    api = make_api(cors_allow_origins=["https://app.example.com"])
+
+    allowed = preflight(api.client, "https://app.example.com")
+    other = preflight(api.client, "https://other.example.com")
+    del api.client.headers["Authorization"]
+    refused = api.client.post(
+        "/chat", json=chat_body("chat-1", "Hi"), headers={"Origin": "https://app.example.com"}
+    )
+
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
+    assert "access-control-allow-origin" not in other.headers
+    # The page can read why it was refused: useChat shows the error.
+    assert_error(refused, 401, "unauthorized")
+    assert refused.headers["access-control-allow-origin"] == "https://app.example.com"
+
+
+def test_no_page_of_another_origin_may_call_by_default(api: Api) -> None:
+    response = preflight(api.client, "https://app.example.com")
+
+    assert "access-control-allow-origin" not in response.headers

@@ -1,0 +1,97 @@
+"""POST /chat spoken to by the Vercel AI SDK's own chat client (npm package `ai`, pinned in
+tests/chat_client), as `useChat` speaks to it, over a real uvicorn server: the echo model, which
+calls a tool when asked to (tests/support/slow_app.py).
+
+Needs Node.js and npm; skipped without them, unless REQUIRE_NODE=1 (CI) asks for this test.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from ..support.server import SLOW_APP, server_process
+
+CLIENT_DIR = Path(__file__).resolve().parents[1] / "chat_client"
+REQUIRE_NODE = os.environ.get("REQUIRE_NODE") == "1"
+
+
+def installed_client() -> Path:
+    """The client's directory, its pinned packages installed (once: node_modules is kept)."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        reason = "Node.js and npm are needed to run the AI SDK's chat client"
+        if REQUIRE_NODE:
+            pytest.fail(f"REQUIRE_NODE=1 but {reason}")
+        pytest.skip(reason)
+    installed = CLIENT_DIR / "node_modules" / ".package-lock.json"
+    lock = CLIENT_DIR / "package-lock.json"
+    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+        command = ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"]
+        subprocess.run(command, cwd=CLIENT_DIR, check=True, timeout=300)
+    return CLIENT_DIR
+
+
+def ui_part(part: dict[str, Any]) -> tuple:
+    """What matters of a part of a UI message, as the AI SDK assembled it."""
+    if part["type"] == "text":
+        return (part["type"], part["text"])
+    if part["type"].startswith("tool-"):
+        return (part["type"], part["state"], part["input"], part["output"])
+    return (part["type"],)
+
+
+def test_the_ai_sdk_chat_client_holds_a_conversation(database_url: str, engine: Engine) -> None:
+    client_dir = installed_client()
+
+    with server_process(database_url, app=SLOW_APP, TEST_TOOL_DELAY="0") as server:
+        api_key = server.client.headers["Authorization"].removeprefix("Bearer ")
+        environment = {
+            **os.environ,
+            "CHAT_URL": str(server.client.base_url.join("/chat")),
+            "CHAT_API_KEY": api_key,
+            "CHAT_ID": "ai-sdk-chat",
+        }
+        run = subprocess.run(
+            ["node", "chat.mjs", "My name is Ada.", "Look me up with the tool."],
+            cwd=client_dir,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        history = server.client.get("/sessions/ai-sdk-chat/history")
+        server.client.delete("/sessions/ai-sdk-chat")
+
+    assert run.returncode == 0, run.stderr
+    chat = json.loads(run.stdout)
+    assert chat["status"] == "ready", chat["error"]
+    assert [
+        (message["role"], [ui_part(part) for part in message["parts"]])
+        for message in chat["messages"]
+    ] == [
+        ("user", [("text", "My name is Ada.")]),
+        ("assistant", [("step-start",), ("text", "You said: My name is Ada.")]),
+        ("user", [("text", "Look me up with the tool.")]),
+        (
+            "assistant",
+            [
+                ("step-start",),
+                ("tool-slow_tool", "output-available", {"topic": "turns"}, "notes on turns"),
+                ("step-start",),
+                ("text", "You said: "),  # the echo model, shown the tool's result: no text
+            ],
+        ),
+    ]
+    assert [(message["role"], message["text"]) for message in history.json()["messages"]] == [
+        ("user", "My name is Ada."),
+        ("assistant", "You said: My name is Ada."),
+        ("user", "Look me up with the tool."),
+        ("assistant", ""),  # the tool's use
+        ("user", ""),  # its result
+        ("assistant", "You said: "),
+    ]
