@@ -13,6 +13,8 @@ from cookiecutter.main import cookiecutter
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent
 DEFAULTS = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text(encoding="utf-8"))
+# How baked projects resolve their dependencies; the template's CI also runs `lowest-direct`.
+RESOLUTION = os.environ.get("TEMPLATE_TEST_RESOLUTION", "highest")
 
 
 def tool_env(**extra: str) -> dict[str, str]:
@@ -70,9 +72,11 @@ class BakedProject:
             )
         return result
 
-    def install(self) -> None:
-        """Create the project's own .venv with uv, as `make install` does."""
-        self.run("uv", "sync", "--quiet")
+    def install(self, resolution: str = RESOLUTION, python: str | None = None) -> None:
+        """Create the project's own .venv with uv, as `make install` does: with the newest
+        release of each dependency (uv's `highest`), or the lowest each allows (`lowest-direct`)."""
+        choice = ["--python", python] if python else []
+        self.run("uv", "sync", "--quiet", "--resolution", resolution, *choice)
 
 
 Bake = Callable[..., BakedProject]

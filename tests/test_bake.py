@@ -98,6 +98,7 @@ def test_compose_and_workflow_files_follow_their_schemas(project: BakedProject) 
     workflows = sorted((project.path / ".github" / "workflows").glob("*.yml"))
     if workflows:
         checks["vendor.github-workflows"] = workflows
+        checks["vendor.dependabot"] = [project.path / ".github" / "dependabot.yml"]
     for schema, paths in checks.items():
         command = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema]
         result = subprocess.run([*command, *map(str, paths)], capture_output=True, text=True)

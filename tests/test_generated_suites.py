@@ -10,6 +10,7 @@ client then fail rather than skip.
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -28,12 +29,6 @@ POSTGRES_URL = os.environ.get(
 )
 
 
-def browser_env() -> dict[str, str]:
-    """REQUIRE_BROWSER=1 (.ci/run sets it) makes the baked browser tests fail, not skip, without
-    Chromium."""
-    return {"REQUIRE_BROWSER": "1"} if os.environ.get("REQUIRE_BROWSER") == "1" else {}
-
-
 def postgres_env() -> dict[str, str]:
     url = urlsplit(POSTGRES_URL)
     address = (url.hostname or "127.0.0.1", url.port or 5432)
@@ -46,16 +41,60 @@ def postgres_env() -> dict[str, str]:
     return {"TEST_DATABASE_URL": POSTGRES_URL, "REQUIRE_POSTGRES": "1"}
 
 
-@pytest.mark.parametrize("answers", COMBINATIONS.values(), ids=COMBINATIONS.keys())
-def test_baked_project_passes_its_own_suite(bake: Bake, answers: dict[str, object]) -> None:
-    project = bake(**answers)
+@pytest.mark.parametrize("name", COMBINATIONS)
+def test_baked_project_passes_its_own_suite(bake: Bake, name: str) -> None:
+    """The default project runs its suite on PostgreSQL and SQLite, the other combinations on
+    SQLite alone: the options change no code that differs between the two databases."""
+    project = bake(**COMBINATIONS[name])
     project.install()
 
     project.run("make", "lint")
-    result = project.run("make", "test", **postgres_env(), **browser_env())
+    result = project.run("make", "test", **(postgres_env() if name == "defaults" else {}))
 
     assert " passed" in result.stdout
     assert " failed" not in result.stdout
+
+
+def test_lowest_dependencies_pass_the_suite(bake: Bake) -> None:
+    """Every lower bound of the generated pyproject.toml holds: the default project, with the
+    lowest release of each direct dependency that it allows, passes its suite."""
+    project = bake()
+    project.install(resolution="lowest-direct")
+
+    result = project.run("make", "test", **postgres_env())
+
+    assert " passed" in result.stdout
+    assert " failed" not in result.stdout
+
+
+@pytest.mark.parametrize("version", ["3.12", "3.13"])
+def test_each_supported_python_passes_the_suite(bake: Bake, version: str) -> None:
+    """The suites above run on the Python that runs this one (3.11 on .ci/run); the default
+    project's also runs on the others, on SQLite (the template's GitHub workflow runs every
+    version against PostgreSQL too)."""
+    python = installed_python(version)
+    if python is None:
+        pytest.skip(f"no Python {version} here (on PATH, or installed by pyenv)")
+    project = bake()
+    project.install(python=python)
+
+    result = project.run("make", "test")
+
+    assert f"Python {version}" in project.run("uv", "run", "python", "--version").stdout
+    assert " passed" in result.stdout
+    assert " failed" not in result.stdout
+
+
+def installed_python(version: str) -> str | None:
+    """An interpreter of `version`: on PATH, or one that pyenv installed (as on the machines
+    that run the template's CI), never one that uv would download."""
+    candidates = [shutil.which(f"python{version}")]
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidates += sorted(map(str, pyenv_root.glob(f"versions/{version}.*/bin/python{version}")))
+    for candidate in filter(None, candidates):
+        if subprocess.run([candidate, "--version"], capture_output=True).returncode == 0:
+            return candidate
+    return None
 
 
 def test_demo_holds_a_conversation(tmp_path: Path) -> None:
