@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from strands import tool
 
 from {{ cookiecutter.__package_name }} import agent as agent_module
 
 from ..conftest import Api
 from ..support.http import assert_error
 from ..support.scripted_model import GatedModel, ToolCall
+from ..support.tools import failing_lookup_order, lookup_order
 
 MakeApi = Callable[..., Api]
 
@@ -64,15 +64,6 @@ def test_a_reply_streams_as_one_text_part(make_api: MakeApi) -> None:
 def test_a_tool_call_streams_its_input_and_output_in_one_step_then_a_new_step(
     make_api: MakeApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    @tool
-    def lookup_order(order_id: str) -> str:
-        """Look up an order.
-
-        Args:
-            order_id: The order number.
-        """
-        return f"order {order_id} shipped"
-
     monkeypatch.setattr(agent_module, "TOOLS", [lookup_order])
     api = make_api([ToolCall("lookup_order", {"order_id": "A-7"}, id="t-1"), "It shipped."])
 
@@ -101,16 +92,7 @@ def test_a_tool_call_streams_its_input_and_output_in_one_step_then_a_new_step(
 def test_a_failing_tool_streams_its_error(
     make_api: MakeApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    @tool
-    def lookup_order(order_id: str) -> str:
-        """Look up an order.
-
-        Args:
-            order_id: The order number.
-        """
-        raise LookupError(f"no order {order_id}")
-
-    monkeypatch.setattr(agent_module, "TOOLS", [lookup_order])
+    monkeypatch.setattr(agent_module, "TOOLS", [failing_lookup_order])
     api = make_api([ToolCall("lookup_order", {"order_id": "A-7"}, id="t-1"), "Not found."])
 
     parts = chat(api.client, chat_body("chat-1", "Where is A-7?"))

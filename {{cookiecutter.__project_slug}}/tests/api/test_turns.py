@@ -5,13 +5,13 @@ from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
-from strands import tool
 
 from {{ cookiecutter.__package_name }} import agent as agent_module
 
 from ..conftest import Api
 from ..support.scripted_model import ToolCall
 from ..support.sse import parse_events, streamed_text
+from ..support.tools import lookup_order
 
 MakeApi = Callable[..., Api]
 
@@ -81,15 +81,6 @@ def test_streaming_events_in_order_and_equal_to_what_is_stored(make_api: MakeApi
 def test_a_tool_turn_streams_its_tool_events(
     make_api: MakeApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    @tool
-    def lookup_order(order_id: str) -> str:
-        """Look up an order.
-
-        Args:
-            order_id: The order number.
-        """
-        return f"order {order_id} shipped"
-
     monkeypatch.setattr(agent_module, "TOOLS", [lookup_order])
     api = make_api([ToolCall("lookup_order", {"order_id": "A-7"}, id="t-1"), "It shipped."])
 

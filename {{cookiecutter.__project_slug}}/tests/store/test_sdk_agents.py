@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, insert
-from strands import Agent, tool
+from strands import Agent
 from strands.agent.conversation_manager import SlidingWindowConversationManager
 from strands.multiagent import GraphBuilder
 from strands.multiagent.base import Status
@@ -21,6 +21,7 @@ from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository
 from {{ cookiecutter.__package_name }}.session_store.tables import agents, messages
 
 from ..support.scripted_model import RedactPrompt, Reply, ScriptedModel, ToolCall
+from ..support.tools import lookup_order
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\xff"
 
@@ -35,16 +36,6 @@ def make_agent(
 
 def window_of(size: int) -> SlidingWindowConversationManager:
     return SlidingWindowConversationManager(window_size=size)
-
-
-@tool
-def lookup_order(order_id: str) -> str:
-    """Look up the status of an order.
-
-    Args:
-        order_id: The order number.
-    """
-    return f"order {order_id} shipped"
 
 
 def test_text_turns_are_restored_into_a_new_agent(repository: SqlSessionRepository) -> None:

@@ -10,7 +10,7 @@ import anyio
 import pytest
 from sqlalchemy import Engine, event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
-from strands import Agent, tool
+from strands import Agent
 from strands.agent.conversation_manager import SlidingWindowConversationManager
 from strands.session import RepositorySessionManager
 from strands.types.exceptions import SessionException
@@ -29,20 +29,11 @@ from {{ cookiecutter.__package_name }}.session_store.records import message_valu
 from {{ cookiecutter.__package_name }}.session_store.tables import messages, sessions
 
 from ..support.scripted_model import RedactPrompt, Reply, ScriptedModel, ToolCall
+from ..support.tools import lookup_order
 
 pytestmark = pytest.mark.anyio
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00binary\xff"
-
-
-@tool
-def lookup_order(order_id: str) -> str:
-    """Look up the status of an order.
-
-    Args:
-        order_id: The order number.
-    """
-    return f"order {order_id} shipped"
 
 
 def agent_for(work: UnitOfWork, replies: list[Reply], **kwargs: object) -> Agent:
