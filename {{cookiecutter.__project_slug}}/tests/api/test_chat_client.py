@@ -83,7 +83,7 @@ def test_the_ai_sdk_chat_client_holds_a_conversation(database_url: str, engine: 
                 ("step-start",),
                 ("tool-slow_tool", "output-available", {"topic": "turns"}, "notes on turns"),
                 ("step-start",),
-                ("text", "You said: "),  # the echo model, shown the tool's result: no text
+                ("text", "You said: notes on turns"),  # the tool's result, echoed
             ],
         ),
     ]
@@ -93,5 +93,5 @@ def test_the_ai_sdk_chat_client_holds_a_conversation(database_url: str, engine: 
         ("user", "Look me up with the tool."),
         ("assistant", ""),  # the tool's use
         ("user", ""),  # its result
-        ("assistant", "You said: "),
+        ("assistant", "You said: notes on turns"),
     ]

@@ -177,18 +177,26 @@ def test_on_a_phone_the_page_is_one_column(page: Playground, new_key: NewKey) ->
 
 
 def test_a_screenshot_of_a_conversation(
-    page: Playground, new_key: NewKey, screenshot_path: Path
+    browser: Chrome, database_file: str, new_key: NewKey, screenshot_path: Path
 ) -> None:
-    page.sign_in(new_key())
-    page.send_and_wait("What can you do?")
-    page.find("#new-conversation").click()
-    page.send_and_wait("Hello! Which sessions do I have?")
-    page.send_and_wait("Please keep this conversation for later.")
-    page.wait_for(lambda: len(page.sessions()) == 2)
-    page.find("#prompt").click()  # the focus ring, as someone typing sees it
+    """With the model that calls a tool when asked to (support/slow_app.py), so that the
+    screenshot shows a tool call too."""
+    browser.set_window_size(1280, 860)
+    with server_process(
+        database_file, app=SLOW_APP, PLAYGROUND="true", ECHO_WORD_DELAY=WORD_DELAY
+    ) as server:
+        page = Playground(browser, str(server.client.base_url.join("/playground/")))
+        page.open()
+        page.sign_in(new_key())
+        page.send_and_wait("What can you do?")
+        page.find("#new-conversation").click()
+        page.send_and_wait("Hello! Which sessions do I have?")
+        page.send_and_wait("Look it up with your tool, please.")
+        page.wait_for(lambda: len(page.sessions()) == 2)
+        page.find("#prompt").click()  # the focus ring, as someone typing sees it
 
-    screenshot_path.parent.mkdir(parents=True, exist_ok=True)
-    assert page.driver.save_screenshot(str(screenshot_path))
+        screenshot_path.parent.mkdir(parents=True, exist_ok=True)
+        assert page.driver.save_screenshot(str(screenshot_path))
     assert screenshot_path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 

@@ -33,11 +33,22 @@ def slow_tool(topic: str) -> str:
 
 
 class ToolCallingEchoModel(EchoModel):
+    """Calls slow_tool when the prompt mentions "tool"; shown its result, echoes that."""
+
     async def stream(
         self, messages: Messages, tool_specs: Any = None, system_prompt: str | None = None, **_: Any
     ) -> AsyncIterator[dict[str, Any]]:
         last = messages[-1]["content"]
-        if any("tool" in block.get("text", "") for block in last):
+        found = [
+            part["text"]
+            for block in last
+            if "toolResult" in block
+            for part in block["toolResult"]["content"]
+            if "text" in part
+        ]
+        if found:
+            messages = [*messages[:-1], {"role": "user", "content": [{"text": " ".join(found)}]}]
+        elif any("tool" in block.get("text", "") for block in last):
             yield {"messageStart": {"role": "assistant"}}
             start = {"toolUse": {"toolUseId": "slow-1", "name": "slow_tool"}}
             yield {"contentBlockStart": {"start": start}}
