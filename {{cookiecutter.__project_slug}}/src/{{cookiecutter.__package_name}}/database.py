@@ -78,10 +78,13 @@ def _url(settings: Settings) -> URL:
 
 def _engine_options(settings: Settings) -> dict[str, Any]:
     """What both engines share. `pool_pre_ping` checks a pooled connection before lending it
-    out, so that the service recovers by itself when the database restarts."""
+    out, so that the service recovers by itself when the database restarts. `hide_parameters`
+    keeps a failed statement's parameters (the conversation) out of its error, and so out of
+    the logs, unless LOG_PROMPTS asks for them."""
     options: dict[str, Any] = {
         "json_serializer": dumps_json,
         "json_deserializer": loads_json,
+        "hide_parameters": not settings.log_prompts,
         "pool_pre_ping": True,
         "max_overflow": 0,
         "pool_timeout": settings.db_pool_timeout,

@@ -75,6 +75,6 @@ class PrincipalLimits:
             del self._started[principal]
         self._next_sweep = now + 60
 
-    def __len__(self) -> int:
+    def remembered(self) -> int:
         """How many principals are remembered: those running a turn or started one lately."""
         return len(self._started.keys() | self._running.keys())

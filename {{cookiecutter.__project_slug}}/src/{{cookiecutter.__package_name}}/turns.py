@@ -226,6 +226,7 @@ class TurnRunner:
             code = self._error_code(error)
             self._metrics.turns_refused.labels(code=code).inc()
             span.set_attribute("turn.outcome", code)
+            span.set_status(trace.StatusCode.ERROR, code)
             span.end()
             raise
         self._metrics.turns_started.inc()
@@ -333,8 +334,11 @@ class TurnRunner:
             if not isinstance(error, Exception):
                 raise
         else:
-            self._finished(turn, result)
             turn.emit(result)
+            try:
+                self._finished(turn, result)
+            except Exception:  # the turn is stored and answered: only its bookkeeping failed
+                logger.exception("could not record a finished turn")
         finally:
             turn.span.end()
             self._admitted -= 1

@@ -251,7 +251,7 @@ def test_principals_idle_for_a_minute_are_forgotten() -> None:
     now[0] = 61.0
     limits.admit("newcomer")
 
-    assert len(limits) == 2
+    assert limits.remembered() == 2
     limits.release("busy")
     limits.admit("busy")
 

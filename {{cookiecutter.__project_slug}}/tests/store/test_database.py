@@ -7,6 +7,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from {{ cookiecutter.__package_name }}.config import DEFAULT_DATABASE_URL, Settings
 from {{ cookiecutter.__package_name }}.database import create_async_engine, create_engine
@@ -91,3 +92,18 @@ def test_a_connection_the_server_ended_is_replaced_before_it_is_lent_out(
             time.sleep(0.01)
 
     assert backend_pid(postgres_engine) != ended
+
+
+@pytest.mark.parametrize("log_prompts", [False, True])
+def test_a_failed_statement_shows_its_parameters_only_with_log_prompts(
+    database_url: str, log_prompts: bool
+) -> None:
+    """A statement's parameters are the conversation; its error's text is what gets logged."""
+    engine = create_engine(settings_for(database_url, log_prompts=log_prompts))
+    try:
+        with pytest.raises(DBAPIError) as failure, engine.connect() as connection:
+            connection.execute(text("SELECT :prompt FROM no_such_table"), {"prompt": "my secret"})
+    finally:
+        engine.dispose()
+
+    assert ("my secret" in str(failure.value)) is log_prompts

@@ -96,7 +96,9 @@ def create_router() -> APIRouter:
         """Run one turn of the session: its answer, or with `Accept: text/event-stream` its
         events exactly as /process-streaming sends them."""
         if "text/event-stream" in accept:
-            return EventSourceResponse(encoded(process_streaming(turn)))
+            # As FastAPI sends its own event streams: never cached, never held by a proxy.
+            headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+            return EventSourceResponse(encoded(process_streaming(turn)), headers=headers)
         try:
             result = await turn.result()
         except Exception as error:

@@ -111,6 +111,7 @@ def create_app(
             allow_origins=config.cors_allow_origins,
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["Retry-After", "X-Request-ID"],
         )
     # Middleware added later runs earlier: a request for another host is refused before anything
     # else, and the outermost sees every other's failure.

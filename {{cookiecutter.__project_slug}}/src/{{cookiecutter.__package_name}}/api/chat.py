@@ -32,6 +32,7 @@ router = APIRouter(
 # Strands' stop reasons, as the AI SDK names them; any other is "other".
 FINISH_REASONS = {
     "end_turn": "stop",
+    "stop_sequence": "stop",
     "max_tokens": "length",
     "tool_use": "tool-calls",
     "guardrail_intervened": "content-filter",

@@ -124,6 +124,7 @@ const WORDS = {
   model_timeout: "The model took too long to answer. Nothing of this message was stored.",
   model_throttled: "The model provider is throttling requests.",
   database_unavailable: "The service cannot reach its database.",
+  auth_unavailable: "The service cannot check credentials right now (its identity provider is unreachable).",
   turn_not_stored: "The answer could not be stored. Send the message again.",
   internal_error: "The service failed; the failure has been logged.",
 };
