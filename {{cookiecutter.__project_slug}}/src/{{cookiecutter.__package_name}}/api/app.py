@@ -5,7 +5,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
@@ -49,50 +49,53 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # One engine for turns and one for the rest, each with its pool, per process.
-        engine, turn_engine = create_engine(config), create_async_engine(config)
-        await run_in_threadpool(migrate_if_embedded, engine)
-        store = turn_store_for(turn_engine, config.session_lease_seconds)
-        model = model_factory or partial(build_model, config)
-        runner = TurnRunner(config, store, model, app_metrics, turn_error_code)
-        app.state.settings, app.state.engine = config, engine
-        app.state.repository, app.state.runner = SqlSessionRepository(engine), runner
-        app.state.authenticator = Authenticator(config, engine)
-        if config.auth_mode == "none":
-            logger.warning(
-                "AUTH_MODE=none: anyone who can reach this service can read, continue and delete "
-                "every conversation, and make it call the model. For development only."
+        # Each cleanup is registered as soon as its resource exists, and they run in reverse:
+        # a start-up that fails half-way, or a step of shutdown that fails, still releases all.
+        async with AsyncExitStack() as cleanup:
+            # One engine for turns and one for the rest, each with its pool, per process.
+            engine, turn_engine = create_engine(config), create_async_engine(config)
+            cleanup.callback(engine.dispose)
+            cleanup.push_async_callback(turn_engine.dispose)
+            await run_in_threadpool(migrate_if_embedded, engine)
+            store = turn_store_for(turn_engine, config.session_lease_seconds)
+            model = model_factory or partial(build_model, config)
+            runner = TurnRunner(config, store, model, app_metrics, turn_error_code)
+            app.state.settings, app.state.engine = config, engine
+            app.state.repository, app.state.runner = SqlSessionRepository(engine), runner
+            app.state.authenticator = Authenticator(config, engine)
+            if config.auth_mode == "none":
+                logger.warning(
+                    "AUTH_MODE=none: anyone who can reach this service can read, continue and "
+                    "delete every conversation, and make it call the model. For development only."
+                )
+            app.state.cursor_secret = cursor_secret(config)
+            # The SDK runs blocking work of a turn on the event loop's default executor:
+            # Bedrock's streamed response and every plain `def` tool. Sized to the turns
+            # admitted, so that none of them queues behind the others (threads start only when
+            # needed).
+            asyncio.get_running_loop().set_default_executor(
+                ThreadPoolExecutor(config.max_concurrent_turns, thread_name_prefix="turn")
             )
-        app.state.cursor_secret = cursor_secret(config)
-        # The SDK runs blocking work of a turn on the event loop's default executor: Bedrock's
-        # streamed response and every plain `def` tool. Sized to the turns admitted, so that
-        # none of them queues behind the others (threads start only when needed).
-        asyncio.get_running_loop().set_default_executor(
-            ThreadPoolExecutor(config.max_concurrent_turns, thread_name_prefix="turn")
-        )
-        app_metrics.watch_pool("sessions", engine)
-        app_metrics.watch_pool("turns", turn_engine.sync_engine)
-        metrics_server = app_metrics.serve(config.metrics_port) if config.metrics_port else None
-        runner.start_keeping_leases()
-        if tracing:
-            tracing.trace_statements(engine, turn_engine.sync_engine)
-        # What start-up created lives as long as the process: frozen, it is not rescanned by
-        # every full collection. A turn allocates tens of thousands of short-lived objects:
-        # collecting every 10,000 allocations, not every 700 (Python's default), keeps a thousand
-        # turns at once from spending their CPU rescanning one another (BENCHMARKS.md).
-        gc.freeze()
-        gc.set_threshold(10_000, 10, 10)
-        try:
-            yield
-        finally:
-            await runner.shutdown()
-            if metrics_server:
-                metrics_server.shutdown()
-                metrics_server.server_close()
+            app_metrics.watch_pool("sessions", engine)
+            app_metrics.watch_pool("turns", turn_engine.sync_engine)
+            if config.metrics_port:
+                metrics_server = app_metrics.serve(config.metrics_port)
+                cleanup.callback(metrics_server.server_close)
+                cleanup.callback(metrics_server.shutdown)
             if tracing:
-                tracing.shutdown()  # sends the spans still batched
-            await turn_engine.dispose()
-            engine.dispose()
+                tracing.trace_statements(engine, turn_engine.sync_engine)
+                cleanup.callback(tracing.shutdown)  # sends the spans still batched
+            runner.start_keeping_leases()
+            # First at shutdown: running turns finish and are stored while all else still works.
+            cleanup.push_async_callback(runner.shutdown)
+            # What start-up created lives as long as the process: frozen, it is not rescanned by
+            # every full collection. A turn allocates tens of thousands of short-lived objects:
+            # collecting every 10,000 allocations, not every 700 (Python's default), keeps a
+            # thousand turns at once from spending their CPU rescanning one another
+            # (BENCHMARKS.md).
+            gc.freeze()
+            gc.set_threshold(10_000, 10, 10)
+            yield
 
     app = FastAPI(
         title={{ cookiecutter.project_name | quoted }},
