@@ -185,7 +185,7 @@ class TurnRunner:
         self._metrics = metrics or Metrics()
         self._error_code = error_code
         self._admitted = 0
-        self._metrics.turns_in_flight.set_function(lambda: self._admitted)
+        self._metrics.turns_in_flight.set_function(lambda: self.turns_in_flight)
         self._limits = PrincipalLimits(settings.max_turns_per_principal, settings.turns_per_minute)
         self._running: dict[str, Turn] = {}  # by session id
         self._stopping = False

@@ -2,10 +2,8 @@
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
 import pytest
@@ -19,7 +17,7 @@ from {{ cookiecutter.__package_name }}.principal_limits import (
 )
 
 from ..conftest import Api
-from ..support.http import assert_error
+from ..support.http import QuietHandler, assert_error, local_http_server
 
 MakeApi = Callable[..., Api]
 
@@ -141,20 +139,15 @@ def jwks_url(signing_key: rsa.RSAPrivateKey) -> Iterator[str]:
     jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(signing_key.public_key()))
     document = json.dumps({"keys": [{**jwk, "kid": "key-1", "use": "sig", "alg": "RS256"}]})
 
-    class Jwks(BaseHTTPRequestHandler):
+    class Jwks(QuietHandler):
         def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
             self.wfile.write(document.encode())
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/jwks.json"
-    server.shutdown()
+    with local_http_server(Jwks) as url:
+        yield f"{url}/jwks.json"
 
 
 def token(key: rsa.RSAPrivateKey, **claims: object) -> dict[str, str]:

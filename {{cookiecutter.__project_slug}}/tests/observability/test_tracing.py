@@ -5,9 +5,7 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from opentelemetry.trace import SpanKind
 from {{ cookiecutter.__package_name }}.api.app import create_app
 
 from ..support.databases import TEST_PRINCIPAL, new_api_key, settings_for
+from ..support.http import QuietHandler, local_http_server
 from ..support.scripted_model import ScriptedModel
 from ..support.server import running_server
 
@@ -138,7 +137,7 @@ def collector() -> Iterator[tuple[str, list[ExportTraceServiceRequest]]]:
     """An OTLP/HTTP endpoint that keeps what it is sent: its URL, and the requests."""
     received: list[ExportTraceServiceRequest] = []
 
-    class Collector(BaseHTTPRequestHandler):
+    class Collector(QuietHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             if self.path == "/v1/traces":
@@ -147,13 +146,8 @@ def collector() -> Iterator[tuple[str, list[ExportTraceServiceRequest]]]:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", received
-    server.shutdown()
+    with local_http_server(Collector) as url:
+        yield url, received
 
 
 def test_the_endpoint_variables_send_traces_to_a_collector(

@@ -38,5 +38,5 @@ def install_playground(app: FastAPI) -> None:
     app.mount("/playground", PlaygroundFiles(directory=PAGES_DIR, html=True), name="playground")
 
     @app.get("/", include_in_schema=False)
-    def root() -> RedirectResponse:
+    async def root() -> RedirectResponse:  # async: a redirect needs no thread of the pool
         return RedirectResponse("/playground/")
