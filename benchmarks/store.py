@@ -29,6 +29,7 @@ from my_agent.config import Settings
 from my_agent.database import create_async_engine, create_engine, upgrade_schema
 from my_agent.echo import EchoModel
 from my_agent.session_store import SqlSessionRepository, TurnStore, turn_store_for
+from my_agent.session_store.records import LOCAL_PRINCIPAL as LOCAL
 from my_agent.session_store.tables import agents, messages, sessions
 from sqlalchemy import Engine, event, insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -107,11 +108,13 @@ def sql_store(name: str, engine: Engine, turn_engine: AsyncEngine, lease_seconds
         stamps = {"created_at": now, "updated_at": now}
         with engine.begin() as connection:
             connection.execute(
-                insert(sessions), {"session_id": session_id, "session_type": "AGENT", **stamps}
+                insert(sessions),
+                {"principal": LOCAL, "session_id": session_id, "session_type": "AGENT", **stamps},
             )
             connection.execute(
                 insert(agents),
                 {
+                    "principal": LOCAL,
                     "session_id": session_id,
                     "agent_id": "default",
                     "state": {},
@@ -122,8 +125,8 @@ def sql_store(name: str, engine: Engine, turn_engine: AsyncEngine, lease_seconds
             )
             for start in range(0, total, 5_000):
                 rows = [
-                    {"session_id": session_id, "agent_id": "default", "message_id": number,
-                     "message": message(number), **stamps}
+                    {"principal": LOCAL, "session_id": session_id, "agent_id": "default",
+                     "message_id": number, "message": message(number), **stamps}
                     for number in range(start, min(total, start + 5_000))
                 ]  # fmt: skip
                 connection.execute(insert(messages), rows)
@@ -132,10 +135,11 @@ def sql_store(name: str, engine: Engine, turn_engine: AsyncEngine, lease_seconds
         """The least any store must do: select the messages, and decode their JSON."""
         query = text(
             "SELECT CAST(message AS TEXT) FROM messages "
-            "WHERE session_id = :session_id AND agent_id = 'default' ORDER BY message_id"
+            "WHERE principal = :principal AND session_id = :session_id AND agent_id = 'default' "
+            "ORDER BY message_id"
         )
         with engine.connect() as connection:
-            rows = connection.execute(query, {"session_id": session_id}).all()
+            rows = connection.execute(query, {"principal": LOCAL, "session_id": session_id}).all()
         return len([json.loads(row[0]) for row in rows])
 
     turns = turn_store_for(turn_engine, lease_seconds)

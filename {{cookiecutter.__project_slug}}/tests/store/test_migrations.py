@@ -1,5 +1,6 @@
 """The migrations build a fresh database that matches the tables in code, and tear it down again."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -13,7 +14,8 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
+from strands.types.session import Session, SessionType
 
 from {{ cookiecutter.__package_name }}.api.app import create_app
 from {{ cookiecutter.__package_name }}.database import (
@@ -21,7 +23,7 @@ from {{ cookiecutter.__package_name }}.database import (
     create_engine,
     upgrade_schema,
 )
-from {{ cookiecutter.__package_name }}.session_store import metadata
+from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository, metadata
 
 from ..support.databases import postgres_database, settings_for
 from ..support.server import PROJECT_DIR
@@ -69,6 +71,41 @@ def test_downgrade_base_removes_every_table_and_upgrade_rebuilds_them(empty_engi
     assert schema_differences(empty_engine) == []
 
 
+def test_sessions_stored_before_they_were_named_per_principal_keep_everything(
+    empty_engine: Engine,
+) -> None:
+    upgrade_schema(empty_engine, "0003")
+    values = {
+        "at": "2026-11-25 10:00:00.000000",  # as SQLAlchemy writes it on SQLite; UTC on PostgreSQL
+        "empty": "{}",
+        "message": json.dumps({"role": "user", "content": [{"text": "kept"}]}),
+    }
+    with empty_engine.begin() as connection:
+        for statement in (
+            "INSERT INTO sessions (session_id, session_type, principal, created_at, updated_at) "
+            "VALUES ('chat', 'AGENT', 'alice', :at, :at)",
+            "INSERT INTO agents VALUES ('chat', 'default', :empty, :empty, :empty, :at, :at)",
+            "INSERT INTO messages VALUES ('chat', 'default', 0, :message, NULL, :at, :at)",
+            "INSERT INTO multi_agents VALUES ('chat', 'report', :empty, :at, :at)",
+        ):
+            connection.execute(text(statement), values)
+
+    upgrade_schema(empty_engine)
+
+    alice = SqlSessionRepository(empty_engine, "alice")
+    assert [m.to_message()["content"] for m in alice.list_messages("chat", "default")] == [
+        [{"text": "kept"}]
+    ]
+    assert alice.read_multi_agent("chat", "report") == {}
+    bob = alice.for_principal("bob")
+    bob.create_session(Session("chat", SessionType.AGENT))  # the id is alice's only
+    alice.delete_session("chat")
+    assert bob.read_session("chat") is not None
+    with empty_engine.connect() as connection:
+        left = connection.execute(text("SELECT count(*) FROM messages")).scalar_one()
+    assert left == 0  # alice's session took what it held with it
+
+
 def test_alembic_command_line_migrates_database_url(empty_database_url: str) -> None:
     """`make migrate` runs `alembic upgrade head` in the project directory."""
     env = {**os.environ, "DATABASE_URL": empty_database_url}
@@ -79,7 +116,7 @@ def test_alembic_command_line_migrates_database_url(empty_database_url: str) -> 
             [*alembic, *arguments], cwd=PROJECT_DIR, env=env, capture_output=True, text=True
         )
         assert result.returncode == 0, result.stderr
-    assert "0003 (head)" in result.stdout
+    assert "0004 (head)" in result.stdout
 
 
 def test_the_app_migrates_the_embedded_sqlite_database_at_start_up() -> None:

@@ -139,14 +139,34 @@ def test_a_principal_sees_nothing_of_another_principals_sessions(
         other.update_message("theirs", "default", text_message(0, "rewritten"))
     with pytest.raises(NotFoundError):
         other.update_agent("theirs", SessionAgent("default", {"x": 1}, {}))
-    with pytest.raises(AlreadyExistsError):  # session ids are global
-        new_session(other, "theirs")
 
     assert [m.to_message()["content"] for m in repository.list_messages("theirs", "default")] == [
         [{"text": "secret"}]
     ]
     assert [a.agent_id for a in repository.list_agents("theirs")] == ["default"]
     assert [s.session_id for s in repository.list_sessions().sessions] == ["theirs"]
+
+
+def test_each_principal_names_its_sessions_in_its_own_namespace(
+    repository: SqlSessionRepository,
+) -> None:
+    other = repository.for_principal("other")
+    for store, text in ((repository, "mine"), (other, "theirs")):
+        new_session(store, "chat")  # the same id, taken by neither from the other
+        new_agent(store, "chat")
+        store.create_message("chat", "default", text_message(0, text))
+        store.create_multi_agent("chat", graph())
+
+    with pytest.raises(AlreadyExistsError):
+        new_session(other, "chat")
+    other.delete_session("chat")
+
+    assert other.read_session("chat") is None
+    assert other.read_multi_agent("chat", "report") is None
+    assert [m.to_message()["content"] for m in repository.list_messages("chat", "default")] == [
+        [{"text": "mine"}]
+    ]
+    assert repository.read_multi_agent("chat", "report") is not None
 
 
 def test_delete_session_removes_everything_below_it(

@@ -131,6 +131,7 @@ def test_a_long_trimmed_history_restores_only_the_window(
         connection.execute(messages.delete())
         rows = [
             {
+                "principal": "local",
                 "session_id": "chat",
                 "agent_id": "default",
                 "message_id": n,

@@ -18,7 +18,6 @@ from strands.types.session import SessionAgent, SessionMessage
 
 from {{ cookiecutter.__package_name }}.session_store import (
     LeaseLostError,
-    NotFoundError,
     SessionBusyError,
     SqlSessionRepository,
     TurnStore,
@@ -213,9 +212,9 @@ async def test_a_turn_that_waited_for_another_turns_save_reads_what_it_saved(
     await agent_for(saving, ["Second."]).invoke_async("two")
     # The previous turn's save, held open in a transaction: it released the lease and wrote.
     with engine.connect() as connection, connection.begin():
-        lease = store.leases.release_values("s", saving.lease_id)
+        lease = store.leases.release_values("local", "s", saving.lease_id)
         connection.execute(store.leases.release, lease)
-        rows = [message_values("s", "default", saving.messages[i]) for i in (2, 3)]
+        rows = [message_values("local", "s", "default", saving.messages[i]) for i in (2, 3)]
         connection.execute(insert(messages), rows)
         waiting = asyncio.create_task(store.begin("s", "default", "local"))
         await anyio.sleep(0.5)  # the next turn is waiting for the session's row
@@ -257,21 +256,20 @@ async def test_a_turn_that_wrote_nothing_is_saved_and_frees_its_session(
     await store.give_up(again)
 
 
-async def test_another_principals_session_cannot_be_begun(
+async def test_a_principal_begins_its_own_session_whatever_others_named_theirs(
     store: TurnStore, repository: SqlSessionRepository
 ) -> None:
     await turn(store, "hello", ["Hi."])
+    mine = await store.begin("s", "default", "local")
 
-    with pytest.raises(NotFoundError):
-        await store.begin("s", "default", "other")
+    theirs = await store.begin("s", "default", "other")  # mine is busy; theirs is new
 
-    mine = await store.begin("s", "default", "local")  # the refusal took no lease
+    assert theirs.new_session and not theirs.messages
+    await store.save(theirs)
     assert list(mine.messages) == [0, 1]
     await store.give_up(mine)
-    theirs = await store.begin("new", "default", "other")
-    await store.save(theirs)
-    assert repository.read_session("new") is None
-    assert repository.for_principal("other").read_session("new") is not None
+    assert repository.for_principal("other").message_counts("s") == {}
+    assert repository.message_counts("s") == {"default": 2}
 
 
 async def test_a_crashed_turns_lease_expires_by_itself(

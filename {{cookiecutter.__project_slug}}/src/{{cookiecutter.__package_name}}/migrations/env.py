@@ -16,16 +16,24 @@ def run_migrations() -> None:
         engine = create_engine(get_settings())
     try:
         with engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                # Rebuilding a table drops the old one, which with foreign keys enforced would
+                # first delete (ON DELETE CASCADE) every row that refers to it. (A no-op inside a
+                # transaction: this is the connection's first statement.)
+                connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
             context.configure(
                 connection=connection,
                 target_metadata=metadata,
                 # SQLite cannot ALTER most things in place: Alembic rebuilds the table instead.
-                render_as_batch=connection.dialect.name == "sqlite",
+                render_as_batch=sqlite,
                 compare_server_default=True,
             )
             with context.begin_transaction():
                 context.run_migrations()
             connection.commit()
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
     finally:
         if own_engine:
             engine.dispose()

@@ -12,7 +12,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Dialect, and_, bindparam, func, or_, select, update
+from sqlalchemy import Dialect, bindparam, func, or_, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ColumnElement
 
@@ -42,47 +42,47 @@ class Leases:
 
     def __init__(self, dialect: Dialect, seconds: float) -> None:
         now, expiry = database_time(dialect), database_time(dialect, seconds)
-        this_session = sessions.c.session_id == bindparam("key_session")
+        this_session = (
+            sessions.c.principal == bindparam("key_principal"),
+            sessions.c.session_id == bindparam("key_session"),
+        )
         this_lease = sessions.c.lease_id == bindparam("key_lease")
 
         insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
         new_session = insert(sessions).values(
+            principal=bindparam("key_principal"),
             session_id=bindparam("key_session"),
-            principal=bindparam("principal"),
             session_type="AGENT",
             created_at=bindparam("now"),
             updated_at=bindparam("now"),
             lease_id=bindparam("new_lease"),
             lease_expires_at=expiry,
         )
-        # Creates the session if it is new; returns nothing if another turn holds the lease, or
-        # if the session is another principal's.
+        # Creates the session if it is new; returns nothing if another turn holds the lease.
         self.take = new_session.on_conflict_do_update(
-            index_elements=[sessions.c.session_id],
+            index_elements=[sessions.c.principal, sessions.c.session_id],
             set_={"lease_id": new_session.excluded.lease_id, "lease_expires_at": expiry},
-            where=and_(lease_is_free(dialect), sessions.c.principal == bindparam("principal")),
+            where=lease_is_free(dialect),
         ).returning(*sessions.c)
-        # Whose the session is, when `take` returned nothing: busy, or not the caller's.
-        self.principal_of = select(sessions.c.principal).where(this_session)
-        # Returns the session's id if the lease was still held; the row stays locked until the
+        # Returns the session's key if the lease was still held; the row stays locked until the
         # end of the transaction, so that no turn takes the lease before the save is written.
         self.release = (
             update(sessions)
-            .where(this_session, this_lease, sessions.c.lease_expires_at > now)
+            .where(*this_session, this_lease, sessions.c.lease_expires_at > now)
             .values(
                 lease_id=None,
                 lease_expires_at=None,
                 updated_at=bindparam("now"),
                 version=sessions.c.version + 1,
             )
-            .returning(sessions.c.session_id)
+            .returning(sessions.c.principal, sessions.c.session_id)
         )
-        # Returns the ids of the leases renewed.
+        # Takes (principal, session id, lease id) triples; returns the ids of the leases renewed.
+        held = tuple_(sessions.c.principal, sessions.c.session_id, sessions.c.lease_id)
         self.renew = (
             update(sessions)
             .where(
-                sessions.c.session_id.in_(bindparam("session_ids", expanding=True)),
-                sessions.c.lease_id.in_(bindparam("lease_ids", expanding=True)),
+                held.in_(bindparam("leases", expanding=True)),
                 sessions.c.lease_expires_at > now,
             )
             .values(lease_expires_at=expiry)
@@ -91,21 +91,26 @@ class Leases:
         # Gives the lease back without saving anything (the turn failed).
         self.give_up = (
             update(sessions)
-            .where(this_session, this_lease)
+            .where(*this_session, this_lease)
             .values(lease_id=None, lease_expires_at=None)
         )
 
     @staticmethod
-    def take_values(session_id: str, principal: str) -> dict[str, Any]:
-        """The values of `take` for a new lease on the session, for `principal`."""
+    def take_values(principal: str, session_id: str) -> dict[str, Any]:
+        """The values of `take` for a new lease on the principal's session."""
         return {
+            "key_principal": principal,
             "key_session": session_id,
-            "principal": principal,
             "new_lease": secrets.token_hex(16),
             "now": datetime.now(UTC),
         }
 
     @staticmethod
-    def release_values(session_id: str, lease_id: str) -> dict[str, Any]:
+    def release_values(principal: str, session_id: str, lease_id: str) -> dict[str, Any]:
         """The values of `release` and of `give_up`."""
-        return {"key_session": session_id, "key_lease": lease_id, "now": datetime.now(UTC)}
+        return {
+            "key_principal": principal,
+            "key_session": session_id,
+            "key_lease": lease_id,
+            "now": datetime.now(UTC),
+        }

@@ -116,10 +116,11 @@ MESSAGE_FIELDS = ("message_id", "message", "redact_message", "created_at", "upda
 
 
 def message_values(
-    session_id: str, agent_id: str, session_message: SessionMessage
+    principal: str, session_id: str, agent_id: str, session_message: SessionMessage
 ) -> dict[str, Any]:
     """The row of a message."""
     return {
+        "principal": principal,
         "session_id": session_id,
         "agent_id": agent_id,
         "message_id": session_message.message_id,

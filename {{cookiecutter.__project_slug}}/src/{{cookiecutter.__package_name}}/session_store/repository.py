@@ -12,9 +12,7 @@ from sqlalchemy import (
     Engine,
     RowMapping,
     Table,
-    bindparam,
     delete,
-    exists,
     func,
     select,
     tuple_,
@@ -75,9 +73,10 @@ class SqlSessionRepository(SessionRepository):
     one that does not exist raises NotFoundError; reads return None. Both errors are
     SessionExceptions, as the Strands SDK expects. (The service's turns use a TurnStore.)
 
-    A repository acts for one principal: the sessions it creates are that principal's, and every
-    statement sees only that principal's sessions and what they hold; another principal's
-    session is as if it did not exist. `for_principal` gives the same store for another one.
+    A repository acts for one principal: every statement reads and writes that principal's
+    sessions and what they hold, keyed by the principal first (tables.py); another principal's
+    sessions, whatever their ids, are as if they did not exist. `for_principal` gives the same
+    store for another principal.
     """
 
     def __init__(self, engine: Engine, principal: str = LOCAL_PRINCIPAL) -> None:
@@ -97,8 +96,8 @@ class SqlSessionRepository(SessionRepository):
     def create_session(self, session: Session, **kwargs: Any) -> Session:
         session_id = validate_id("session id", session.session_id)
         values = {
-            "session_id": session_id,
             "principal": self.principal,
+            "session_id": session_id,
             "session_type": SessionType(session.session_type).value,
             "created_at": timestamp(session.created_at),
             "updated_at": timestamp(session.updated_at),
@@ -107,11 +106,7 @@ class SqlSessionRepository(SessionRepository):
         return session
 
     def read_session(self, session_id: str, **kwargs: Any) -> Session | None:
-        query = select(sessions).where(
-            sessions.c.session_id == validate_id("session id", session_id),
-            sessions.c.principal == self.principal,
-        )
-        row = self._first(query)
+        row = self._first(select(sessions).where(*self._key(sessions, session_id)))
         return session_record(row) if row else None
 
     def delete_session(self, session_id: str) -> None:
@@ -119,12 +114,7 @@ class SqlSessionRepository(SessionRepository):
 
         A session whose turn is running (its lease is live) is not deleted: SessionBusyError.
         """
-        session_id = validate_id("session id", session_id)
-        statement = delete(sessions).where(
-            sessions.c.session_id == session_id,
-            sessions.c.principal == self.principal,
-            self._lease_is_free,
-        )
+        statement = delete(sessions).where(*self._key(sessions, session_id), self._lease_is_free)
         with self._engine.connect() as connection:
             if connection.execute(statement).rowcount:
                 return
@@ -171,6 +161,7 @@ class SqlSessionRepository(SessionRepository):
         session_id = validate_id("session id", session_id)
         agent_id = validate_id("agent id", session_agent.agent_id)
         values = {
+            "principal": self.principal,
             "session_id": session_id,
             "agent_id": agent_id,
             **agent_values(session_agent),
@@ -185,17 +176,14 @@ class SqlSessionRepository(SessionRepository):
         )
 
     def read_agent(self, session_id: str, agent_id: str, **kwargs: Any) -> SessionAgent | None:
-        query = select(agents).where(
-            *_agent_key(agents, session_id, agent_id), self._owns(session_id)
-        )
-        row = self._first(query)
+        row = self._first(select(agents).where(*self._key(agents, session_id, agent_id)))
         return agent_record(row) if row else None
 
     def update_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
         agent_id = session_agent.agent_id
         statement = (
             update(agents)
-            .where(*_agent_key(agents, session_id, agent_id), self._owns(session_id))
+            .where(*self._key(agents, session_id, agent_id))
             .values(**agent_values(session_agent), updated_at=timestamp(session_agent.updated_at))
         )
         self._change_one(statement, missing=missing_agent(session_id, agent_id))
@@ -204,9 +192,7 @@ class SqlSessionRepository(SessionRepository):
         """The session's agents, in the order they were created."""
         query = (
             select(agents)
-            .where(
-                agents.c.session_id == validate_id("session id", session_id), self._owns(session_id)
-            )
+            .where(*self._key(agents, session_id))
             .order_by(agents.c.created_at, agents.c.agent_id)
         )
         with self._engine.connect() as connection:
@@ -221,7 +207,7 @@ class SqlSessionRepository(SessionRepository):
         message_id = session_message.message_id
         self._insert_new(
             messages,
-            message_values(session_id, agent_id, session_message),
+            message_values(self.principal, session_id, agent_id, session_message),
             duplicate=f"message {message_id} already exists for agent {agent_id!r}",
             missing=missing_agent(session_id, agent_id),
         )
@@ -230,9 +216,7 @@ class SqlSessionRepository(SessionRepository):
         self, session_id: str, agent_id: str, message_id: int, **kwargs: Any
     ) -> SessionMessage | None:
         query = select(messages).where(
-            *_agent_key(messages, session_id, agent_id),
-            messages.c.message_id == message_id,
-            self._owns(session_id),
+            *self._key(messages, session_id, agent_id), messages.c.message_id == message_id
         )
         row = self._first(query)
         return message_record(row) if row else None
@@ -243,11 +227,7 @@ class SqlSessionRepository(SessionRepository):
         message_id = session_message.message_id
         statement = (
             update(messages)
-            .where(
-                *_agent_key(messages, session_id, agent_id),
-                messages.c.message_id == message_id,
-                self._owns(session_id),
-            )
+            .where(*self._key(messages, session_id, agent_id), messages.c.message_id == message_id)
             .values(
                 message=session_message.message,
                 redact_message=session_message.redact_message,
@@ -276,11 +256,7 @@ class SqlSessionRepository(SessionRepository):
             raise ValueError("offset and limit must not be negative")
         query = (
             select(*(messages.c[name] for name in MESSAGE_FIELDS))
-            .where(
-                *_agent_key(messages, session_id, agent_id),
-                messages.c.message_id >= offset,
-                self._owns(session_id),
-            )
+            .where(*self._key(messages, session_id, agent_id), messages.c.message_id >= offset)
             .order_by(messages.c.message_id)
             .limit(limit)
         )
@@ -292,10 +268,7 @@ class SqlSessionRepository(SessionRepository):
         """How many messages each agent of the session holds, by agent id."""
         query = (
             select(messages.c.agent_id, func.count())
-            .where(
-                messages.c.session_id == validate_id("session id", session_id),
-                self._owns(session_id),
-            )
+            .where(*self._key(messages, session_id))
             .group_by(messages.c.agent_id)
         )
         with self._engine.connect() as connection:
@@ -310,6 +283,7 @@ class SqlSessionRepository(SessionRepository):
         multi_agent_id = validate_id("multi-agent id", multi_agent.id)
         now = datetime.now(UTC)
         values = {
+            "principal": self.principal,
             "session_id": session_id,
             "multi_agent_id": multi_agent_id,
             "state": multi_agent.serialize_state(),
@@ -327,9 +301,7 @@ class SqlSessionRepository(SessionRepository):
         self, session_id: str, multi_agent_id: str, **kwargs: Any
     ) -> dict[str, Any] | None:
         row = self._first(
-            select(multi_agents.c.state).where(
-                *_multi_agent_key(session_id, multi_agent_id), self._owns(session_id)
-            )
+            select(multi_agents.c.state).where(*self._multi_agent_key(session_id, multi_agent_id))
         )
         # As the orchestrator serialised it, bytes markers included: its deserialize_state decodes.
         return encode_bytes_values(row["state"]) if row else None
@@ -337,7 +309,7 @@ class SqlSessionRepository(SessionRepository):
     def update_multi_agent(
         self, session_id: str, multi_agent: "MultiAgentBase", **kwargs: Any
     ) -> None:
-        key = (*_multi_agent_key(session_id, multi_agent.id), self._owns(session_id))
+        key = self._multi_agent_key(session_id, multi_agent.id)
         with self._engine.begin() as connection:
             # Looked up first, as the SDK's own stores do: updating a record that does not exist
             # is NotFoundError whatever the orchestrator's state holds.
@@ -355,33 +327,37 @@ class SqlSessionRepository(SessionRepository):
         with self._engine.connect() as connection:
             return connection.execute(query).mappings().first()
 
-    def _owns(self, session_id: str) -> ColumnElement[bool]:
-        """Whether the session exists and is this principal's: a condition of every statement
-        on what a session holds."""
-        owner = sessions.c.session_id == session_id, sessions.c.principal == self.principal
-        return exists().where(*owner)
+    def _key(
+        self, table: Table, session_id: str, agent_id: str | None = None
+    ) -> tuple[ColumnElement[bool], ...]:
+        """The conditions that pick this principal's session, or one of its agents, in `table`."""
+        session = validate_id("session id", session_id)
+        key = table.c.principal == self.principal, table.c.session_id == session
+        if agent_id is None:
+            return key
+        return *key, table.c.agent_id == validate_id("agent id", agent_id)
+
+    def _multi_agent_key(self, session_id: str, multi_agent_id: str) -> tuple:
+        multi_agent = validate_id("multi-agent id", multi_agent_id)
+        return *self._key(multi_agents, session_id), multi_agents.c.multi_agent_id == multi_agent
 
     def _insert_new(
         self, table: Table, values: dict[str, Any], *, duplicate: str, missing: str = ""
     ) -> None:
-        """Insert one row; under a session, only if the session is this principal's."""
-        if table is sessions:
-            new_row = self._insert(table).values(values)
-        else:
-            row = select(
-                *(bindparam(name, value, table.c[name].type) for name, value in values.items())
-            )
-            owned_row = row.where(self._owns(values["session_id"]))
-            new_row = self._insert(table).from_select(list(values), owned_row)
-        statement = new_row.on_conflict_do_nothing().returning(*table.primary_key.columns)
+        """Insert one row, keyed by this principal; a duplicate key inserts nothing."""
+        statement = (
+            self._insert(table)
+            .values(values)
+            .on_conflict_do_nothing()
+            .returning(*table.primary_key.columns)
+        )
         try:
             inserted = self._first(statement)
         except IntegrityError as error:
-            # The only constraint left to fail is the foreign key: the parent record is missing.
+            # The only constraint left to fail is the foreign key: the parent record is missing
+            # (or is another principal's, which the key, principal first, cannot name).
             raise NotFoundError(missing) from error
         if inserted is None:
-            if table is not sessions and self.read_session(values["session_id"]) is None:
-                raise NotFoundError(missing)
             raise AlreadyExistsError(duplicate)
 
     def _change_one(self, statement: Executable, *, missing: str) -> None:
@@ -392,18 +368,6 @@ class SqlSessionRepository(SessionRepository):
 
 def _ids(session_id: str, agent_id: str) -> tuple[str, str]:
     return validate_id("session id", session_id), validate_id("agent id", agent_id)
-
-
-def _agent_key(table: Table, session_id: str, agent_id: str) -> tuple:
-    session_id, agent_id = _ids(session_id, agent_id)
-    return table.c.session_id == session_id, table.c.agent_id == agent_id
-
-
-def _multi_agent_key(session_id: str, multi_agent_id: str) -> tuple:
-    return (
-        multi_agents.c.session_id == validate_id("session id", session_id),
-        multi_agents.c.multi_agent_id == validate_id("multi-agent id", multi_agent_id),
-    )
 
 
 def _encode_cursor(row: RowMapping) -> str:

@@ -71,14 +71,15 @@ def _timestamps() -> list[Column]:
     ]
 
 
+# Every table is keyed by principal first: each principal (caller) names its sessions in its own
+# namespace, so that two callers may both use session "chat-1" and neither learns that the other
+# does. Sessions stored before principals existed belong to "local", AUTH_MODE=none's principal.
 sessions = Table(
     "sessions",
     metadata,
+    Column("principal", String(ID_LENGTH), primary_key=True),
     Column("session_id", String(ID_LENGTH), primary_key=True),
     Column("session_type", String(32), nullable=False),
-    # The principal (caller) that created the session, to whom alone it is visible. Sessions
-    # stored before principals existed belong to "local", the principal of AUTH_MODE=none.
-    Column("principal", String(ID_LENGTH), nullable=False, server_default="local"),
     *_timestamps(),
     # The lease of the turn running on the session, if any (leases.py): its id, which the turn
     # shows to save, and when it expires by the database's clock unless its replica renews it.
@@ -94,20 +95,26 @@ sessions = Table(
 agents = Table(
     "agents",
     metadata,
+    Column("principal", String(ID_LENGTH), primary_key=True),
     Column("session_id", String(ID_LENGTH), primary_key=True),
     Column("agent_id", String(ID_LENGTH), primary_key=True),
     Column("state", Json, nullable=False),
     Column("conversation_manager_state", Json, nullable=False),
     Column("internal_state", Json, nullable=False),
     *_timestamps(),
-    ForeignKeyConstraint(["session_id"], ["sessions.session_id"], ondelete="CASCADE"),
+    ForeignKeyConstraint(
+        ["principal", "session_id"],
+        ["sessions.principal", "sessions.session_id"],
+        ondelete="CASCADE",
+    ),
 )
 
-# The primary key (session_id, agent_id, message_id) is also the index that restoring a
-# conversation from an offset range-scans.
+# The primary key (principal, session_id, agent_id, message_id) is also the index that restoring
+# a conversation from an offset range-scans.
 messages = Table(
     "messages",
     metadata,
+    Column("principal", String(ID_LENGTH), primary_key=True),
     Column("session_id", String(ID_LENGTH), primary_key=True),
     Column("agent_id", String(ID_LENGTH), primary_key=True),
     Column("message_id", Integer, primary_key=True, autoincrement=False),
@@ -115,8 +122,8 @@ messages = Table(
     Column("redact_message", NullableJson, nullable=True),
     *_timestamps(),
     ForeignKeyConstraint(
-        ["session_id", "agent_id"],
-        ["agents.session_id", "agents.agent_id"],
+        ["principal", "session_id", "agent_id"],
+        ["agents.principal", "agents.session_id", "agents.agent_id"],
         ondelete="CASCADE",
     ),
 )
@@ -124,9 +131,14 @@ messages = Table(
 multi_agents = Table(
     "multi_agents",
     metadata,
+    Column("principal", String(ID_LENGTH), primary_key=True),
     Column("session_id", String(ID_LENGTH), primary_key=True),
     Column("multi_agent_id", String(ID_LENGTH), primary_key=True),
     Column("state", Json, nullable=False),
     *_timestamps(),
-    ForeignKeyConstraint(["session_id"], ["sessions.session_id"], ondelete="CASCADE"),
+    ForeignKeyConstraint(
+        ["principal", "session_id"],
+        ["sessions.principal", "sessions.session_id"],
+        ondelete="CASCADE",
+    ),
 )

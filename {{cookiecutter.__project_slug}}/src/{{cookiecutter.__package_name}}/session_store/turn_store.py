@@ -36,7 +36,6 @@ from strands.types.session import Session, SessionMessage, SessionType
 from .leases import Leases
 from .records import (
     MESSAGE_FIELDS,
-    NotFoundError,
     SessionBusyError,
     agent_record,
     agent_values,
@@ -62,6 +61,7 @@ class LeaseLostError(SessionException):
 
 # The statements of a turn, built once: building one costs more than running it.
 _THIS_AGENT = (
+    agents.c.principal == bindparam("key_principal"),
     agents.c.session_id == bindparam("key_session"),
     agents.c.agent_id == bindparam("key_agent"),
 )
@@ -69,6 +69,7 @@ _READ_AGENT = select(agents).where(*_THIS_AGENT)
 _READ_WINDOW = (
     select(*(messages.c[name] for name in MESSAGE_FIELDS))
     .where(
+        messages.c.principal == bindparam("key_principal"),
         messages.c.session_id == bindparam("key_session"),
         messages.c.agent_id == bindparam("key_agent"),
         messages.c.message_id >= bindparam("offset"),
@@ -81,6 +82,7 @@ _INSERT_AGENT = insert(agents)
 _UPDATE_AGENT = update(agents).where(*_THIS_AGENT)
 _INSERT_MESSAGES = insert(messages)
 _UPDATE_MESSAGE = update(messages).where(
+    messages.c.principal == bindparam("key_principal"),
     messages.c.session_id == bindparam("key_session"),
     messages.c.agent_id == bindparam("key_agent"),
     messages.c.message_id == bindparam("key_message"),
@@ -98,7 +100,7 @@ class TurnStore:
     async def begin(self, session_id: str, agent_id: str, principal: str) -> UnitOfWork:
         """Take the session's lease for `principal` (creating the session if it is new) and read
         the agent and the messages its conversation manager keeps. SessionBusyError if the
-        session is busy; NotFoundError if it is another principal's."""
+        session is busy."""
         try:
             return await self._begin(session_id, agent_id, principal)
         except DBAPIError as error:
@@ -112,28 +114,19 @@ class TurnStore:
 
     async def _begin(self, session_id: str, agent_id: str, principal: str) -> UnitOfWork:
         validate_id("agent id", agent_id)
-        values = self.leases.take_values(validate_id("session id", session_id), principal)
+        values = self.leases.take_values(principal, validate_id("session id", session_id))
         async with self._autocommit.connect() as connection:
             session = (await connection.execute(self.leases.take, values)).mappings().first()
             if session is None:
-                raise await self._not_taken(connection, session_id, principal)
+                raise SessionBusyError(session_id)
             work = UnitOfWork(session_record(session), agent_id, values["new_lease"], principal)
             work.new_session = session["created_at"] == values["now"]
             await self._read(connection, work)
         return work
 
-    async def _not_taken(
-        self, connection: AsyncConnection, session_id: str, principal: str
-    ) -> SessionException:
-        """Why a take returned nothing: another principal's session is as if it did not exist."""
-        owner = await connection.execute(self.leases.principal_of, {"key_session": session_id})
-        if owner.scalar() not in (None, principal):
-            return NotFoundError(f"session {session_id!r} does not exist")
-        return SessionBusyError(session_id)
-
     async def _read(self, connection: AsyncConnection, work: UnitOfWork) -> None:
         """Read the turn's agent and window; give the lease back if that fails."""
-        key = {"key_session": work.session_id, "key_agent": work.agent_id}
+        key = _agent_key(work)
         try:
             row = (await connection.execute(_READ_AGENT, key)).mappings().first()
             if row is None:
@@ -149,8 +142,8 @@ class TurnStore:
     async def save(self, work: UnitOfWork) -> None:
         """Write the turn and release its lease, in one transaction; LeaseLostError, and nothing
         written, if the turn no longer holds the lease."""
-        key = {"key_session": work.session_id, "key_agent": work.agent_id}
-        release = self.leases.release_values(work.session_id, work.lease_id)
+        key = _agent_key(work)
+        release = self.leases.release_values(work.principal, work.session_id, work.lease_id)
         async with self._engine.begin() as connection:
             if (await connection.execute(self.leases.release, release)).first() is None:
                 raise LeaseLostError(work.session_id)
@@ -174,7 +167,7 @@ class TurnStore:
         reached, the lease expires by itself."""
         with suppress(SQLAlchemyError):
             async with self._autocommit.connect() as connection:
-                values = self.leases.release_values(work.session_id, work.lease_id)
+                values = self.leases.release_values(work.principal, work.session_id, work.lease_id)
                 await connection.execute(self.leases.give_up, values)
 
     async def count_sessions(self, principal: str) -> int:
@@ -185,16 +178,17 @@ class TurnStore:
 
     async def discard(self, work: UnitOfWork) -> None:
         """Delete the session that the turn's lease created, as it never was."""
-        lease = sessions.c.session_id == work.session_id, sessions.c.lease_id == work.lease_id
+        lease = (
+            sessions.c.principal == work.principal,
+            sessions.c.session_id == work.session_id,
+            sessions.c.lease_id == work.lease_id,
+        )
         async with self._autocommit.connect() as connection:
             await connection.execute(delete(sessions).where(*lease))
 
     async def renew(self, works: list[UnitOfWork]) -> set[str]:
         """Extend the leases of running turns; the lease ids still held."""
-        values = {
-            "session_ids": [work.session_id for work in works],
-            "lease_ids": [work.lease_id for work in works],
-        }
+        values = {"leases": [(work.principal, work.session_id, work.lease_id) for work in works]}
         async with self._autocommit.connect() as connection:
             return set((await connection.execute(self.leases.renew, values)).scalars())
 
@@ -222,6 +216,7 @@ class PostgresTurnStore(TurnStore):
         window = (
             select(func.json_agg(func.json_build_object(*itertools.chain(*fields.items()))))
             .where(
+                messages.c.principal == taken.c.principal,
                 messages.c.session_id == taken.c.session_id,
                 messages.c.agent_id == agents.c.agent_id,
                 messages.c.message_id
@@ -235,7 +230,9 @@ class PostgresTurnStore(TurnStore):
         # save left it, while the rest of the statement reads as of before it: the version of
         # the row as read tells such a stale read, and it is read again.
         as_read = sessions.alias("as_read")
-        version_read = select(as_read.c.version).where(as_read.c.session_id == taken.c.session_id)
+        version_read = select(as_read.c.version).where(
+            as_read.c.principal == taken.c.principal, as_read.c.session_id == taken.c.session_id
+        )
         self._take_and_read = select(
             taken.c.session_id,
             taken.c.version,
@@ -254,6 +251,7 @@ class PostgresTurnStore(TurnStore):
             taken.outerjoin(
                 agents,
                 and_(
+                    agents.c.principal == taken.c.principal,
                     agents.c.session_id == taken.c.session_id,
                     agents.c.agent_id == bindparam("key_agent"),
                 ),
@@ -262,8 +260,9 @@ class PostgresTurnStore(TurnStore):
 
         released = self.leases.release.cte("released")
         new_agent = postgresql.insert(agents).from_select(
-            ["session_id", "agent_id", *_AGENT_CHANGES, "created_at"],
+            ["principal", "session_id", "agent_id", *_AGENT_CHANGES, "created_at"],
             select(
+                released.c.principal,
                 released.c.session_id,
                 bindparam("key_agent"),
                 *(bindparam(f"agent_{name}", type_=agents.c[name].type) for name in _AGENT_CHANGES),
@@ -271,7 +270,7 @@ class PostgresTurnStore(TurnStore):
             ),
         )
         save_agent = new_agent.on_conflict_do_update(
-            index_elements=[agents.c.session_id, agents.c.agent_id],
+            index_elements=[agents.c.principal, agents.c.session_id, agents.c.agent_id],
             set_={name: new_agent.excluded[name] for name in _AGENT_CHANGES},
         ).cte("saved_agent")
         new_messages = (
@@ -288,8 +287,9 @@ class PostgresTurnStore(TurnStore):
         save_messages = (
             insert(messages)
             .from_select(
-                ["session_id", "agent_id", *MESSAGE_FIELDS],
+                ["principal", "session_id", "agent_id", *MESSAGE_FIELDS],
                 select(
+                    released.c.principal,
                     released.c.session_id,
                     bindparam("key_agent"),
                     *(new_messages.c[name] for name in MESSAGE_FIELDS),
@@ -305,13 +305,13 @@ class PostgresTurnStore(TurnStore):
 
     async def _begin(self, session_id: str, agent_id: str, principal: str) -> UnitOfWork:
         values = {
-            **self.leases.take_values(validate_id("session id", session_id), principal),
+            **self.leases.take_values(principal, validate_id("session id", session_id)),
             "key_agent": validate_id("agent id", agent_id),
         }
         async with self._autocommit.connect() as connection:
             row = (await connection.execute(self._take_and_read, values)).mappings().first()
             if row is None:
-                raise await self._not_taken(connection, session_id, principal)
+                raise SessionBusyError(session_id)
             session = Session(
                 session_id=row["session_id"],
                 session_type=SessionType(row["session_type"]),
@@ -332,7 +332,7 @@ class PostgresTurnStore(TurnStore):
             await super().save(work)
             return
         values = {
-            **self.leases.release_values(work.session_id, work.lease_id),
+            **self.leases.release_values(work.principal, work.session_id, work.lease_id),
             "key_agent": work.agent_id,
             "new_messages": _json_records(work),
         }
@@ -356,6 +356,7 @@ def _agent_row(work: UnitOfWork) -> dict[str, Any]:
     agent = work.agent
     assert agent is not None  # created or changed
     return {
+        "principal": work.principal,
         "session_id": work.session_id,
         "agent_id": work.agent_id,
         **agent_values(agent),
@@ -364,9 +365,18 @@ def _agent_row(work: UnitOfWork) -> dict[str, Any]:
     }
 
 
+def _agent_key(work: UnitOfWork) -> dict[str, str]:
+    """The values that pick the turn's agent in the statements above."""
+    return {
+        "key_principal": work.principal,
+        "key_session": work.session_id,
+        "key_agent": work.agent_id,
+    }
+
+
 def _message_rows(work: UnitOfWork, message_ids: Iterable[int]) -> list[dict[str, Any]]:
     return [
-        message_values(work.session_id, work.agent_id, work.messages[message_id])
+        message_values(work.principal, work.session_id, work.agent_id, work.messages[message_id])
         for message_id in message_ids
     ]
 
