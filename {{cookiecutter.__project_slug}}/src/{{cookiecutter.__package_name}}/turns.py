@@ -145,6 +145,12 @@ class Turn:
     def session_id(self) -> str:
         return self.work.session_id
 
+    @property
+    def key(self) -> tuple[str, str]:
+        """Its session's key: the principal's, then the session id (each principal names its
+        own sessions)."""
+        return self.work.principal, self.work.session_id
+
     def emit(self, item: TurnEvent | BaseException) -> None:
         self._queue.put_nowait(item)
 
@@ -187,7 +193,7 @@ class TurnRunner:
         self._admitted = 0
         self._metrics.turns_in_flight.set_function(lambda: self.turns_in_flight)
         self._limits = PrincipalLimits(settings.max_turns_per_principal, settings.turns_per_minute)
-        self._running: dict[str, Turn] = {}  # by session id
+        self._running: dict[tuple[str, str], Turn] = {}  # by key
         self._stopping = False
         self._lease_keeper: asyncio.Task[None] | None = None
         # Turns use all but one of the pool's connections at once: lease renewals must never
@@ -207,8 +213,7 @@ class TurnRunner:
         client_gone: Callable[[], Awaitable[bool]],
     ) -> Turn:
         """Admit `principal`'s turn and start it once it holds its session; raise what stopped
-        it (NotFoundError if the session is another principal's, PrincipalLimitError past the
-        principal's limits)."""
+        it (PrincipalLimitError past the principal's limits)."""
         # For every log line of the request from now on, and of the turn's task.
         logs.session_id.set(session_id)
         logs.principal.set(principal)
@@ -263,7 +268,7 @@ class TurnRunner:
             self._admitted -= 1
             self._limits.release(principal)
             raise
-        self._running[session_id] = turn
+        self._running[turn.key] = turn
         turn.task = asyncio.create_task(self._run(turn, agent, prompt, failures))
         return turn
 
@@ -275,10 +280,8 @@ class TurnRunner:
         deadline = loop.time() + self._settings.session_wait_timeout
         pause = 0.02
         while True:
-            # A session this process is running for the same principal needs no database round
-            # trip to be found busy. (For another principal, the store answers NotFoundError.)
-            running = self._running.get(session_id)
-            if running is None or running.work.principal != principal:
+            # A session this process is running needs no database round trip to be found busy.
+            if (principal, session_id) not in self._running:
                 try:
                     async with self._connections:
                         work = await self._store.begin(session_id, AGENT_ID, principal)
@@ -343,7 +346,7 @@ class TurnRunner:
             turn.span.end()
             self._admitted -= 1
             self._limits.release(turn.work.principal)
-            del self._running[turn.session_id]
+            del self._running[turn.key]
 
     def _finished(self, turn: Turn, result: TurnResult) -> None:
         usage = result.usage

@@ -2,8 +2,10 @@
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import jwt
 import pytest
@@ -18,6 +20,7 @@ from {{ cookiecutter.__package_name }}.principal_limits import (
 
 from ..conftest import Api
 from ..support.http import QuietHandler, assert_error, local_http_server
+from ..support.scripted_model import GatedModel
 
 MakeApi = Callable[..., Api]
 
@@ -56,6 +59,31 @@ def test_another_principals_session_is_as_if_it_did_not_exist(make_api: MakeApi)
     assert [s["session_id"] for s in api.client.get("/sessions").json()["sessions"]] == ["mine"]
     assert api.client.get("/sessions/mine").json()["message_count"] == 2
     assert api.client.get("/sessions/mine", headers=mallory).json()["message_count"] == 4
+
+
+def test_two_principals_run_turns_on_sessions_of_the_same_id_at_once(make_api: MakeApi) -> None:
+    # Each turn waits inside the model until the other has arrived there too, and then outlasts
+    # its lease: the replica must renew both.
+    barrier = threading.Barrier(2, timeout=20)
+
+    def meet_and_think() -> None:
+        barrier.wait()
+        time.sleep(2.5)
+
+    api = make_api(model=GatedModel(meet_and_think), session_lease_seconds=1)
+    callers = [as_principal(api, "alice"), as_principal(api, "bob")]
+
+    with ThreadPoolExecutor(2) as pool:
+        turns = [
+            pool.submit(
+                api.client.post, "/process", json={"prompt": "hi", "session_id": "chat"}, headers=h
+            )
+            for h in callers
+        ]
+        assert [turn.result(timeout=60).status_code for turn in turns] == [200, 200]
+
+    for headers in callers:
+        assert api.client.get("/sessions/chat", headers=headers).json()["message_count"] == 2
 
 
 def test_each_principal_lists_only_its_own_sessions(make_api: MakeApi) -> None:

@@ -63,8 +63,6 @@ def turn_error(error: BaseException) -> ApiError:
         return limit_error(error)
     if isinstance(error, SessionBusyError):
         return ApiError(409, "session_busy", str(error))
-    if isinstance(error, NotFoundError):  # the session is another principal's
-        return ApiError(404, "session_not_found", str(error))
     if isinstance(error, TurnTimeoutError):
         return ApiError(504, "model_timeout", str(error))
     if isinstance(error, ModelError):
@@ -216,7 +214,6 @@ BODY_ERROR_RESPONSES = documented({400: "The body is not JSON (invalid_json)"})
 SESSION_ERROR_RESPONSES = documented({404: "Unknown session (session_not_found)"})
 TURN_ERROR_RESPONSES = documented(
     {
-        404: "The session is another principal's (session_not_found)",
         409: "Another turn of the session is still running after SESSION_WAIT_TIMEOUT "
         "(session_busy)",
         413: "The prompt is longer than MAX_PROMPT_CHARS (prompt_too_long)",
