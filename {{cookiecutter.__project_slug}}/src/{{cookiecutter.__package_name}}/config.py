@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     turn_timeout: float = Field(default=300, gt=0)
     # Larger request bodies get 413.
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Seconds a client may take to send a request's whole body, then 408 request_timeout: a slow
+    # client holds no route and no turn.
+    request_body_timeout: float = Field(default=30, gt=0)
+    # Seconds a client may take to send a request's headers, from its first byte (or from
+    # connecting), before `serve` closes the connection (server.py).
+    request_header_timeout: float = Field(default=10, gt=0)
 
     # The names the service answers to in the Host header; any other gets 400 invalid_host. A JSON
     # list: ["api.example.com", "*.example.com"]; ["*"] turns the check off.

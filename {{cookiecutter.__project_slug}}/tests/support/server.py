@@ -39,11 +39,12 @@ def server_process(
     database_url: str,
     app: str = "{{ cookiecutter.__package_name }}.main:app",
     log: IO[str] | None = None,
+    serve: bool = False,
     **env: str,
 ) -> Iterator[Server]:
-    """Start `uvicorn` on this database (with the echo model, unless `app` is another factory).
-    The server's output goes to `log` if given. Stopped with SIGTERM at the end, unless the test
-    killed it already."""
+    """Start `uvicorn` on this database (with the echo model, unless `app` is another factory),
+    or with `serve`, the project's own command, as the image runs it. The server's output goes to
+    `log` if given. Stopped with SIGTERM at the end, unless the test killed it already."""
     port = free_port()
     environment = {
         **os.environ,
@@ -56,6 +57,10 @@ def server_process(
         sys.executable, "-m", "uvicorn", app, *(["--factory"] if ":create" in app else []),
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
     ]  # fmt: skip
+    if serve:
+        environment.setdefault("LOG_LEVEL", "WARNING")
+        main = "from {{ cookiecutter.__package_name }}.cli import main; main()"
+        command = [sys.executable, "-c", main, "serve", "--port", str(port)]
     # The project directory, so that `tests.support.slow_app` is importable by the server.
     process = subprocess.Popen(command, env=environment, cwd=PROJECT_DIR, stdout=log, stderr=log)
     headers = {"Authorization": f"Bearer {new_api_key(database_url)}"}

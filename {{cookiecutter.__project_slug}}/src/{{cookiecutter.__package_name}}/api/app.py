@@ -29,7 +29,7 @@ from .cursors import cursor_secret
 from .disconnects import DroppedStreamMiddleware
 from .errors import UnexpectedErrorMiddleware, install_error_handlers, turn_error_code
 from .hosts import AllowedHostsMiddleware
-from .limits import BodySizeLimitMiddleware
+from .limits import BodyLimitsMiddleware
 from .playground import install_playground
 from .request_ids import RequestIdMiddleware
 from .security import Authenticator
@@ -105,7 +105,11 @@ def create_app(
         # No openapi_url turns off /docs and /redoc too.
         openapi_url="/openapi.json" if config.api_docs else None,
     )
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes)
+    app.add_middleware(
+        BodyLimitsMiddleware,
+        max_bytes=config.max_body_bytes,
+        timeout=config.request_body_timeout,
+    )
     app.add_middleware(DroppedStreamMiddleware)
     if config.cors_allow_origins:
         # Credentials are bearer tokens in a header, not cookies: allow_credentials stays off.

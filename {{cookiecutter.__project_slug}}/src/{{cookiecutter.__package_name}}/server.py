@@ -1,0 +1,55 @@
+"""The HTTP protocol `serve` runs: uvicorn's own, with a deadline on each request's headers.
+
+uvicorn (0.54) times only the idle wait between requests (keep-alive), and stops even that timer at
+a request's first byte: a client that sends its headers a byte at a time, or connects and sends
+nothing, keeps its connection, and a place under `--limit-concurrency`, as long as it likes. Here
+a request's headers must arrive within REQUEST_HEADER_TIMEOUT of the connection being opened, or
+of the request's first byte, or the connection is closed. The body has a deadline of its own, in
+the app (api/limits.py).
+
+It extends the httptools protocol, the parser uvicorn chooses when it is installed (as
+uvicorn[standard] installs it) and the one BENCHMARKS.md measured. `uvicorn --http
+{{ cookiecutter.__package_name }}.server:HeaderTimeoutProtocol` runs it without `serve`.
+"""
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from .config import get_settings
+
+
+class HeaderTimeoutProtocol(HttpToolsProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout = get_settings().request_header_timeout
+        self.header_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.start_header_deadline()
+
+    def data_received(self, data: bytes) -> None:
+        # The first bytes of a next request. Not those of a request being answered: its headers
+        # are in, and the app times its body.
+        answering = self.cycle is not None and not self.cycle.response_complete
+        if self.header_deadline is None and not answering:
+            self.start_header_deadline()
+        super().data_received(data)
+
+    def on_headers_complete(self) -> None:  # the parser has read a request's headers
+        self.cancel_header_deadline()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.cancel_header_deadline()
+        super().connection_lost(exc)
+
+    def start_header_deadline(self) -> None:
+        self.header_deadline = self.loop.call_later(self.header_timeout, self.transport.close)
+
+    def cancel_header_deadline(self) -> None:
+        if self.header_deadline is not None:
+            self.header_deadline.cancel()
+            self.header_deadline = None

@@ -1,0 +1,131 @@
+"""Through the real server as `serve` runs it: clients that send their requests too slowly lose
+them (REQUEST_HEADER_TIMEOUT, REQUEST_BODY_TIMEOUT), and no one else notices."""
+
+import http.client
+import select
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from ..support.http import assert_error
+from ..support.server import Server, server_process
+from ..support.sse import parse_events, streamed_text
+
+# Short deadlines, so that the tests wait little; a trickled byte every TRICKLE_INTERVAL seconds.
+TIMEOUTS = {"REQUEST_HEADER_TIMEOUT": "1", "REQUEST_BODY_TIMEOUT": "1"}
+TRICKLE_INTERVAL = 0.2
+# Long enough to outlast the server's deadline many times over, short enough to end a failing test.
+SOCKET_TIMEOUT = 10
+
+
+def connect(server: Server) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", server.client.base_url.port), SOCKET_TIMEOUT)
+
+
+def trickle(sock: socket.socket, data: bytes) -> bool:
+    """Send `data` a byte at a time until the server answers or closes the connection; whether it
+    did before the last byte."""
+    for byte in data:
+        answered, _, _ = select.select([sock], [], [], TRICKLE_INTERVAL)
+        if answered:
+            return True
+        sock.sendall(bytes([byte]))
+    return False
+
+
+def read_response(sock: socket.socket) -> httpx.Response:
+    """The server's next answer, read whole."""
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    return httpx.Response(response.status, headers=response.getheaders(), content=response.read())
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:  # it closed as a trickled byte arrived
+        return True
+
+
+def request_head(server: Server, framing: str) -> bytes:
+    """A turn's headers, with the API key: sent whole, the turn would run."""
+    lines = [
+        "POST /process HTTP/1.1",
+        "Host: 127.0.0.1",
+        f"Authorization: {server.client.headers['Authorization']}",
+        "Content-Type: application/json",
+        framing,
+    ]
+    return "\r\n".join([*lines, "", ""]).encode()
+
+
+def test_a_body_sent_too_slowly_gets_408_and_never_reaches_the_route(
+    database_url: str, engine: Engine
+) -> None:
+    """Valid JSON, then whitespace a byte at a time: a prefix of the body is valid JSON too."""
+    prefix = b'{"prompt": "do not run me", "session_id": "slow-body"}'
+    padding = 40  # bytes, trickled over 8 s: far past the deadline, if it fails to end the request
+    answers = {}
+    with server_process(database_url, serve=True, **TIMEOUTS) as server:
+        for framing, first, rest in [
+            (f"Content-Length: {len(prefix) + padding}", prefix, b" " * padding),
+            (
+                "Transfer-Encoding: chunked",
+                b"%x\r\n%s\r\n" % (len(prefix), prefix),
+                b"1\r\n \r\n" * (padding // 6),
+            ),
+        ]:
+            with connect(server) as sock:
+                sock.sendall(request_head(server, framing) + first)
+                assert trickle(sock, rest)
+                answers[framing] = read_response(sock)
+                assert closed_by_server(sock)
+        stored = server.client.get("/sessions/slow-body")
+
+    for response in answers.values():
+        assert_error(response, 408, "request_timeout")
+        assert response.headers["connection"] == "close"
+    assert_error(stored, 404, "session_not_found")
+
+
+@pytest.mark.parametrize("after_a_response", [False, True], ids=["new", "kept-alive"])
+def test_headers_sent_too_slowly_lose_the_connection(
+    tmp_path: Path, after_a_response: bool
+) -> None:
+    """uvicorn's keep-alive timer stops at a request's first byte: this one does not."""
+    with server_process(f"sqlite:///{tmp_path / 'test.db'}", serve=True, **TIMEOUTS) as server:
+        with connect(server) as sock:
+            if after_a_response:
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                assert read_response(sock).status_code == 200
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0")  # half a header line
+            assert trickle(sock, b".0.1" * 10)
+            assert closed_by_server(sock)
+        assert server.client.get("/health").status_code == 200
+
+
+def test_requests_and_streamed_turns_outlast_the_deadlines(
+    database_url: str, engine: Engine
+) -> None:
+    """A streamed turn longer than both deadlines, then a turn on the same connection."""
+    prompt = "one two three four five six seven eight"  # echoed with two more words, 0.25 s each
+    with server_process(database_url, serve=True, ECHO_WORD_DELAY="0.25", **TIMEOUTS) as server:
+        client = server.client
+        with client.stream("POST", "/process-streaming", json={"prompt": prompt}) as response:
+            events = parse_events(response.read().decode())
+        session_id = events[0].data["session_id"]
+        second = client.post("/process", json={"prompt": "Again", "session_id": session_id})
+        history = client.get(f"/sessions/{session_id}/history").json()["messages"]
+        client.delete(f"/sessions/{session_id}")
+
+    assert streamed_text(events) == f"You said: {prompt}"
+    assert second.json()["response"] == "You said: Again"
+    assert [m["text"] for m in history] == [
+        prompt,
+        f"You said: {prompt}",
+        "Again",
+        "You said: Again",
+    ]
