@@ -300,7 +300,7 @@ class TurnRunner:
         """A turn that created its session must leave its principal within
         MAX_SESSIONS_PER_PRINCIPAL; else the session is deleted and the turn refused."""
         limit = self._settings.max_sessions_per_principal
-        if work.new_session and await self._store.count_sessions(work.principal) > limit:
+        if work.new_session and work.principal_sessions > limit:
             await self._store.discard(work)
             raise too_many_sessions(limit)
 

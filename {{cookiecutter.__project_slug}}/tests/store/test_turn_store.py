@@ -272,6 +272,22 @@ async def test_a_principal_begins_its_own_session_whatever_others_named_theirs(
     assert repository.message_counts("s") == {"default": 2}
 
 
+async def test_a_turn_that_creates_its_session_counts_its_principals_sessions(
+    store: TurnStore,
+) -> None:
+    for count, session_id in enumerate(["a", "b"], start=1):
+        work = await store.begin(session_id, "default", "local")
+        assert work.new_session and work.principal_sessions == count
+        await store.save(work)
+    theirs = await store.begin("a", "default", "other")
+    assert theirs.new_session and theirs.principal_sessions == 1
+    await store.give_up(theirs)
+
+    again = await store.begin("a", "default", "local")
+    assert not again.new_session
+    await store.give_up(again)
+
+
 async def test_a_crashed_turns_lease_expires_by_itself(
     turn_engine: AsyncEngine, repository: SqlSessionRepository
 ) -> None:
@@ -403,6 +419,9 @@ def round_trips(engine: AsyncEngine) -> Iterator[dict[str, int]]:
 async def test_a_text_turn_costs_two_round_trips_on_postgresql(
     store: TurnStore, turn_engine: AsyncEngine
 ) -> None:
+    with round_trips(turn_engine) as first_begin:  # its principal's sessions counted too
+        new = await store.begin("new", "default", "local")
+    await store.give_up(new)
     await turn(store, "one", ["First."])  # the session and the agent exist from now on
 
     with round_trips(turn_engine) as begin:
@@ -413,10 +432,13 @@ async def test_a_text_turn_costs_two_round_trips_on_postgresql(
 
     if turn_engine.dialect.name == "postgresql":
         # Each is one autocommitted statement: the take commits a lease, the save the turn.
+        assert first_begin == {"statements": 1, "commits": 0}
         assert begin == {"statements": 1, "commits": 0}
         assert save == {"statements": 1, "commits": 0}
     else:
-        # SQLite: the take and two reads; the release and the insert, in a transaction.
+        # SQLite: the take and two reads (a new session: the take, the count, one read); the
+        # release and the insert, in a transaction.
+        assert first_begin == {"statements": 3, "commits": 0}
         assert begin == {"statements": 3, "commits": 0}
         assert save == {"statements": 2, "commits": 1}
 

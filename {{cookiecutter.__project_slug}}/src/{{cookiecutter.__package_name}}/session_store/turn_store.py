@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     and_,
     bindparam,
+    case,
     column,
     delete,
     func,
@@ -81,6 +82,7 @@ _AGENT_CHANGES = ("state", "conversation_manager_state", "internal_state", "upda
 _INSERT_AGENT = insert(agents)
 _UPDATE_AGENT = update(agents).where(*_THIS_AGENT)
 _INSERT_MESSAGES = insert(messages)
+_COUNT_SESSIONS = select(func.count()).where(sessions.c.principal == bindparam("key_principal"))
 _UPDATE_MESSAGE = update(messages).where(
     messages.c.principal == bindparam("key_principal"),
     messages.c.session_id == bindparam("key_session"),
@@ -100,7 +102,7 @@ class TurnStore:
     async def begin(self, session_id: str, agent_id: str, principal: str) -> UnitOfWork:
         """Take the session's lease for `principal` (creating the session if it is new) and read
         the agent and the messages its conversation manager keeps. SessionBusyError if the
-        session is busy."""
+        session is busy. A turn that creates its session counts its principal's sessions too."""
         try:
             return await self._begin(session_id, agent_id, principal)
         except DBAPIError as error:
@@ -121,6 +123,9 @@ class TurnStore:
                 raise SessionBusyError(session_id)
             work = UnitOfWork(session_record(session), agent_id, values["new_lease"], principal)
             work.new_session = session["created_at"] == values["now"]
+            if work.new_session:
+                count = await connection.execute(_COUNT_SESSIONS, values)
+                work.principal_sessions = count.scalar_one()
             await self._read(connection, work)
         return work
 
@@ -169,12 +174,6 @@ class TurnStore:
             async with self._autocommit.connect() as connection:
                 values = self.leases.release_values(work.principal, work.session_id, work.lease_id)
                 await connection.execute(self.leases.give_up, values)
-
-    async def count_sessions(self, principal: str) -> int:
-        """How many sessions the principal keeps."""
-        query = select(func.count()).where(sessions.c.principal == principal)
-        async with self._autocommit.connect() as connection:
-            return (await connection.execute(query)).scalar_one()
 
     async def discard(self, work: UnitOfWork) -> None:
         """Delete the session that the turn's lease created, as it never was."""
@@ -229,6 +228,10 @@ class PostgresTurnStore(TurnStore):
         # Under READ COMMITTED a take that waited for another turn's save takes the row as that
         # save left it, while the rest of the statement reads as of before it: the version of
         # the row as read tells such a stale read, and it is read again.
+        # A new session's principal's sessions, counted as of before the take created it: only
+        # when it did (a CASE evaluates only the branch it takes).
+        created = taken.c.created_at == bindparam("now")
+        sessions_before = case((created, _COUNT_SESSIONS.scalar_subquery()))
         as_read = sessions.alias("as_read")
         version_read = select(as_read.c.version).where(
             as_read.c.principal == taken.c.principal, as_read.c.session_id == taken.c.session_id
@@ -240,6 +243,7 @@ class PostgresTurnStore(TurnStore):
             taken.c.session_type,
             taken.c.created_at.label("session_created_at"),
             taken.c.updated_at.label("session_updated_at"),
+            sessions_before.label("sessions_before"),
             agents.c.agent_id,
             agents.c.state,
             agents.c.conversation_manager_state,
@@ -320,6 +324,8 @@ class PostgresTurnStore(TurnStore):
             )
             work = UnitOfWork(session, agent_id, values["new_lease"], principal)
             work.new_session = row["session_created_at"] == values["now"]
+            if work.new_session:
+                work.principal_sessions = row["sessions_before"] + 1
             if row["version_read"] not in (None, row["version"]):  # None: the session is new
                 await self._read(connection, work)
             elif row["agent_id"] is not None:

@@ -37,8 +37,10 @@ class UnitOfWork(SessionRepository):
     agent_id: str
     lease_id: str
     principal: str
-    # Whether the turn's lease created the session (its first turn).
+    # Whether the turn's lease created the session (its first turn), and then how many sessions
+    # its principal keeps, this one included (for MAX_SESSIONS_PER_PRINCIPAL).
     new_session: bool = False
+    principal_sessions: int = 0
     agent: SessionAgent | None = None
     # The agent's messages from `offset` on, by id, in order; the turn's new ones are appended.
     messages: dict[int, SessionMessage] = field(default_factory=dict)
