@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -19,6 +19,7 @@ TEMPLATE_DIR = Path(__file__).resolve().parent.parent
 class Server:
     url: str
     process: subprocess.Popen
+    headers: dict[str, str] = field(default_factory=dict)  # what every request to it sends
 
     def cpu_seconds(self) -> float:
         """User and system CPU the server process has spent so far (Linux)."""
@@ -39,8 +40,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def running(app: str, project: Path, **env: str) -> Iterator[Server]:
-    """Run `uvicorn <app>` (a factory when it names one in benchmarks.apps) in the project."""
+def running(app: str, project: Path, api_key: str | None = None, **env: str) -> Iterator[Server]:
+    """Run `uvicorn <app>` (a factory when it names one in benchmarks.apps) in the project; with
+    `api_key`, in AUTH_MODE=api_keys, its requests sending that key."""
     port = free_port()
     factory = ["--factory"] if app.startswith("benchmarks.") else []
     command = [sys.executable, "-m", "uvicorn", app, *factory, "--port", str(port)]
@@ -48,15 +50,17 @@ def running(app: str, project: Path, **env: str) -> Iterator[Server]:
         **os.environ,
         "PYTHONPATH": str(TEMPLATE_DIR),
         "MODEL_PROVIDER": "echo",
-        # The benchmarks measure a replica, not authentication or a caller's share of it: their
-        # servers listen on loopback, and their one principal may use the whole replica.
-        "AUTH_MODE": "none",
+        # The benchmarks measure a replica, not a caller's share of it: their servers listen on
+        # loopback, and their one principal may use the whole replica. Authentication is off
+        # but where a benchmark measures what it costs.
+        "AUTH_MODE": "api_keys" if api_key else "none",
         "MAX_TURNS_PER_PRINCIPAL": "1000000",
         "TURNS_PER_MINUTE": "1000000",
         **env,
     }
     process = subprocess.Popen([*command, "--log-level", "warning"], cwd=project, env=environment)
-    server = Server(f"http://127.0.0.1:{port}", process)
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    server = Server(f"http://127.0.0.1:{port}", process, headers)
     try:
         wait_until_healthy(server)
         yield server

@@ -3,7 +3,8 @@
 Run in a baked project by `make bench` at the template root (scripts/bench.py), against the
 PostgreSQL server of BENCH_DATABASE_URL (a database of its own is created and dropped). Loads
 come from the project's own `scripts/loadtest.py` (streaming conversations) and from a /process
-client here; nothing is asserted, the figures are printed with their targets.
+client here; nothing is asserted, the figures are printed with their targets. The /process load
+also runs with API keys (AUTH_MODE=api_keys, the generated default) and without, side by side.
 """
 
 import argparse
@@ -23,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from my_agent.api_keys import create_api_key
 from my_agent.config import Settings
 from my_agent.database import create_engine as create_project_engine
 from my_agent.database import upgrade_schema
+from my_agent.session_store.records import LOCAL_PRINCIPAL
 from sqlalchemy import create_engine, make_url, text
 from tests.support.databases import temporary_database
 
@@ -49,7 +52,9 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def process_load(url: str, clients: int, sessions: int, seconds: float) -> dict[str, Any]:
+async def process_load(
+    server: Server, clients: int, sessions: int, seconds: float
+) -> dict[str, Any]:
     """`clients` clients sending /process turns to random sessions for `seconds`."""
     latencies: list[float] = []
     errors = 0
@@ -66,9 +71,12 @@ async def process_load(url: str, clients: int, sessions: int, seconds: float) ->
             latencies.append(time.perf_counter() - start)
 
     connector = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(base_url=url, connector=connector) as client:
+    async with aiohttp.ClientSession(
+        base_url=server.url, connector=connector, headers=server.headers
+    ) as client:
         await asyncio.gather(*(client_loop(client) for _ in range(clients)))
     return {
+        "requests": len(latencies),
         "requests/s": len(latencies) / seconds,
         "p50": statistics.median(latencies),
         "p99": percentile(latencies, 0.99),
@@ -92,13 +100,16 @@ def bench_throughput(
     seconds = args.duration / args.rounds
 
     def load(server: Server) -> dict[str, Any]:
-        return asyncio.run(process_load(server.url, args.clients, args.sessions, seconds))
+        before = server.cpu_seconds()
+        result = asyncio.run(process_load(server, args.clients, args.sessions, seconds))
+        result["cpu_per_request"] = (server.cpu_seconds() - before) / max(result["requests"], 1)
+        return result
 
     medians = {}
     for name, results in alternating(servers, args.rounds, load).items():
         medians[name] = {
             key: statistics.median(result[key] for result in results)
-            for key in ("requests/s", "p50", "p99")
+            for key in ("requests/s", "p50", "p99", "cpu_per_request")
         }
         medians[name]["errors"] = sum(result["errors"] for result in results)
     return medians
@@ -189,17 +200,29 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f} ms"
 
 
+def throughput_table(heading: str, rows: dict[str, dict[str, Any]]) -> None:
+    print(f"| {heading} | requests/s | p50 | p99 | server CPU per request | errors |")
+    print("|" + " --- |" * 6)
+    for name, figures in rows.items():
+        print(
+            f"| {name} | {figures['requests/s']:.0f} | {ms(figures['p50'])} | "
+            f"{ms(figures['p99'])} | {ms(figures['cpu_per_request'])} | {figures['errors']} |"
+        )
+
+
 def report(results: dict[str, Any], args: argparse.Namespace) -> None:
     throughput = results["throughput"]
     print(f"\n## /process, echo model, {args.clients} clients over {args.sessions} sessions\n")
-    print("| store | requests/s | p50 | p99 | errors |\n| --- | --- | --- | --- | --- |")
-    for name, figures in throughput.items():
-        print(
-            f"| {name} | {figures['requests/s']:.0f} | {ms(figures['p50'])} | "
-            f"{ms(figures['p99'])} | {figures['errors']} |"
-        )
+    throughput_table("store", throughput)
     ratio = throughput["database"]["requests/s"] / throughput["memory"]["requests/s"]
     print(f"\nThroughput on PostgreSQL / in memory: {ratio:.2f} (target >= 0.7)")
+
+    auth = results["auth"]
+    print("\n## /process on PostgreSQL with an API key per request, and with none\n")
+    throughput_table("AUTH_MODE", auth)
+    ratio = auth["api_keys"]["requests/s"] / auth["none"]["requests/s"]
+    cpu = auth["api_keys"]["cpu_per_request"] - auth["none"]["cpu_per_request"]
+    print(f"\nThroughput with API keys / without: {ratio:.2f}; server CPU they add: {ms(cpu)}")
 
     cpu = results["cpu_per_turn"]
     print(f"\n## Server CPU per streamed turn ({args.streams} conversations, 20 words)\n")
@@ -238,16 +261,25 @@ def main() -> None:
     with temporary_database(os.environ["BENCH_DATABASE_URL"], "bench") as database_url:
         engine = create_project_engine(Settings(_env_file=None, database_url=database_url))
         upgrade_schema(engine)
+        # The principal AUTH_MODE=none gives every caller: with and without the key, the load
+        # continues the same sessions.
+        api_key = create_api_key(engine, LOCAL_PRINCIPAL)
         engine.dispose()
+        stores = {"database": (DATABASE_APP, None), "memory": (MEMORY_APP, None)}
+        auth_modes = {"api_keys": (DATABASE_APP, api_key), "none": (DATABASE_APP, None)}
         # /process at full speed; streamed turns at a word every 50 ms.
-        for delay, bench in (("0", bench_throughput), ("0.05", bench_cpu_per_turn)):
+        for name, bench, apps, delay in (
+            ("throughput", bench_throughput, stores, "0"),
+            ("auth", bench_throughput, auth_modes, "0"),
+            ("cpu_per_turn", bench_cpu_per_turn, stores, "0.05"),
+        ):
             env = {"DATABASE_URL": database_url, "ECHO_WORD_DELAY": delay}
             with ExitStack() as stack:
                 servers = {
-                    "database": stack.enter_context(running(DATABASE_APP, project, **env)),
-                    "memory": stack.enter_context(running(MEMORY_APP, project, **env)),
+                    server: stack.enter_context(running(app, project, key, **env))
+                    for server, (app, key) in apps.items()
                 }
-                results[bench.__name__.removeprefix("bench_")] = bench(project, servers, args)
+                results[name] = bench(project, servers, args)
         results["conversations"] = [
             bench_conversations(project, database_url, args.conversations, 1, DATABASE_APP),
             bench_conversations(project, database_url, args.conversations, 1, MEMORY_APP),

@@ -42,6 +42,10 @@ def test_the_benchmarks_run_and_report_every_figure(bake: Bake, tmp_path: Path) 
 
     figures = json.loads((tmp_path / "service.json").read_text())
     assert figures["throughput"]["database"]["errors"] == 0
+    auth = figures["auth"]
+    assert auth["api_keys"]["errors"] == auth["none"]["errors"] == 0  # the key was accepted
+    assert auth["api_keys"]["cpu_per_request"] > 0
+    assert "Throughput with API keys / without" in service.stdout
     assert set(figures["cpu_per_turn"]) == {"database", "memory"}
     runs = [(row["store"], row["replicas"]) for row in figures["conversations"]]
     assert runs == [("database", 1), ("memory", 1), ("database", 2)]

@@ -4,7 +4,10 @@ on each test database, never get a 500 or a status the document does not list.
 Schemathesis runs its examples, coverage (boundary values: the largest integers, the empty and
 the longest strings, each invalid value of each parameter) and fuzzing phases on every route,
 and then sequences of calls that pass one response's values (session ids, cursors, offsets) to
-the next request.
+the next request. Requests built from the document's examples name a session that exists, so
+that the boundary values sent with them reach the database rather than stop at a 404; and every
+integer input must declare both bounds, as the columns behind them have theirs: the coverage
+phase can only send the largest value a bound allows where there is a bound.
 """
 
 import tempfile
@@ -16,6 +19,7 @@ import pytest
 import schemathesis
 from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
+from pydantic import TypeAdapter
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -23,11 +27,14 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 from sqlalchemy import Engine, delete
+from strands.types.session import Session, SessionType
 
 from {{ cookiecutter.__package_name }}.api.app import create_app
+from {{ cookiecutter.__package_name }}.api.schemas import SessionId
+from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository
 from {{ cookiecutter.__package_name }}.session_store.tables import sessions
 
-from ..support.databases import new_api_key, settings_for
+from ..support.databases import TEST_PRINCIPAL, new_api_key, settings_for
 
 CHECKS = [
     not_a_server_error,
@@ -44,6 +51,8 @@ _workdir = tempfile.TemporaryDirectory(prefix="fuzz-")
 _document_url = f"sqlite:///{Path(_workdir.name) / 'fuzz.db'}"
 _document_app = create_app(settings_for(_document_url, api_docs=True))
 schema = schemathesis.openapi.from_asgi("/openapi.json", _document_app)
+# The session id the document gives as the example of every session id.
+EXAMPLE_SESSION_ID = TypeAdapter(SessionId).json_schema()["examples"][0]
 
 
 @pytest.fixture(scope="session")
@@ -61,8 +70,57 @@ def headers(database_url: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {new_api_key(database_url)}"}
 
 
+@pytest.fixture
+def example_session(engine: Engine) -> None:
+    """The example session, the test key's: made again for each route, as a sequence of calls or
+    a DELETE may have removed it."""
+    repository = SqlSessionRepository(engine, TEST_PRINCIPAL)
+    if repository.read_session(EXAMPLE_SESSION_ID) is None:
+        repository.create_session(
+            Session(session_id=EXAMPLE_SESSION_ID, session_type=SessionType.AGENT)
+        )
+
+
+def integers(node: Any, where: str, components: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """Each integer schema in `node`, and where it is; references followed."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            name = node["$ref"].removeprefix("#/components/schemas/")
+            yield from integers(components[name], f"{where} {name}", components)
+        if node.get("type") == "integer":
+            yield where, node
+        for key, value in node.items():
+            yield from integers(value, f"{where}.{key}", components)
+    elif isinstance(node, list):
+        for value in node:
+            yield from integers(value, where, components)
+
+
+def request_integers(document: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """Each integer schema of the document's parameters and request bodies, and where it is."""
+    components = document.get("components", {}).get("schemas", {})
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            route = f"{method.upper()} {path}"
+            for parameter in operation.get("parameters", []):
+                yield from integers(parameter["schema"], f"{route} {parameter['name']}", components)
+            yield from integers(operation.get("requestBody", {}), f"{route} body", components)
+
+
+def test_every_integer_input_is_bounded() -> None:
+    unbounded = [
+        where
+        for where, integer in request_integers(_document_app.openapi())
+        if not {"minimum", "exclusiveMinimum"} & integer.keys()
+        or not {"maximum", "exclusiveMaximum"} & integer.keys()
+    ]
+
+    assert unbounded == []
+
+
 @schema.parametrize()
 @FUZZING
+@pytest.mark.usefixtures("example_session")
 def test_no_input_makes_the_service_fail(
     case: schemathesis.Case, fuzzed_app: FastAPI, headers: dict[str, str]
 ) -> None:
