@@ -3,7 +3,8 @@
 A key is `<key id>.<secret>`. The id, which is not secret, finds the key's row; the secret is
 checked against the row's SHA-256 hash. Keys are random (256 bits), so a fast hash is enough: no
 password hashing, whose cost would fall on every request. Revoking a key takes effect on every
-replica at once: each request reads its key's row.
+replica at once: each request reads its key's row, on the event loop through the service's
+asynchronous engine (no thread and no pre-ping for it).
 """
 
 import hashlib
@@ -12,7 +13,9 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, Engine, String, Table, insert, select, update
+from sqlalchemy import Column, Engine, String, Table, bindparam, insert, select, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .session_store import metadata, validate_id
 from .session_store.tables import ID_LENGTH, Timestamp
@@ -76,14 +79,24 @@ def revoke_api_key(engine: Engine, key_id: str) -> bool:
         return connection.execute(statement).rowcount == 1
 
 
-def principal_for_key(engine: Engine, key: str) -> str | None:
+_READ_KEY = select(api_keys.c.principal, api_keys.c.key_hash).where(
+    api_keys.c.key_id == bindparam("key_id"), api_keys.c.revoked_at.is_(None)
+)
+
+
+async def principal_for_key(engine: AsyncEngine, key: str) -> str | None:
     """The principal of a valid, unrevoked key; None for any other string."""
-    key_id, _, _ = key.partition(".")
-    query = select(api_keys.c.principal, api_keys.c.key_hash).where(
-        api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None)
-    )
-    with engine.connect() as connection:
-        row = connection.execute(query).mappings().first()
+    values = {"key_id": key.partition(".")[0]}
+    try:
+        async with engine.connect() as connection:
+            row = (await connection.execute(_READ_KEY, values)).mappings().first()
+    except DBAPIError as error:
+        # A pooled connection the database dropped (it restarted): SQLAlchemy has discarded every
+        # connection opened before it, so the next one is fresh.
+        if not error.connection_invalidated:
+            raise
+        async with engine.connect() as connection:
+            row = (await connection.execute(_READ_KEY, values)).mappings().first()
     if row is None or not hmac.compare_digest(row["key_hash"], _hash(key)):
         return None
     return row["principal"]

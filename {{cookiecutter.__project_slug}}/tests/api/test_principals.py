@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy import Engine, column, func, select, table
 
 from {{ cookiecutter.__package_name }}.api_keys import create_api_key, revoke_api_key
 from {{ cookiecutter.__package_name }}.cli import main as command_line
@@ -115,6 +116,26 @@ def test_a_revoked_key_is_refused_at_once(api: Api) -> None:
     assert_error(api.client.get("/sessions", headers=headers), 401, "unauthorized")
     forged = {"Authorization": f"Bearer {key.partition('.')[0]}.not-the-secret"}
     assert_error(api.client.get("/sessions", headers=forged), 401, "unauthorized")
+
+
+def test_a_key_is_checked_on_a_fresh_connection_after_the_database_dropped_ours(
+    api: Api, engine: Engine
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a SQLite connection cannot be dropped by its server")
+    assert api.client.get("/sessions").status_code == 200  # the key's read left a pooled connection
+    others = func.pg_terminate_backend(column("pid"))  # as a database restart would
+    with engine.connect() as admin:
+        admin.execute(
+            select(others)
+            .select_from(table("pg_stat_activity"))
+            .where(
+                column("datname") == func.current_database(),
+                column("pid") != func.pg_backend_pid(),
+            )
+        )
+
+    assert api.client.get("/sessions").status_code == 200
 
 
 def test_the_command_line_makes_lists_and_revokes_keys(

@@ -52,7 +52,8 @@ def create_app(
         # Each cleanup is registered as soon as its resource exists, and they run in reverse:
         # a start-up that fails half-way, or a step of shutdown that fails, still releases all.
         async with AsyncExitStack() as cleanup:
-            # One engine for turns and one for the rest, each with its pool, per process.
+            # One engine on the event loop for turns and API keys, one in threads for the
+            # /sessions routes, each with its pool, per process.
             engine, turn_engine = create_engine(config), create_async_engine(config)
             cleanup.callback(engine.dispose)
             cleanup.push_async_callback(turn_engine.dispose)
@@ -62,7 +63,7 @@ def create_app(
             runner = TurnRunner(config, store, model, app_metrics, turn_error_code)
             app.state.settings, app.state.engine = config, engine
             app.state.repository, app.state.runner = SqlSessionRepository(engine), runner
-            app.state.authenticator = Authenticator(config, engine)
+            app.state.authenticator = Authenticator(config, turn_engine)
             if config.auth_mode == "none":
                 logger.warning(
                     "AUTH_MODE=none: anyone who can reach this service can read, continue and "

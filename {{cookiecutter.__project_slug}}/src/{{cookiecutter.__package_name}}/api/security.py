@@ -11,7 +11,7 @@ from typing import Annotated
 import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.concurrency import run_in_threadpool
 
 from ..api_keys import principal_for_key
@@ -29,10 +29,11 @@ class SigningKeysUnavailableError(Exception):
 
 
 class Authenticator:
-    """Tells the principal a bearer token proves, by the settings' AUTH_MODE. Blocking: API keys
-    are looked up in the database, and a JWT's signing keys are fetched (and cached)."""
+    """Tells the principal a bearer token proves, by the settings' AUTH_MODE: an API key looked up
+    in the database (`engine`, the asynchronous one), or a JWT checked against the identity
+    provider's signing keys, fetched and cached on a worker thread (PyJWT blocks)."""
 
-    def __init__(self, settings: Settings, engine: Engine) -> None:
+    def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
         self.mode = settings.auth_mode
         self._settings = settings
         self._engine = engine
@@ -42,12 +43,12 @@ class Authenticator:
             jwt.PyJWKClient(settings.jwt_jwks_url, timeout=5) if settings.jwt_jwks_url else None
         )
 
-    def principal(self, token: str) -> str | None:
+    async def principal(self, token: str) -> str | None:
         """The token's principal; None unless the token is valid. Raises
         SigningKeysUnavailableError when a JWT cannot be checked at all."""
         if self.mode == "api_keys":
-            return principal_for_key(self._engine, token)
-        return self._jwt_principal(token)
+            return await principal_for_key(self._engine, token)
+        return await run_in_threadpool(self._jwt_principal, token)
 
     def _jwt_principal(self, token: str) -> str | None:
         settings = self._settings
@@ -83,7 +84,7 @@ async def authenticate(
     principal = None
     if credentials is not None:
         try:
-            principal = await run_in_threadpool(authenticator.principal, credentials.credentials)
+            principal = await authenticator.principal(credentials.credentials)
         except SigningKeysUnavailableError:
             # The caller's token may well be valid: an outage of ours, not a 401 to give up on.
             message = "The identity provider's signing keys cannot be fetched; retry shortly."
