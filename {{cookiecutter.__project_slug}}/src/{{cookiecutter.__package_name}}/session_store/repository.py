@@ -354,8 +354,8 @@ class SqlSessionRepository(SessionRepository):
         try:
             inserted = self._first(statement)
         except IntegrityError as error:
-            # The only constraint left to fail is the foreign key: the parent record is missing
-            # (or is another principal's, which the key, principal first, cannot name).
+            # The only constraint left to fail is the foreign key: this principal has no such
+            # parent record.
             raise NotFoundError(missing) from error
         if inserted is None:
             raise AlreadyExistsError(duplicate)
