@@ -6,6 +6,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 
 import pytest
@@ -75,7 +76,18 @@ def test_a_stalled_replica_does_not_write_its_turn(replicas: list[Server], engin
                 break
         try:
             time.sleep(1.5)
-            taken = other.client.post("/process", json={"prompt": "mine", "session_id": "crash"})
+            with ThreadPoolExecutor(1) as pool:
+                takeover = pool.submit(
+                    other.client.post, "/process", json={"prompt": "mine", "session_id": "crash"}
+                )
+                try:
+                    taken = takeover.result(timeout=3)
+                except TimeoutError:
+                    # On SQLite the replica may have stopped while writing (renewing its lease),
+                    # holding the database's one write lock: nobody writes until it runs again.
+                    # Its lease has expired all the same, so it still must not write its turn.
+                    os.kill(stalled.process.pid, signal.SIGCONT)
+                    taken = takeover.result(timeout=30)
         finally:
             os.kill(stalled.process.pid, signal.SIGCONT)
         events = parse_events("\n".join(["event: text", *lines]))
