@@ -196,9 +196,9 @@ class TurnRunner:
         self._running: dict[tuple[str, str], Turn] = {}  # by key
         self._stopping = False
         self._lease_keeper: asyncio.Task[None] | None = None
-        # Turns use all but one of the pool's connections at once: lease renewals must never
-        # wait behind a burst of turns beginning, or the leases would expire meanwhile.
-        self._connections = asyncio.Semaphore(settings.db_pool_size - 1)
+        # Requests (turns, and API keys read) use all but one of the pool's connections at once:
+        # lease renewals must never wait behind a burst of them, or the leases would expire.
+        self.connections = asyncio.Semaphore(settings.db_pool_size - 1)
 
     @property
     def turns_in_flight(self) -> int:
@@ -283,7 +283,7 @@ class TurnRunner:
             # A session this process is running needs no database round trip to be found busy.
             if (principal, session_id) not in self._running:
                 try:
-                    async with self._connections:
+                    async with self.connections:
                         work = await self._store.begin(session_id, AGENT_ID, principal)
                         await self._within_session_limit(work)
                         return work
@@ -309,7 +309,7 @@ class TurnRunner:
             try:
                 async with asyncio.timeout(self._settings.turn_timeout) as deadline:
                     result = await self._relay(agent, turn, prompt)
-                async with self._connections:
+                async with self.connections:
                     turn.ending = True
                     await self._store.save(turn.work)
             except asyncio.CancelledError:
@@ -404,7 +404,7 @@ class TurnRunner:
         )
 
     async def _give_up(self, work: UnitOfWork) -> None:
-        async with self._connections:
+        async with self.connections:
             await self._store.give_up(work)
 
     # The process's life
@@ -428,7 +428,9 @@ class TurnRunner:
             for turn in running:
                 if turn.work.lease_id not in held and not turn.ending and turn.task is not None:
                     logger.warning(
-                        "lost the lease of session %s: stopping its turn", turn.session_id
+                        "lost the lease of session %s of %s: stopping its turn",
+                        turn.session_id,
+                        turn.work.principal,
                     )
                     turn.lease_lost = True
                     turn.task.cancel()

@@ -63,7 +63,7 @@ def create_app(
             runner = TurnRunner(config, store, model, app_metrics, turn_error_code)
             app.state.settings, app.state.engine = config, engine
             app.state.repository, app.state.runner = SqlSessionRepository(engine), runner
-            app.state.authenticator = Authenticator(config, turn_engine)
+            app.state.authenticator = Authenticator(config, turn_engine, runner.connections)
             if config.auth_mode == "none":
                 logger.warning(
                     "AUTH_MODE=none: anyone who can reach this service can read, continue and "

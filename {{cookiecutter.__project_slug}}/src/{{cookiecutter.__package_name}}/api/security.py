@@ -5,6 +5,7 @@ AUTH_MODE=jwt: `Authorization: Bearer <JWT>`, verified against the identity prov
 AUTH_MODE=none: no credential; every caller is the principal "local".
 """
 
+import asyncio
 import logging
 from typing import Annotated
 
@@ -30,13 +31,17 @@ class SigningKeysUnavailableError(Exception):
 
 class Authenticator:
     """Tells the principal a bearer token proves, by the settings' AUTH_MODE: an API key looked up
-    in the database (`engine`, the asynchronous one), or a JWT checked against the identity
-    provider's signing keys, fetched and cached on a worker thread (PyJWT blocks)."""
+    in the database (`engine`, the asynchronous one turns use, within its `connections` for
+    requests), or a JWT checked against the identity provider's signing keys, fetched and cached
+    on a worker thread (PyJWT blocks)."""
 
-    def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
+    def __init__(
+        self, settings: Settings, engine: AsyncEngine, connections: asyncio.Semaphore
+    ) -> None:
         self.mode = settings.auth_mode
         self._settings = settings
         self._engine = engine
+        self._connections = connections
         # The key set is cached for 5 minutes; fetching it gives up after 5 s (not PyJWT's 30),
         # so that a hung identity provider does not hold every request's thread.
         self._jwks = (
@@ -47,7 +52,8 @@ class Authenticator:
         """The token's principal; None unless the token is valid. Raises
         SigningKeysUnavailableError when a JWT cannot be checked at all."""
         if self.mode == "api_keys":
-            return await principal_for_key(self._engine, token)
+            async with self._connections:
+                return await principal_for_key(self._engine, token)
         return await run_in_threadpool(self._jwt_principal, token)
 
     def _jwt_principal(self, token: str) -> str | None:
