@@ -106,6 +106,20 @@ def test_sessions_stored_before_they_were_named_per_principal_keep_everything(
     assert left == 0  # alice's session took what it held with it
 
 
+def test_no_downgrade_below_0004_while_principals_share_a_session_id(
+    empty_engine: Engine,
+) -> None:
+    upgrade_schema(empty_engine)
+    for principal in ("alice", "bob"):
+        alice_or_bob = SqlSessionRepository(empty_engine, principal)
+        alice_or_bob.create_session(Session("chat", SessionType.AGENT))
+
+    with pytest.raises(RuntimeError, match="share session ids"):
+        command.downgrade(alembic_config(empty_engine), "0003")
+
+    assert schema_differences(empty_engine) == []  # nothing of the downgrade was done
+
+
 def test_alembic_command_line_migrates_database_url(empty_database_url: str) -> None:
     """`make migrate` runs `alembic upgrade head` in the project directory."""
     env = {**os.environ, "DATABASE_URL": empty_database_url}

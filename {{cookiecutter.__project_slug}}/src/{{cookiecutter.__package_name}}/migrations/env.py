@@ -22,18 +22,21 @@ def run_migrations() -> None:
                 # first delete (ON DELETE CASCADE) every row that refers to it. (A no-op inside a
                 # transaction: this is the connection's first statement.)
                 connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
-            context.configure(
-                connection=connection,
-                target_metadata=metadata,
-                # SQLite cannot ALTER most things in place: Alembic rebuilds the table instead.
-                render_as_batch=sqlite,
-                compare_server_default=True,
-            )
-            with context.begin_transaction():
-                context.run_migrations()
-            connection.commit()
-            if sqlite:
-                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            try:
+                context.configure(
+                    connection=connection,
+                    target_metadata=metadata,
+                    # SQLite cannot ALTER most things in place: Alembic rebuilds the table instead.
+                    render_as_batch=sqlite,
+                    compare_server_default=True,
+                )
+                with context.begin_transaction():
+                    context.run_migrations()
+                connection.commit()
+            finally:
+                if sqlite:  # the connection goes back to the app's pool: as the pool made it
+                    connection.rollback()
+                    connection.exec_driver_sql("PRAGMA foreign_keys=ON")
     finally:
         if own_engine:
             engine.dispose()

@@ -53,6 +53,18 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    sessions = sa.table("sessions", sa.column("session_id"))
+    shared = (
+        sa.select(sessions.c.session_id)
+        .group_by(sessions.c.session_id)
+        .having(sa.func.count() > 1)
+        .limit(5)
+    )
+    if ids := op.get_bind().execute(shared).scalars().all():
+        raise RuntimeError(
+            f"Cannot go below 0004 while principals share session ids ({', '.join(ids)}): "
+            "before it, a session id names one session only. Delete or rename those sessions first."
+        )
     for name, (_below, parent) in CHILDREN.items():
         with op.batch_alter_table(name) as table:
             table.drop_constraint(f"fk_{name}_{parent}", type_="foreignkey")
