@@ -13,11 +13,20 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, Engine, String, Table, bindparam, insert, select, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import (
+    Column,
+    Engine,
+    RowMapping,
+    String,
+    Table,
+    bindparam,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .session_store import metadata, validate_id
+from .session_store import again_if_dropped, metadata, validate_id
 from .session_store.tables import ID_LENGTH, Timestamp
 
 api_keys = Table(
@@ -87,16 +96,12 @@ _READ_KEY = select(api_keys.c.principal, api_keys.c.key_hash).where(
 async def principal_for_key(engine: AsyncEngine, key: str) -> str | None:
     """The principal of a valid, unrevoked key; None for any other string."""
     values = {"key_id": key.partition(".")[0]}
-    try:
+
+    async def read() -> RowMapping | None:
         async with engine.connect() as connection:
-            row = (await connection.execute(_READ_KEY, values)).mappings().first()
-    except DBAPIError as error:
-        # A pooled connection the database dropped (it restarted): SQLAlchemy has discarded every
-        # connection opened before it, so the next one is fresh.
-        if not error.connection_invalidated:
-            raise
-        async with engine.connect() as connection:
-            row = (await connection.execute(_READ_KEY, values)).mappings().first()
+            return (await connection.execute(_READ_KEY, values)).mappings().first()
+
+    row = await again_if_dropped(read)
     if row is None or not hmac.compare_digest(row["key_hash"], _hash(key)):
         return None
     return row["principal"]

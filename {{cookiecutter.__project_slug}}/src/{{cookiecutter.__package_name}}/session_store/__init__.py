@@ -13,7 +13,7 @@ from .records import (
 )
 from .repository import InvalidCursorError, SessionPage, SqlSessionRepository
 from .tables import metadata
-from .turn_store import LeaseLostError, TurnStore, turn_store_for
+from .turn_store import LeaseLostError, TurnStore, again_if_dropped, turn_store_for
 from .unit_of_work import UnitOfWork
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "SqlSessionRepository",
     "TurnStore",
     "UnitOfWork",
+    "again_if_dropped",
     "metadata",
     "turn_store_for",
     "validate_id",

@@ -203,7 +203,8 @@ class SqlSessionRepository(SessionRepository):
     def create_message(
         self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any
     ) -> None:
-        session_id, agent_id = _ids(session_id, agent_id)
+        session_id = validate_id("session id", session_id)
+        agent_id = validate_id("agent id", agent_id)
         message_id = session_message.message_id
         self._insert_new(
             messages,
@@ -364,10 +365,6 @@ class SqlSessionRepository(SessionRepository):
         with self._engine.connect() as connection:
             if not connection.execute(statement).rowcount:
                 raise NotFoundError(missing)
-
-
-def _ids(session_id: str, agent_id: str) -> tuple[str, str]:
-    return validate_id("session id", session_id), validate_id("agent id", agent_id)
 
 
 def _encode_cursor(row: RowMapping) -> str:

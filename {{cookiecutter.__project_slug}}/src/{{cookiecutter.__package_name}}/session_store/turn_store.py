@@ -9,10 +9,10 @@ more CPU than the database, so round trips are what the store saves on.
 """
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Integer,
@@ -48,6 +48,20 @@ from .records import (
 )
 from .tables import UtcDateTime, agents, messages, sessions
 from .unit_of_work import UnitOfWork, restored_offset
+
+T = TypeVar("T")
+
+
+async def again_if_dropped(attempt: Callable[[], Awaitable[T]]) -> T:
+    """`attempt()`, and once more if it failed on a pooled connection that the database had
+    dropped (it restarted): SQLAlchemy has then discarded every connection opened before, so the
+    next one is fresh. For the asynchronous engine, whose pool does not ping connections."""
+    try:
+        return await attempt()
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+        return await attempt()
 
 
 class LeaseLostError(SessionException):
@@ -103,16 +117,9 @@ class TurnStore:
         """Take the session's lease for `principal` (creating the session if it is new) and read
         the agent and the messages its conversation manager keeps. SessionBusyError if the
         session is busy. A turn that creates its session counts its principal's sessions too."""
-        try:
-            return await self._begin(session_id, agent_id, principal)
-        except DBAPIError as error:
-            # The pool lent out a connection that the database had dropped (it restarted):
-            # SQLAlchemy has now discarded every connection opened before, so the next one is
-            # fresh. Had the take run before the connection dropped, the session would only
-            # look busy until that lease expires.
-            if not error.connection_invalidated:
-                raise
-            return await self._begin(session_id, agent_id, principal)
+        # Had the take run before the connection dropped, the session would only look busy until
+        # that lease expires.
+        return await again_if_dropped(lambda: self._begin(session_id, agent_id, principal))
 
     async def _begin(self, session_id: str, agent_id: str, principal: str) -> UnitOfWork:
         validate_id("agent id", agent_id)
@@ -243,6 +250,7 @@ class PostgresTurnStore(TurnStore):
             taken.c.session_type,
             taken.c.created_at.label("session_created_at"),
             taken.c.updated_at.label("session_updated_at"),
+            created.label("new_session"),
             sessions_before.label("sessions_before"),
             agents.c.agent_id,
             agents.c.state,
@@ -323,7 +331,7 @@ class PostgresTurnStore(TurnStore):
                 updated_at=row["session_updated_at"].isoformat(),
             )
             work = UnitOfWork(session, agent_id, values["new_lease"], principal)
-            work.new_session = row["session_created_at"] == values["now"]
+            work.new_session = row["new_session"]
             if work.new_session:
                 work.principal_sessions = row["sessions_before"] + 1
             if row["version_read"] not in (None, row["version"]):  # None: the session is new
