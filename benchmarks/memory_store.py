@@ -7,12 +7,16 @@ isolates what the database adds to a turn.
 """
 
 import secrets
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
 from my_agent.session_store import SessionBusyError, UnitOfWork
 from strands.session import SessionRepository
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
+
+# A session's key: its principal's, then its id.
+Key = tuple[str, str]
 
 
 class MemorySessionRepository(SessionRepository):
@@ -67,29 +71,44 @@ class MemorySessionRepository(SessionRepository):
 
 
 class MemoryTurnStore:
+    """The turn store's contract, in this process's memory: sessions keyed by (principal, session
+    id), as in the database."""
+
     def __init__(self) -> None:
-        self.sessions: dict[str, Session] = {}
-        self.agents: dict[str, SessionAgent | None] = {}
-        self.messages: dict[str, dict[int, SessionMessage]] = {}
-        self.leases: dict[str, str] = {}
+        self.sessions: dict[Key, Session] = {}
+        self.agents: dict[Key, SessionAgent | None] = {}
+        self.messages: dict[Key, dict[int, SessionMessage]] = {}
+        self.leases: dict[Key, str] = {}
+        self.sessions_kept: Counter[str] = Counter()
 
     async def begin(self, session_id: str, agent_id: str, principal: str) -> UnitOfWork:
-        if session_id in self.leases:
+        key = principal, session_id
+        if key in self.leases:
             raise SessionBusyError(session_id)
-        lease_id = self.leases[session_id] = secrets.token_hex(16)
-        session = self.sessions.setdefault(session_id, Session(session_id, SessionType.AGENT))
-        work = UnitOfWork(session, agent_id, lease_id, principal)
-        if (agent := self.agents.get(session_id)) is not None:
-            work.restore(agent, self.messages[session_id].values())
+        lease_id = self.leases[key] = secrets.token_hex(16)
+        new_session = key not in self.sessions
+        if new_session:
+            self.sessions[key] = Session(session_id, SessionType.AGENT)
+            self.sessions_kept[principal] += 1
+        work = UnitOfWork(self.sessions[key], agent_id, lease_id, principal, new_session)
+        work.principal_sessions = self.sessions_kept[principal]
+        if (agent := self.agents.get(key)) is not None:
+            work.restore(agent, self.messages[key].values())
         return work
 
     async def save(self, work: UnitOfWork) -> None:
-        self.agents[work.session_id] = work.agent
-        self.messages[work.session_id] = work.messages
-        del self.leases[work.session_id]
+        key = work.principal, work.session_id
+        self.agents[key] = work.agent
+        self.messages[key] = work.messages
+        del self.leases[key]
 
     async def give_up(self, work: UnitOfWork) -> None:
-        self.leases.pop(work.session_id, None)
+        self.leases.pop((work.principal, work.session_id), None)
+
+    async def discard(self, work: UnitOfWork) -> None:
+        key = work.principal, work.session_id
+        del self.sessions[key], self.leases[key]
+        self.sessions_kept[work.principal] -= 1
 
     async def renew(self, works: Iterable[UnitOfWork]) -> set[str]:
         return {work.lease_id for work in works}
