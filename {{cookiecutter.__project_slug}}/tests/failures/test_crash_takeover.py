@@ -86,6 +86,8 @@ def test_a_stalled_replica_does_not_write_its_turn(replicas: list[Server], engin
                     # On SQLite the replica may have stopped while writing (renewing its lease),
                     # holding the database's one write lock: nobody writes until it runs again.
                     # Its lease has expired all the same, so it still must not write its turn.
+                    if engine.dialect.name != "sqlite":
+                        raise
                     os.kill(stalled.process.pid, signal.SIGCONT)
                     taken = takeover.result(timeout=30)
         finally:

@@ -117,6 +117,7 @@ const WORDS = {
   session_not_found: "This conversation does not exist any more: it may have been deleted elsewhere.",
   prompt_too_long: "The message is too long.",
   request_too_large: "The message is too long.",
+  request_timeout: "The message took too long to reach the service. Check the connection, then send it again.",
   too_many_turns: "You are sending too many messages at once.",
   too_many_sessions: "You keep too many conversations: delete some first.",
   overloaded: "The service is busy with other conversations.",
