@@ -10,8 +10,9 @@ the app (api/limits.py).
 It extends the httptools protocol, the parser uvicorn chooses when it is installed (as
 uvicorn[standard] installs it) and the one BENCHMARKS.md measured. It uses the protocol's
 attributes `loop`, `transport` and `cycle` and its parser callback `on_headers_complete`, which
-uvicorn does not document: tests/api/test_slow_clients.py fails if a release changes them. `uvicorn --http
-{{ cookiecutter.__package_name }}.server:HeaderTimeoutProtocol` runs it without `serve`.
+uvicorn does not document: tests/api/test_slow_clients.py fails if a release changes them.
+`uvicorn --http {{ cookiecutter.__package_name }}.server:HeaderTimeoutProtocol` runs it without
+`serve`.
 """
 
 import asyncio
