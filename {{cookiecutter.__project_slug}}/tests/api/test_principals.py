@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from sqlalchemy import Engine, column, func, select, table
+from sqlalchemy import Engine
 
 from {{ cookiecutter.__package_name }}.api_keys import create_api_key, revoke_api_key
 from {{ cookiecutter.__package_name }}.cli import main as command_line
@@ -20,6 +20,7 @@ from {{ cookiecutter.__package_name }}.principal_limits import (
 )
 
 from ..conftest import Api
+from ..support.databases import drop_other_connections
 from ..support.http import QuietHandler, assert_error, local_http_server
 from ..support.scripted_model import GatedModel
 
@@ -124,16 +125,7 @@ def test_a_key_is_checked_on_a_fresh_connection_after_the_database_dropped_ours(
     if engine.dialect.name != "postgresql":
         pytest.skip("a SQLite connection cannot be dropped by its server")
     assert api.client.get("/sessions").status_code == 200  # the key's read left a pooled connection
-    others = func.pg_terminate_backend(column("pid"))  # as a database restart would
-    with engine.connect() as admin:
-        admin.execute(
-            select(others)
-            .select_from(table("pg_stat_activity"))
-            .where(
-                column("datname") == func.current_database(),
-                column("pid") != func.pg_backend_pid(),
-            )
-        )
+    drop_other_connections(engine)
 
     assert api.client.get("/sessions").status_code == 200
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import anyio
 import pytest
-from sqlalchemy import Engine, event, func, insert, select, update
+from sqlalchemy import Engine, event, insert, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from strands import Agent
 from strands.agent.conversation_manager import SlidingWindowConversationManager
@@ -27,6 +27,7 @@ from {{ cookiecutter.__package_name }}.session_store import (
 from {{ cookiecutter.__package_name }}.session_store.records import message_values
 from {{ cookiecutter.__package_name }}.session_store.tables import messages, sessions
 
+from ..support.databases import drop_other_connections
 from ..support.scripted_model import RedactPrompt, Reply, ScriptedModel, ToolCall
 from ..support.tools import lookup_order
 
@@ -449,9 +450,6 @@ async def test_a_connection_the_database_dropped_is_replaced_when_a_turn_begins(
     if turn_engine.dialect.name != "postgresql":
         pytest.skip("a SQLite connection cannot be dropped by its server")
     await turn(store, "one", ["First."])  # the pool now holds a connection
-    async with turn_engine.connect() as connection:
-        backend = (await connection.execute(select(func.pg_backend_pid()))).scalar_one()
-    with engine.connect() as admin:  # as a database restart would
-        admin.execute(select(func.pg_terminate_backend(backend)))
+    drop_other_connections(engine)
 
     await turn(store, "two", ["Second."])

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
 import pytest
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 
 from {{ cookiecutter.__package_name }}.api_keys import create_api_key
@@ -34,6 +34,18 @@ def settings_for(database_url: str, **overrides: object) -> Settings:
         **overrides,
     }
     return Settings(_env_file=None, **values)
+
+
+def drop_other_connections(engine: Engine) -> None:
+    """End every other connection to `engine`'s PostgreSQL database, as a restart of the server
+    would: the pools that held them now hold connections the server has closed."""
+    with engine.connect() as admin:
+        admin.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
 
 
 def new_api_key(database_url: str, principal: str = TEST_PRINCIPAL) -> str:

@@ -53,14 +53,15 @@ def server_process(
         "AUTH_MODE": "api_keys",
         **env,
     }
-    command = [
-        sys.executable, "-m", "uvicorn", app, *(["--factory"] if ":create" in app else []),
-        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-    ]  # fmt: skip
     if serve:
         environment.setdefault("LOG_LEVEL", "WARNING")
         main = "from {{ cookiecutter.__package_name }}.cli import main; main()"
         command = [sys.executable, "-c", main, "serve", "--port", str(port)]
+    else:
+        command = [
+            sys.executable, "-m", "uvicorn", app, *(["--factory"] if ":create" in app else []),
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+        ]  # fmt: skip
     # The project directory, so that `tests.support.slow_app` is importable by the server.
     process = subprocess.Popen(command, env=environment, cwd=PROJECT_DIR, stdout=log, stderr=log)
     headers = {"Authorization": f"Bearer {new_api_key(database_url)}"}

@@ -96,13 +96,14 @@ _AGENT_CHANGES = ("state", "conversation_manager_state", "internal_state", "upda
 _INSERT_AGENT = insert(agents)
 _UPDATE_AGENT = update(agents).where(*_THIS_AGENT)
 _INSERT_MESSAGES = insert(messages)
-_COUNT_SESSIONS = select(func.count()).where(sessions.c.principal == bindparam("key_principal"))
 _UPDATE_MESSAGE = update(messages).where(
     messages.c.principal == bindparam("key_principal"),
     messages.c.session_id == bindparam("key_session"),
     messages.c.agent_id == bindparam("key_agent"),
     messages.c.message_id == bindparam("key_message"),
 )
+# How many sessions a principal keeps (MAX_SESSIONS_PER_PRINCIPAL), read when a take creates one.
+_COUNT_SESSIONS = select(func.count()).where(sessions.c.principal == bindparam("key_principal"))
 
 
 class TurnStore:
@@ -232,13 +233,13 @@ class PostgresTurnStore(TurnStore):
             )
             .scalar_subquery()
         )
-        # Under READ COMMITTED a take that waited for another turn's save takes the row as that
-        # save left it, while the rest of the statement reads as of before it: the version of
-        # the row as read tells such a stale read, and it is read again.
         # A new session's principal's sessions, counted as of before the take created it: only
         # when it did (a CASE evaluates only the branch it takes).
         created = taken.c.created_at == bindparam("now")
         sessions_before = case((created, _COUNT_SESSIONS.scalar_subquery()))
+        # Under READ COMMITTED a take that waited for another turn's save takes the row as that
+        # save left it, while the rest of the statement reads as of before it: the version of
+        # the row as read tells such a stale read, and it is read again.
         as_read = sessions.alias("as_read")
         version_read = select(as_read.c.version).where(
             as_read.c.principal == taken.c.principal, as_read.c.session_id == taken.c.session_id
