@@ -60,9 +60,14 @@ def create_async_engine(settings: Settings) -> AsyncEngine:
     round trip as much as a turn's statement does): a turn that finds its connection dropped
     when it begins tries again on a fresh one (TurnStore.begin)."""
     url = _url(settings)
+    options = _engine_options(settings) | {"pool_pre_ping": False}
     if url.get_backend_name() == "sqlite":
         url = url.set(drivername="sqlite+aiosqlite")
-    options = _engine_options(settings) | {"pool_pre_ping": False}
+    else:
+        # Every statement commits by itself: each of a turn's two statements is a transaction
+        # of its own (turn_store.py) and an API key's read needs none, so none of them pays a
+        # round trip for a BEGIN before it and another for a ROLLBACK after it.
+        options["isolation_level"] = "AUTOCOMMIT"
     engine = sqlalchemy_asyncio.create_async_engine(url, pool_size=settings.db_pool_size, **options)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine.sync_engine, settings)

@@ -67,6 +67,22 @@ async def test_postgresql_connections_get_the_timeouts_and_the_pool_sizes() -> N
     assert sizes == (settings.db_sessions_pool_size, 7)
 
 
+@pytest.mark.postgresql
+@pytest.mark.anyio
+async def test_each_statement_for_turns_commits_by_itself_on_postgresql() -> None:
+    """No BEGIN before a turn's statement or an API key's read, and so no ROLLBACK after: two
+    round trips that a read on a transactional connection pays."""
+    with postgres_database() as url:
+        turn_engine = create_async_engine(settings_for(url))
+        async with turn_engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+            raw = await connection.get_raw_connection()
+            status = raw.driver_connection.info.transaction_status
+        await turn_engine.dispose()
+
+    assert status == psycopg.pq.TransactionStatus.IDLE
+
+
 @pytest.fixture
 def postgres_engine() -> Iterator[Engine]:
     with postgres_database() as url:

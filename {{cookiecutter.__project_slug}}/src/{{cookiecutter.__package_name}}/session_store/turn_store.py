@@ -111,8 +111,9 @@ class TurnStore:
 
     def __init__(self, engine: AsyncEngine, lease_seconds: float) -> None:
         self.leases = Leases(engine.dialect, lease_seconds)
-        self._engine = engine
+        # Connections for a statement that is a transaction of its own, and for a save of several.
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._transactional = engine
 
     async def begin(self, session_id: str, agent_id: str, principal: str) -> UnitOfWork:
         """Take the session's lease for `principal` (creating the session if it is new) and read
@@ -157,7 +158,7 @@ class TurnStore:
         written, if the turn no longer holds the lease."""
         key = _agent_key(work)
         release = self.leases.release_values(work.principal, work.session_id, work.lease_id)
-        async with self._engine.begin() as connection:
+        async with self._transactional.begin() as connection:
             if (await connection.execute(self.leases.release, release)).first() is None:
                 raise LeaseLostError(work.session_id)
             if work.agent_created:
@@ -213,6 +214,10 @@ class PostgresTurnStore(TurnStore):
 
     def __init__(self, engine: AsyncEngine, lease_seconds: float) -> None:
         super().__init__(engine, lease_seconds)
+        # The engine's connections commit every statement already (database.create_async_engine):
+        # none need an isolation level set when lent out and reset when returned.
+        self._autocommit = engine
+        self._transactional = engine.execution_options(isolation_level="READ COMMITTED")
         taken = self.leases.take.cte("taken")
         # The window as one JSON array, in no promised order: with an ORDER BY, PostgreSQL would
         # sort every message before aggregating; without, it takes them in the order it reads
@@ -362,7 +367,7 @@ class PostgresTurnStore(TurnStore):
 
 
 def turn_store_for(engine: AsyncEngine, lease_seconds: float) -> TurnStore:
-    """The turn store for `engine`'s database."""
+    """The turn store for `engine`'s database: an engine of database.create_async_engine."""
     store = PostgresTurnStore if engine.dialect.name == "postgresql" else TurnStore
     return store(engine, lease_seconds)
 
