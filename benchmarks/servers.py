@@ -3,7 +3,6 @@
 import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +32,11 @@ class Server:
         return 0.0
 
 
+def python(project: Path) -> str:
+    """The interpreter of the project's environment, which `uv sync` made."""
+    return str(project / ".venv" / "bin" / "python")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -41,11 +45,12 @@ def free_port() -> int:
 
 @contextmanager
 def running(app: str, project: Path, api_key: str | None = None, **env: str) -> Iterator[Server]:
-    """Run `uvicorn <app>` (a factory when it names one in benchmarks.apps) in the project; with
-    `api_key`, in AUTH_MODE=api_keys, its requests sending that key."""
+    """Run `uvicorn <app>` (a factory when it names one in benchmarks.apps) in the project, with
+    the project's own environment; with `api_key`, in AUTH_MODE=api_keys, its requests sending
+    that key."""
     port = free_port()
     factory = ["--factory"] if app.startswith("benchmarks.") else []
-    command = [sys.executable, "-m", "uvicorn", app, *factory, "--port", str(port)]
+    command = [python(project), "-m", "uvicorn", app, *factory, "--port", str(port)]
     environment = {
         **os.environ,
         "PYTHONPATH": str(TEMPLATE_DIR),

@@ -245,15 +245,21 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def load_arguments(description: str, rounds: int, duration: float) -> argparse.ArgumentParser:
+    """The arguments of the alternating loads, with these defaults."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--clients", type=int, default=32, help="/process clients")
     parser.add_argument("--sessions", type=int, default=256, help="sessions they spread over")
-    parser.add_argument("--duration", type=float, default=20, help="seconds of /process load")
+    parser.add_argument("--duration", type=float, default=duration, help="seconds of /process")
     parser.add_argument("--streams", type=int, default=200, help="conversations per CPU round")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds")
-    parser.add_argument("--conversations", type=int, default=1000, help="at once, at model pace")
+    parser.add_argument("--rounds", type=int, default=rounds, help="alternating rounds")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    return parser
+
+
+def main() -> None:
+    parser = load_arguments(__doc__.splitlines()[0], rounds=5, duration=20)
+    parser.add_argument("--conversations", type=int, default=1000, help="at once, at model pace")
     args = parser.parse_args()
     project = Path.cwd()
 

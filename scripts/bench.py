@@ -3,10 +3,13 @@
     make bench                       the store and the service, and the time to bake
     make bench ARGS="--test-suite"   ... and the wall time of the whole `make test`
     make bench ARGS="--store-only"   only the store against its peers (a few minutes)
+    make bench ARGS="--against REV"  only the service against itself as the template at the
+                                     commit REV makes it (a release, or the commit before yours)
 
 PostgreSQL figures use TEMPLATE_TEST_DATABASE_URL (default: the local server on 127.0.0.1:5432).
 """
 
+import argparse
 import os
 import shutil
 import statistics
@@ -37,8 +40,33 @@ def bake_seconds(repeat: int = 5) -> float:
     return statistics.median(timings)
 
 
+def bake(template: Path, output: Path) -> Path:
+    """The default project as `template` renders it (the benchmarks import its package name,
+    my_agent)."""
+    shutil.rmtree(output, ignore_errors=True)
+    answers = {"project_name": "My Agent"}
+    return Path(
+        cookiecutter(str(template), no_input=True, output_dir=str(output), extra_context=answers)
+    )
+
+
+def template_at(revision: str) -> Path:
+    """The template's files at `revision`, from git, beside the benchmarks' projects."""
+    output = BENCH_DIR.parent / "template-against"
+    shutil.rmtree(output, ignore_errors=True)
+    output.mkdir(parents=True)
+    archive = ["git", "archive", "--format=tar", revision]
+    files = subprocess.run(archive, cwd=TEMPLATE_DIR, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(output)], input=files, check=True)
+    return output
+
+
 def main() -> None:
-    arguments = set(sys.argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store-only", action="store_true", help="the store against its peers")
+    parser.add_argument("--test-suite", action="store_true", help="also time `make test`")
+    parser.add_argument("--against", metavar="REV", help="the service against REV's, only")
+    args = parser.parse_args()
     env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
     env |= {
         "UV_PYTHON_DOWNLOADS": "never",
@@ -47,26 +75,26 @@ def main() -> None:
         "PYTHONPATH": str(TEMPLATE_DIR),
     }
 
-    shutil.rmtree(BENCH_DIR, ignore_errors=True)
-    # The benchmarks import the default package name, my_agent.
-    project = Path(
-        cookiecutter(
-            str(TEMPLATE_DIR),
-            no_input=True,
-            output_dir=str(BENCH_DIR),
-            extra_context={"project_name": "My Agent"},
-        )
-    )
+    project = bake(TEMPLATE_DIR, BENCH_DIR)
     subprocess.run(["uv", "sync", "--quiet"], cwd=project, env=env, check=True)
+    if args.against:
+        before = bake(template_at(args.against), BENCH_DIR.parent / "bench-against")
+        subprocess.run(["uv", "sync", "--quiet"], cwd=before, env=env, check=True)
+        print(
+            f"# The service at {args.against} (before) and in this working tree (after)", flush=True
+        )
+        command = ["uv", "run", "--no-sync", "python", "-m", "benchmarks.compare", str(before)]
+        subprocess.run(command, cwd=project, env=env, check=True)
+        return
     print(f"# Benchmarks of {project.name}, rendered from this template\n", flush=True)
     modules = ["benchmarks.store", "benchmarks.service"]
-    for module in modules[:1] if "--store-only" in arguments else modules:
+    for module in modules[:1] if args.store_only else modules:
         command = ["uv", "run", "--no-sync", "python", "-m", module]
         subprocess.run(command, cwd=project, env=env, check=True)
 
     print("\n## The template\n")
     print(f"- `cookiecutter --no-input`, the default project: {bake_seconds() * 1000:.0f} ms")
-    if "--test-suite" in arguments:
+    if args.test_suite:
         start = time.perf_counter()
         subprocess.run(["make", "test"], cwd=TEMPLATE_DIR, env=env, check=True)
         print(f"- `make test`, the whole suite: {time.perf_counter() - start:.0f} s")

@@ -29,6 +29,11 @@ def test_the_benchmarks_run_and_report_every_figure(bake: Bake, tmp_path: Path) 
         *python, "benchmarks.service", "--duration", "1", "--rounds", "1", "--streams", "4",
         "--conversations", "6", "--json", str(tmp_path / "service.json"), **env,
     )  # fmt: skip
+    # `make bench ARGS="--against REV"` compares two bakes; here the project with itself.
+    compare = project.run(
+        *python, "benchmarks.compare", str(project.path), "--duration", "1", "--rounds", "1",
+        "--streams", "4", "--json", str(tmp_path / "compare.json"), **env,
+    )  # fmt: skip
 
     figures = json.loads((tmp_path / "store.json").read_text())
     assert [row["messages"] for row in figures["restore"]] == [20, 40]
@@ -53,3 +58,12 @@ def test_the_benchmarks_run_and_report_every_figure(bake: Bake, tmp_path: Path) 
     assert figures["conversations"][0]["connections_held"] > 0
     assert "## Conversations at once" in service.stdout
     assert os.path.exists(project.path / "scripts" / "loadtest.py")
+
+    figures = json.loads((tmp_path / "compare.json").read_text())
+    assert (
+        set(figures["cpu_per_turn"]) == set(figures["throughput"]) == {"before", "after", "memory"}
+    )
+    with_keys = figures["throughput_with_api_keys"]
+    assert set(with_keys) == {"before", "after"}
+    assert all(server["errors"] == 0 for server in with_keys.values())  # each key was accepted
+    assert "| server CPU per streamed turn |" in compare.stdout
