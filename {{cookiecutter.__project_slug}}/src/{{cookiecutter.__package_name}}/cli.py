@@ -14,7 +14,7 @@ from .api_keys import create_api_key, list_api_keys, revoke_api_key
 from .config import Settings, get_settings
 from .database import create_engine, migrate_if_embedded
 from .logs import log_config
-from .server import HeaderTimeoutProtocol
+from .server import HeaderLimitsProtocol
 
 
 def is_loopback(host: str) -> bool:
@@ -38,7 +38,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
         port=args.port,
         reload=args.reload,
         proxy_headers=True,  # from FORWARDED_ALLOW_IPS only (default 127.0.0.1)
-        http=HeaderTimeoutProtocol,  # closes a connection whose headers are slow (server.py)
+        http=HeaderLimitsProtocol,  # bounds each request's headers in time and size (server.py)
         timeout_keep_alive=args.timeout_keep_alive,
         limit_concurrency=args.limit_concurrency,
         backlog=args.backlog,
@@ -60,9 +60,9 @@ def main(argv: list[str] | None = None) -> None:
     serve_command.add_argument("--host", default="127.0.0.1")
     serve_command.add_argument("--port", type=int, default=8000)
     serve_command.add_argument("--reload", action="store_true", help="restart on code changes")
-    # Connection limits (see "Operating" in the README). The time a client may take to send a
-    # request is bounded by settings: REQUEST_HEADER_TIMEOUT here (server.py), and
-    # REQUEST_BODY_TIMEOUT in the app.
+    # Connection limits (see "Operating" in the README). What a client may send, and how slowly,
+    # is bounded by settings: REQUEST_HEADER_TIMEOUT and MAX_HEADER_BYTES here (server.py),
+    # REQUEST_BODY_TIMEOUT and MAX_BODY_BYTES in the app.
     serve_command.add_argument("--timeout-keep-alive", type=int, default=5, help="idle seconds")
     serve_command.add_argument("--limit-concurrency", type=int, default=2000)
     serve_command.add_argument("--backlog", type=int, default=2048)

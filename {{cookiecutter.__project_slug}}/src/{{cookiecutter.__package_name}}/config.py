@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     # Seconds a client may take to send a request's headers, from its first byte (or from
     # connecting), before `serve` closes the connection (server.py).
     request_header_timeout: float = Field(default=10, gt=0)
+    # Larger request headers get 431 from `serve` (server.py).
+    max_header_bytes: int = Field(default=65_536, ge=1024)
 
     # The names the service answers to in the Host header; any other gets 400 invalid_host. A JSON
     # list: ["api.example.com", "*.example.com"]; ["*"] turns the check off.

@@ -1,21 +1,24 @@
-"""The HTTP protocol `serve` runs: uvicorn's own, with a deadline on each request's headers.
+"""The HTTP protocol `serve` runs: uvicorn's own, with limits on each request's headers.
 
 uvicorn (0.54) times only the idle wait between requests (keep-alive), and stops even that timer at
 a request's first byte: a client that sends its headers a byte at a time, or connects and sends
-nothing, keeps its connection, and a place under `--limit-concurrency`, as long as it likes. Here
-a request's headers must arrive within REQUEST_HEADER_TIMEOUT of the connection being opened, or
-of the request's first byte, or the connection is closed. The body has a deadline of its own, in
-the app (api/limits.py).
+nothing, keeps its connection, and a place under `--limit-concurrency`, as long as it likes. Nor
+does its httptools parser bound the headers' size: one client sending headers without end grows
+the process by gigabytes in seconds. Here a request's headers must arrive within
+REQUEST_HEADER_TIMEOUT of the connection being opened, or of the request's first byte, or the
+connection is closed; and must end within MAX_HEADER_BYTES, or the client gets 431 and the
+connection is closed. The body has limits of its own, in the app (api/limits.py).
 
 It extends the httptools protocol, the parser uvicorn chooses when it is installed (as
 uvicorn[standard] installs it) and the one BENCHMARKS.md measured. It uses the protocol's
 attributes `loop`, `transport` and `cycle` and its parser callback `on_headers_complete`, which
 uvicorn does not document: tests/api/test_slow_clients.py fails if a release changes them.
-`uvicorn --http {{ cookiecutter.__package_name }}.server:HeaderTimeoutProtocol` runs it without
+`uvicorn --http {{ cookiecutter.__package_name }}.server:HeaderLimitsProtocol` runs it without
 `serve`.
 """
 
 import asyncio
+import json
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -23,11 +26,14 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from .config import get_settings
 
 
-class HeaderTimeoutProtocol(HttpToolsProtocol):
+class HeaderLimitsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.header_timeout = get_settings().request_header_timeout
-        self.header_deadline: asyncio.TimerHandle | None = None
+        settings = get_settings()
+        self.header_timeout = settings.request_header_timeout
+        self.max_header_bytes = settings.max_header_bytes
+        self.header_deadline: asyncio.TimerHandle | None = None  # set while headers are read
+        self.header_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -39,7 +45,14 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         answering = self.cycle is not None and not self.cycle.response_complete
         if self.header_deadline is None and not answering:
             self.start_header_deadline()
+        reading_headers = self.header_deadline is not None
         super().data_received(data)
+        # Counted after the parser has read them, which tells whether these bytes ended the
+        # headers (the body's first bytes often come with them, and do not count).
+        if reading_headers and self.header_deadline is not None:
+            self.header_bytes += len(data)
+            if self.header_bytes > self.max_header_bytes and not self.transport.is_closing():
+                self.refuse_headers()
 
     def on_headers_complete(self) -> None:  # the parser has read a request's headers
         self.cancel_header_deadline()
@@ -51,8 +64,23 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
     def start_header_deadline(self) -> None:
         self.header_deadline = self.loop.call_later(self.header_timeout, self.transport.close)
+        self.header_bytes = 0
 
     def cancel_header_deadline(self) -> None:
         if self.header_deadline is not None:
             self.header_deadline.cancel()
             self.header_deadline = None
+
+    def refuse_headers(self) -> None:
+        """431 with the service's error body, and the connection closed: no route has run."""
+        message = f"The request's headers are larger than {self.max_header_bytes} bytes."
+        body = json.dumps({"error": {"code": "headers_too_large", "message": message}}).encode()
+        head = (
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: application/json\r\n"
+            b"content-length: %d\r\n"
+            b"connection: close\r\n\r\n"
+        )
+        self.cancel_header_deadline()
+        self.transport.write(head % len(body) + body)
+        self.transport.close()

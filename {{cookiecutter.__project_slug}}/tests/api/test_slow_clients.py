@@ -1,7 +1,9 @@
 """Through the real server as `serve` runs it: clients that send their requests too slowly lose
-them (REQUEST_HEADER_TIMEOUT, REQUEST_BODY_TIMEOUT), and no one else notices."""
+them (REQUEST_HEADER_TIMEOUT, REQUEST_BODY_TIMEOUT), as do those whose headers are too large
+(MAX_HEADER_BYTES), and no one else notices."""
 
 import http.client
+import json
 import select
 import socket
 from pathlib import Path
@@ -105,6 +107,27 @@ def test_headers_sent_too_slowly_lose_the_connection(
             assert trickle(sock, b".0.1" * 10)
             assert closed_by_server(sock)
         assert server.client.get("/health").status_code == 200
+
+
+def test_headers_larger_than_max_header_bytes_get_431_and_a_closed_connection(
+    tmp_path: Path,
+) -> None:
+    """Sent at once, headers without end grew the process by gigabytes in seconds. A body that
+    arrives with its headers does not count toward them."""
+    padding = b"X-Padding: %s\r\n" % (b"a" * 16_000)
+    body = json.dumps({"prompt": "x" * 8_000, "session_id": "large-body"}).encode()
+    database_url = f"sqlite:///{tmp_path / 'test.db'}"
+    with server_process(database_url, serve=True, MAX_HEADER_BYTES="1024") as server:
+        with connect(server) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + padding)
+            refused = read_response(sock)
+            assert closed_by_server(sock)
+        with connect(server) as sock:
+            sock.sendall(request_head(server, f"Content-Length: {len(body)}") + body)
+            answered = read_response(sock)
+
+    assert_error(refused, 431, "headers_too_large")
+    assert answered.status_code == 200, answered.text
 
 
 def test_requests_and_streamed_turns_outlast_the_deadlines(
