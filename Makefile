@@ -23,7 +23,7 @@ test-fast: install ## The suite without the slow tests that install each baked p
 demo: install ## Render, install and start the default project, talk to it, serve its playground
 	$(UV) run python scripts/demo.py
 
-bench: install ## Bake the default project and run the benchmarks against it (ARGS: --store-only, --test-suite)
+bench: install ## Bake the default project and run the benchmarks against it (ARGS: --store-only, --test-suite, --against REV)
 	$(UV) run python scripts/bench.py $(ARGS)
 
 lint: install ## Check the template's own code

@@ -7,8 +7,6 @@ uvicorn --factory benchmarks.apps:memory_app
 from fastapi import FastAPI
 from my_agent.api import app as app_module
 
-from .memory_store import MemoryTurnStore
-
 
 def database_app() -> FastAPI:
     return app_module.create_app()
@@ -16,5 +14,9 @@ def database_app() -> FastAPI:
 
 def memory_app() -> FastAPI:
     """The same service with its turns on MemoryTurnStore: what it costs without a database."""
+    # Imported here: the database app of another commit's project (benchmarks.compare) runs this
+    # module too, and need not have every name the in-memory store imports.
+    from .memory_store import MemoryTurnStore
+
     app_module.turn_store_for = lambda engine, lease_seconds: MemoryTurnStore()
     return app_module.create_app()

@@ -3,13 +3,14 @@
 `make bench ARGS="--against REV"` (scripts/bench.py) bakes the template at REV beside the working
 tree's default project, and runs this in the working tree's project with REV's as argument:
 
-    python -m benchmarks.compare ../bench-against/my-agent
+    python -m benchmarks.compare ../../bench-against/my-agent
 
-The database servers of both projects, each on a database of its own that its own migrations
-made, take the same loads in alternating rounds, beside the working tree's service on the
-in-memory store: streamed turns (server CPU per turn), then /process (throughput), then /process
-with an API key per request. Both sides see the same slow spells of the machine, so a change
-smaller than the spread between two runs of one commit still shows in the ratio.
+Both services on PostgreSQL, each on a database of its own that its own migrations made, take the
+same loads in alternating rounds, beside the working tree's service on the in-memory store:
+streamed turns (server CPU per turn), then /process (throughput), then /process with an API key
+per request. Both sides see the same slow spells of the machine, so a change smaller than the
+spread between two runs of one commit still shows in the ratio. REV's project must have
+`my-agent create-api-key`, as v0.2.0 and later do.
 """
 
 import argparse

@@ -3,8 +3,8 @@
     make bench                       the store and the service, and the time to bake
     make bench ARGS="--test-suite"   ... and the wall time of the whole `make test`
     make bench ARGS="--store-only"   only the store against its peers (a few minutes)
-    make bench ARGS="--against REV"  only the service against itself as the template at the
-                                     commit REV makes it (a release, or the commit before yours)
+    make bench ARGS="--against REV"  only the service, beside itself as the template at REV
+                                     makes it (a commit or tag from v0.2.0 on)
 
 PostgreSQL figures use TEMPLATE_TEST_DATABASE_URL (default: the local server on 127.0.0.1:5432).
 """
@@ -56,16 +56,17 @@ def template_at(revision: str) -> Path:
     shutil.rmtree(output, ignore_errors=True)
     output.mkdir(parents=True)
     archive = ["git", "archive", "--format=tar", revision]
-    files = subprocess.run(archive, cwd=TEMPLATE_DIR, check=True, capture_output=True).stdout
+    files = subprocess.run(archive, cwd=TEMPLATE_DIR, check=True, stdout=subprocess.PIPE).stdout
     subprocess.run(["tar", "-x", "-C", str(output)], input=files, check=True)
     return output
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store-only", action="store_true", help="the store against its peers")
-    parser.add_argument("--test-suite", action="store_true", help="also time `make test`")
-    parser.add_argument("--against", metavar="REV", help="the service against REV's, only")
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--store-only", action="store_true", help="the store against its peers")
+    choice.add_argument("--test-suite", action="store_true", help="also time `make test`")
+    choice.add_argument("--against", metavar="REV", help="only the service, beside REV's")
     args = parser.parse_args()
     env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
     env |= {

@@ -7,8 +7,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import anyio
+import psycopg
 import pytest
-from sqlalchemy import Engine, event, insert, update
+from sqlalchemy import Connection, Engine, event, insert, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from strands import Agent
 from strands.agent.conversation_manager import SlidingWindowConversationManager
@@ -338,8 +339,8 @@ async def test_a_redaction_is_saved_with_the_turn(
     assert "hunter2" not in str(message), "the SDK redacts in place: the original is gone too"
 
 
-async def test_a_redaction_of_an_earlier_message_is_saved(
-    store: TurnStore, repository: SqlSessionRepository
+async def test_a_redaction_of_an_earlier_message_is_saved_in_one_transaction(
+    store: TurnStore, repository: SqlSessionRepository, turn_engine: AsyncEngine
 ) -> None:
     await turn(store, "my card is 4111 1111 1111 1111", ["Noted."])
     work = await store.begin("s", "default", "local")
@@ -349,9 +350,34 @@ async def test_a_redaction_of_an_earlier_message_is_saved(
         redact_message={"role": "user", "content": [{"text": "[redacted]"}]},
     )
     work.update_message("s", "default", redacted)
-    await store.save(work)
+    with transaction_states(turn_engine) as states:
+        await store.save(work)
 
     assert repository.read_message("s", "default", 0).redact_message == redacted.redact_message
+    if turn_engine.dialect.name == "postgresql":  # where the engine commits every statement
+        # The release, then the redaction in the transaction the release began.
+        status = psycopg.pq.TransactionStatus
+        assert states == [status.IDLE, status.INTRANS]
+        async with turn_engine.connect() as connection:  # the pool's connections commit again
+            raw = await connection.get_raw_connection()
+            assert raw.driver_connection.autocommit
+
+
+@contextmanager
+def transaction_states(engine: AsyncEngine) -> Iterator[list[object]]:
+    """The driver connection's transaction status as each statement through `engine` is sent
+    (PostgreSQL)."""
+    states: list[object] = []
+
+    def record(connection: Connection, *_: object) -> None:
+        if engine.dialect.name == "postgresql":
+            states.append(connection.connection.driver_connection.info.transaction_status)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield states
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
 
 
 async def test_agent_state_changes_are_saved_and_unchanged_state_is_not_written(

@@ -100,6 +100,18 @@ def agent_values(session_agent: SessionAgent) -> dict[str, Any]:
     }
 
 
+def agent_row(principal: str, session_id: str, session_agent: SessionAgent) -> dict[str, Any]:
+    """The row of an agent."""
+    return {
+        "principal": principal,
+        "session_id": session_id,
+        "agent_id": session_agent.agent_id,
+        **agent_values(session_agent),
+        "created_at": timestamp(session_agent.created_at),
+        "updated_at": timestamp(session_agent.updated_at),
+    }
+
+
 def agent_record(row: RowMapping) -> SessionAgent:
     return SessionAgent(
         agent_id=row["agent_id"],

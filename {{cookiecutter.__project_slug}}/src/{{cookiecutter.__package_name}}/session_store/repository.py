@@ -38,6 +38,7 @@ from .records import (
     NotFoundError,
     SessionBusyError,
     agent_record,
+    agent_row,
     agent_values,
     message_record,
     message_values,
@@ -160,17 +161,9 @@ class SqlSessionRepository(SessionRepository):
     def create_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
         session_id = validate_id("session id", session_id)
         agent_id = validate_id("agent id", session_agent.agent_id)
-        values = {
-            "principal": self.principal,
-            "session_id": session_id,
-            "agent_id": agent_id,
-            **agent_values(session_agent),
-            "created_at": timestamp(session_agent.created_at),
-            "updated_at": timestamp(session_agent.updated_at),
-        }
         self._insert_new(
             agents,
-            values,
+            agent_row(self.principal, session_id, session_agent),
             duplicate=f"agent {agent_id!r} already exists in session {session_id!r}",
             missing=f"session {session_id!r} does not exist",
         )

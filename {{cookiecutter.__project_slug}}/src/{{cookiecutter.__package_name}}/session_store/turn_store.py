@@ -39,11 +39,10 @@ from .records import (
     MESSAGE_FIELDS,
     SessionBusyError,
     agent_record,
-    agent_values,
+    agent_row,
     message_record,
     message_values,
     session_record,
-    timestamp,
     validate_id,
 )
 from .tables import UtcDateTime, agents, messages, sessions
@@ -164,7 +163,8 @@ class TurnStore:
             if work.agent_created:
                 await connection.execute(_INSERT_AGENT, _agent_row(work))
             elif work.agent_changed:
-                changes = {name: _agent_row(work)[name] for name in _AGENT_CHANGES}
+                row = _agent_row(work)
+                changes = {name: row[name] for name in _AGENT_CHANGES}
                 await connection.execute(_UPDATE_AGENT, {**key, **changes})
             if work.new_message_ids:
                 await connection.execute(
@@ -367,22 +367,15 @@ class PostgresTurnStore(TurnStore):
 
 
 def turn_store_for(engine: AsyncEngine, lease_seconds: float) -> TurnStore:
-    """The turn store for `engine`'s database: an engine of database.create_async_engine."""
+    """The turn store for `engine`'s database: an engine of database.create_async_engine (on
+    PostgreSQL the store's statements commit only because that engine commits each)."""
     store = PostgresTurnStore if engine.dialect.name == "postgresql" else TurnStore
     return store(engine, lease_seconds)
 
 
 def _agent_row(work: UnitOfWork) -> dict[str, Any]:
-    agent = work.agent
-    assert agent is not None  # created or changed
-    return {
-        "principal": work.principal,
-        "session_id": work.session_id,
-        "agent_id": work.agent_id,
-        **agent_values(agent),
-        "created_at": timestamp(agent.created_at),
-        "updated_at": timestamp(agent.updated_at),
-    }
+    assert work.agent is not None  # created or changed
+    return agent_row(work.principal, work.session_id, work.agent)
 
 
 def _agent_key(work: UnitOfWork) -> dict[str, str]:
