@@ -59,8 +59,8 @@ def create_async_engine(settings: Settings) -> AsyncEngine:
     thread. Its pool keeps DB_POOL_SIZE connections, not pinged before use (a ping costs a
     round trip as much as a turn's statement does): a turn that finds its connection dropped
     when it begins tries again on a fresh one (TurnStore.begin). On PostgreSQL its connections
-    commit every statement by themselves: `begin()` on it is no transaction, a connection
-    with another isolation level is (as the turn store's save of several statements uses)."""
+    commit every statement by themselves, so `begin()` on it starts no transaction: several
+    statements in one need another isolation level (as the turn store's save of several asks)."""
     url = _url(settings)
     options = _engine_options(settings) | {"pool_pre_ping": False}
     if url.get_backend_name() == "sqlite":

@@ -48,7 +48,9 @@ class HeaderLimitsProtocol(HttpToolsProtocol):
         reading_headers = self.header_deadline is not None
         super().data_received(data)
         # Counted after the parser has read them, which tells whether these bytes ended the
-        # headers (the body's first bytes often come with them, and do not count).
+        # headers: the body's first bytes often come with them, and do not count. (So headers
+        # that end in the read that passes the limit get through: the bound is the limit and one
+        # read, some 256 KiB.)
         if reading_headers and self.header_deadline is not None:
             self.header_bytes += len(data)
             if self.header_bytes > self.max_header_bytes and not self.transport.is_closing():
