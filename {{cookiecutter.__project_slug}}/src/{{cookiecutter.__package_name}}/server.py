@@ -18,11 +18,12 @@ uvicorn does not document: tests/api/test_slow_clients.py fails if a release cha
 """
 
 import asyncio
-import json
+from http import HTTPStatus
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from .api.errors import error_response
 from .config import get_settings
 
 
@@ -76,13 +77,10 @@ class HeaderLimitsProtocol(HttpToolsProtocol):
     def refuse_headers(self) -> None:
         """431 with the service's error body, and the connection closed: no route has run."""
         message = f"The request's headers are larger than {self.max_header_bytes} bytes."
-        body = json.dumps({"error": {"code": "headers_too_large", "message": message}}).encode()
-        head = (
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-            b"content-type: application/json\r\n"
-            b"content-length: %d\r\n"
-            b"connection: close\r\n\r\n"
-        )
+        status = HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
+        response = error_response(status, "headers_too_large", message, {"Connection": "close"})
+        lines = [f"HTTP/1.1 {status} {status.phrase}".encode()]
+        lines += [name + b": " + value for name, value in response.raw_headers]
         self.cancel_header_deadline()
-        self.transport.write(head % len(body) + body)
+        self.transport.write(b"\r\n".join([*lines, b"", response.body]))
         self.transport.close()
