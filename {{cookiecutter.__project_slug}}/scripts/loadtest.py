@@ -6,8 +6,11 @@
 Each conversation is a session of its own that sends its turns to /process-streaming one after
 the other; all conversations start at once. The report counts the turns that ended with `done`,
 the errors by status and code, the wall time, and the time from sending each turn to its first
-text and to its end (p50, p99). With MODEL_PROVIDER=echo and ECHO_WORD_DELAY set, the service
-behaves like one on a remote model. API_KEY, when set, is sent as the bearer token.
+text and to its end (p50, p99). A turn's clock starts when its request is written, as load tools
+count a request's duration (k6's http_req_duration): opening a thousand connections keeps this
+one process busy for a while, and that time is the load test's, not the service's. With
+MODEL_PROVIDER=echo and ECHO_WORD_DELAY set, the service behaves like one on a remote model.
+API_KEY, when set, is sent as the bearer token.
 
 The client is aiohttp: its C parser lets one process keep a thousand streams busy.
 """
@@ -20,6 +23,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import aiohttp
 
@@ -59,11 +63,13 @@ def percentile(values: list[float], fraction: float) -> float | None:
 
 
 async def turn(client: aiohttp.ClientSession, session_id: str, prompt: str, report: Report) -> None:
-    start = time.perf_counter()
+    sent: dict[str, float] = {}  # filled in by note_sent
     first_text = event = None
     try:
         body = {"prompt": prompt, "session_id": session_id}
-        async with client.post("/process-streaming", json=body) as response:
+        request = client.post("/process-streaming", json=body, trace_request_ctx=sent)
+        async with request as response:
+            start = sent["at"]
             if response.status != 200:
                 error = (await response.json(content_type=None)).get("error", {})
                 report.errors[f"{response.status} {error.get('code')}"] += 1
@@ -88,6 +94,14 @@ async def turn(client: aiohttp.ClientSession, session_id: str, prompt: str, repo
         report.first_text.append(first_text)
 
 
+async def note_sent(
+    _client: aiohttp.ClientSession,
+    context: SimpleNamespace,
+    _params: aiohttp.TraceRequestHeadersSentParams,
+) -> None:
+    context.trace_request_ctx["at"] = time.perf_counter()
+
+
 async def conversation(
     client: aiohttp.ClientSession, turns: int, prompt: str, report: Report
 ) -> None:
@@ -99,8 +113,11 @@ async def conversation(
 async def run(url: str, conversations: int, turns: int, prompt: str, seconds: float) -> Report:
     headers = {"Authorization": f"Bearer {key}"} if (key := os.environ.get("API_KEY")) else {}
     report = Report(conversations, turns)
+    tracing = aiohttp.TraceConfig()
+    tracing.on_request_headers_sent.append(note_sent)
     async with aiohttp.ClientSession(
         base_url=url,
+        trace_configs=[tracing],
         headers=headers,
         connector=aiohttp.TCPConnector(limit=conversations),
         timeout=aiohttp.ClientTimeout(total=seconds),
