@@ -239,11 +239,41 @@ def test_a_jwt_that_does_not_hold_is_refused(
     assert_error(api.client.get("/sessions", headers={}), 401, "unauthorized")
 
 
-def test_an_unreachable_identity_provider_is_an_outage_not_a_refusal(
-    make_api: MakeApi, signing_key: rsa.RSAPrivateKey
+@pytest.fixture
+def broken_jwks_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A JWKS address that answers with `request.param` (status, body); "unreachable": none."""
+    if request.param == "unreachable":
+        yield "http://127.0.0.1:9/jwks.json"
+        return
+    status, body = request.param
+
+    class BrokenJwks(QuietHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+    with local_http_server(BrokenJwks) as url:
+        yield f"{url}/jwks.json"
+
+
+@pytest.mark.parametrize(
+    "broken_jwks_url",
+    [
+        "unreachable",
+        (502, "Bad Gateway"),
+        (200, "<html>Bad Gateway</html>"),
+        (200, '{"keys": []}'),
+        (200, "[]"),
+    ],
+    ids=["unreachable", "502", "not-json", "no-keys", "not-a-key-set"],
+    indirect=True,
+)
+def test_an_identity_provider_without_readable_keys_is_an_outage_not_a_refusal(
+    make_api: MakeApi, signing_key: rsa.RSAPrivateKey, broken_jwks_url: str
 ) -> None:
     settings = {"jwt_issuer": ISSUER, "jwt_audience": AUDIENCE}
-    api = make_api(auth_mode="jwt", jwt_jwks_url="http://127.0.0.1:9/jwks.json", **settings)
+    api = make_api(auth_mode="jwt", jwt_jwks_url=broken_jwks_url, **settings)
 
     response = api.client.get("/sessions", headers=token(signing_key))
 

@@ -60,6 +60,13 @@ class Authenticator:
         settings = self._settings
         assert self._jwks is not None  # Settings require JWT_JWKS_URL for AUTH_MODE=jwt
         try:
+            # The key set first (cached): if the provider serves none that can be read (it is
+            # down, or answers with an error page or an empty set), no token can be checked.
+            self._jwks.get_signing_keys()
+        except (jwt.PyJWKClientError, jwt.PyJWKSetError, ValueError) as error:
+            logger.warning("cannot fetch the JWT signing keys: %s", error)
+            raise SigningKeysUnavailableError() from error
+        try:
             claims = jwt.decode(
                 token,
                 self._jwks.get_signing_key_from_jwt(token),
@@ -68,7 +75,7 @@ class Authenticator:
                 issuer=settings.jwt_issuer,
                 options={"require": ["exp", "iss", "aud"]},
             )
-        except jwt.PyJWKClientConnectionError as error:
+        except jwt.PyJWKClientConnectionError as error:  # fetching them again for a new key id
             logger.warning("cannot fetch the JWT signing keys: %s", error)
             raise SigningKeysUnavailableError() from error
         except jwt.PyJWTError:
