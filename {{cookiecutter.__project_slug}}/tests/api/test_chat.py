@@ -2,6 +2,7 @@
 scripted models. (test_chat_client.py speaks to it with the AI SDK's own client.)"""
 
 import json
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -171,6 +172,29 @@ def test_a_bad_chat_request_is_422(api: Api, body: dict[str, Any]) -> None:
     assert_error(response, 422, "invalid_request")
 
 
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        ("/chat", chat_body("chat-1", "my card is 4111 1111 \ud800")),
+        ("/process", {"prompt": "my card is 4111 1111 \ud800"}),
+    ],
+    ids=["chat", "process"],
+)
+def test_half_a_surrogate_pair_is_422_and_not_logged(
+    api: Api, caplog: pytest.LogCaptureFixture, route: str, body: dict[str, Any]
+) -> None:
+    # Python's json escapes the lone surrogate as "\ud800", which JSON allows.
+    content = json.dumps(body)
+
+    with caplog.at_level(logging.DEBUG):
+        response = api.client.post(
+            route, content=content, headers={"Content-Type": "application/json"}
+        )
+
+    assert_error(response, 422, "invalid_request")
+    assert "4111 1111" not in caplog.text
+
+
 def test_a_prompt_past_the_limit_is_413(make_api: MakeApi) -> None:
     api = make_api(max_prompt_chars=10)
 
@@ -199,7 +223,7 @@ def preflight(client: TestClient, origin: str) -> Any:
     headers = {
         "Origin": origin,
         "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization,content-type",
+        "Access-Control-Request-Headers": "authorization,content-type,x-request-id",
     }
     return client.options("/chat", headers=headers)
 
@@ -216,7 +240,7 @@ def test_a_page_of_an_allowed_origin_may_call_chat_from_a_browser(make_api: Make
 
     assert allowed.status_code == 200
     assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
-    assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
+    assert "x-request-id" in allowed.headers["access-control-allow-headers"].lower()
     assert "access-control-allow-origin" not in other.headers
     # The page can read why it was refused: useChat shows the error.
     assert_error(refused, 401, "unauthorized")

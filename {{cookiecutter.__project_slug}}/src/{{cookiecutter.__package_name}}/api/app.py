@@ -118,7 +118,7 @@ def create_app(
             CORSMiddleware,
             allow_origins=config.cors_allow_origins,
             allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["Retry-After", "X-Request-ID"],
         )
     # Middleware added later runs earlier: a request for another host is refused before anything

@@ -19,6 +19,10 @@ def storable_text(text: str) -> str:
         raise ValueError("must contain more than whitespace")
     if "\x00" in text:
         raise ValueError("must not contain the NUL character (PostgreSQL cannot store it)")
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # JSON can carry half a surrogate pair ("\ud800"); UTF-8 cannot
+        raise ValueError("must be valid Unicode: it holds half of a surrogate pair") from None
     return text
 
 

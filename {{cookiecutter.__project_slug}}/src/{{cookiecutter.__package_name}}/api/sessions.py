@@ -86,7 +86,8 @@ def create_session(
     repository: Repository, settings: AppSettings, body: SessionCreate | None = None
 ) -> SessionDetail:
     """Create an empty session; a turn on an unknown session id creates it too."""
-    # Counted, then created: two creations at once may pass the limit by one.
+    # Counted, then created: creations at the same moment may pass the limit by as many as run
+    # at once, as turns that create sessions may (README, "Operating").
     if repository.count_sessions() >= settings.max_sessions_per_principal:
         raise limit_error(too_many_sessions(settings.max_sessions_per_principal))
     session_id = body.session_id if body and body.session_id else str(uuid4())
