@@ -69,6 +69,25 @@ def test_a_failing_model_is_reported_and_its_turn_rolled_back(
     assert roles(api) == ["user", "assistant", "user", "assistant"]
 
 
+def test_a_failed_first_turn_leaves_no_session_behind(make_api: MakeApi) -> None:
+    api = make_api(
+        [RuntimeError("provider exploded")] * 2 + ["Hi."],
+        model_max_attempts=1,
+        max_sessions_per_principal=1,
+    )
+
+    failed = [
+        api.client.post("/process", json={"prompt": "hi", "session_id": session_id})
+        for session_id in ("a", "b")
+    ]
+    sessions = api.client.get("/sessions").json()["sessions"]
+    third = api.client.post("/process", json={"prompt": "hi", "session_id": "c"})
+
+    assert [response.status_code for response in failed] == [502, 502]
+    assert sessions == [], "a turn that fails writes nothing, not even its new session"
+    assert third.status_code == 200, "failed turns took none of the principal's sessions"
+
+
 class HangingModel(ScriptedModel):
     async def stream(self, *args: Any, **kwargs: Any) -> AsyncIterator[dict]:
         yield {"messageStart": {"role": "assistant"}}
@@ -159,14 +178,14 @@ def test_a_turn_that_fails_to_start_is_500_logged_once(
     with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as client:
         response = client.post("/process", json={"prompt": "hi", "session_id": "s"})
         streamed = client.post("/process-streaming", json={"prompt": "hi", "session_id": "s"})
-        stored = client.get("/sessions/s/history")
+        stored = client.get("/sessions/s")
 
     for failed in (response, streamed):
         assert failed.status_code == 500
         assert failed.json()["error"]["code"] == "internal_error"
         assert "a bug of ours" not in failed.text
     assert [str(r.exc_info[1]) for r in tracebacks(caplog)] == ["a bug of ours"] * 2
-    assert stored.json()["messages"] == []
+    assert stored.status_code == 404, "the session the failed turns created went with them"
 
 
 def test_a_bug_while_the_model_fails_is_500_not_a_model_error(

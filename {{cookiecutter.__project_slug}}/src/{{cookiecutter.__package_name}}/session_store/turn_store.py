@@ -177,9 +177,13 @@ class TurnStore:
                 )
 
     async def give_up(self, work: UnitOfWork) -> None:
-        """Give the lease back and write nothing: the turn failed. If the database cannot be
-        reached, the lease expires by itself."""
+        """Write nothing: the turn failed. Its lease is given back, or, when the lease created the
+        session, the session is deleted, as it never was. If the database cannot be reached, the
+        lease expires by itself (and a session it created stays, empty)."""
         with suppress(SQLAlchemyError):
+            if work.new_session:
+                await self.discard(work)
+                return
             async with self._autocommit.connect() as connection:
                 values = self.leases.release_values(work.principal, work.session_id, work.lease_id)
                 await connection.execute(self.leases.give_up, values)
