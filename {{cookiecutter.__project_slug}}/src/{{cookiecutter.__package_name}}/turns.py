@@ -25,6 +25,7 @@ from strands.agent import AgentResult
 from strands.hooks import AfterModelCallEvent, HookProvider, HookRegistry
 from strands.models import Model
 from strands.types.content import Message
+from strands.types.exceptions import MaxTokensReachedException
 from strands.types.tools import ToolResultContent
 
 from . import logs
@@ -374,34 +375,48 @@ class TurnRunner:
     async def _relay(self, agent: Agent, turn: Turn, prompt: str) -> TurnResult:
         """Send the turn's events on as they come; return its result."""
         result: AgentResult | None = None
-        async for event in agent.stream_async(prompt):
-            if "data" in event:
-                if not turn.streamed_text:
-                    turn.streamed_text = True
-                    self._metrics.first_text.observe(time.monotonic() - turn.asked_at)
-                turn.emit(TextDelta(event["data"]))
-            elif "message" in event:
-                for block in event["message"]["content"]:
-                    if "toolUse" in block:
-                        use = block["toolUse"]
-                        turn.emit(ToolUse(use["toolUseId"], use["name"], use["input"]))
-                    elif "toolResult" in block:
-                        done = block["toolResult"]
-                        turn.emit(ToolResult(done["toolUseId"], done["status"], done["content"]))
-            elif "result" in event:
-                result = event["result"]
-        assert result is not None  # the SDK's last event
-        usage = result.metrics.accumulated_usage
+        try:
+            async for event in agent.stream_async(prompt):
+                if "result" in event:
+                    result = event["result"]
+                else:
+                    self._pass_on(turn, event)
+        except MaxTokensReachedException:
+            # The model stopped at MODEL_MAX_TOKENS. The SDK has added its answer, as far as it
+            # went, to the conversation (a tool call in it replaced by an error), which stays
+            # valid: the turn ends with that answer, as any turn ends, and is stored.
+            message, stop_reason = agent.messages[-1], "max_tokens"
+            usage = agent.event_loop_metrics.accumulated_usage
+        else:
+            assert result is not None  # the SDK's last event
+            message, stop_reason = result.message, str(result.stop_reason)
+            usage = result.metrics.accumulated_usage
         return TurnResult(
             session_id=turn.session_id,
-            response=message_text(result.message),
-            stop_reason=str(result.stop_reason),
+            response=message_text(message),
+            stop_reason=stop_reason,
             usage=Usage(
                 input_tokens=usage["inputTokens"],
                 output_tokens=usage["outputTokens"],
                 total_tokens=usage["totalTokens"],
             ),
         )
+
+    def _pass_on(self, turn: Turn, event: dict[str, Any]) -> None:
+        """Emit the turn's text, tool uses and tool results from the SDK's stream events."""
+        if "data" in event:
+            if not turn.streamed_text:
+                turn.streamed_text = True
+                self._metrics.first_text.observe(time.monotonic() - turn.asked_at)
+            turn.emit(TextDelta(event["data"]))
+        elif "message" in event:
+            for block in event["message"]["content"]:
+                if "toolUse" in block:
+                    use = block["toolUse"]
+                    turn.emit(ToolUse(use["toolUseId"], use["name"], use["input"]))
+                elif "toolResult" in block:
+                    done = block["toolResult"]
+                    turn.emit(ToolResult(done["toolUseId"], done["status"], done["content"]))
 
     async def _give_up(self, work: UnitOfWork) -> None:
         async with self.connections:

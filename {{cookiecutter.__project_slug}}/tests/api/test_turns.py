@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from {{ cookiecutter.__package_name }} import agent as agent_module
 
 from ..conftest import Api
-from ..support.scripted_model import ToolCall
+from ..support.scripted_model import CutShort, ToolCall
 from ..support.sse import parse_events, streamed_text
 from ..support.tools import lookup_order
 
@@ -51,6 +51,23 @@ def test_two_turns_on_one_session(make_api: MakeApi) -> None:
         ("user", "Who am I?"),
         ("assistant", "Your name is Ada."),
     ]
+
+
+def test_an_answer_cut_at_max_tokens_ends_its_turn_and_is_stored(make_api: MakeApi) -> None:
+    api = make_api([CutShort("A long essay that"), CutShort("goes on"), "The end."])
+
+    cut = api.client.post("/process", json={"prompt": "Write an essay.", "session_id": "s"})
+    events = stream(api.client, prompt="Go on.", session_id="s")
+    api.client.post("/process", json={"prompt": "Finish it.", "session_id": "s"})
+
+    assert cut.status_code == 200
+    assert cut.json()["response"] == "A long essay that"
+    assert cut.json()["stop_reason"] == "max_tokens"
+    assert events[-1].event == "done"
+    assert events[-1].data["stop_reason"] == "max_tokens"
+    assert streamed_text(events) == events[-1].data["response"] == "goes on"
+    shown = [m["content"][0]["text"] for m in api.model.calls[-1]]
+    assert shown == ["Write an essay.", "A long essay that", "Go on.", "goes on", "Finish it."]
 
 
 def test_a_given_session_id_is_created_when_new(make_api: MakeApi) -> None:

@@ -29,13 +29,21 @@ class RedactPrompt:
     replacement: str = "[prompt redacted]"
 
 
-Reply = str | ToolCall | RedactPrompt | Exception
+@dataclass(frozen=True)
+class CutShort:
+    """A text reply that the model stops at its token limit (stop reason `max_tokens`)."""
+
+    text: str
+
+
+Reply = str | ToolCall | RedactPrompt | CutShort | Exception
 
 
 class ScriptedModel(Model):
     """Answers each model call with the next scripted reply; records what it was shown.
 
-    A str streams as text (word by word), a ToolCall as a toolUse block, an Exception is raised.
+    A str streams as text (word by word), a ToolCall as a toolUse block, a CutShort as text that
+    stops at max_tokens, an Exception is raised.
     """
 
     def __init__(self, replies: Iterable[Reply] = ()) -> None:
@@ -69,7 +77,7 @@ class ScriptedModel(Model):
             yield {"contentBlockStop": {}}
             yield {"messageStop": {"stopReason": "tool_use"}}
         else:
-            text = reply.text if isinstance(reply, RedactPrompt) else reply
+            text = reply if isinstance(reply, str) else reply.text
             if isinstance(reply, RedactPrompt):
                 yield {"redactContent": {"redactUserContentMessage": reply.replacement}}
             yield {"contentBlockStart": {"start": {}}}
@@ -77,7 +85,8 @@ class ScriptedModel(Model):
                 chunk = word if index == 0 else f" {word}"
                 yield {"contentBlockDelta": {"delta": {"text": chunk}}}
             yield {"contentBlockStop": {}}
-            yield {"messageStop": {"stopReason": "end_turn"}}
+            stop_reason = "max_tokens" if isinstance(reply, CutShort) else "end_turn"
+            yield {"messageStop": {"stopReason": stop_reason}}
         usage = {"inputTokens": 10, "outputTokens": 5, "totalTokens": 15}
         yield {"metadata": {"usage": usage, "metrics": {"latencyMs": 1}}}
 
