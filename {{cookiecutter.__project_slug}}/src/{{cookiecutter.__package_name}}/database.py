@@ -28,7 +28,25 @@ def _encode_bytes(value: Any) -> Any:
 
 
 # `default` is only consulted for values json cannot encode, so messages without bytes pay nothing.
-dumps_json = partial(json.dumps, default=_encode_bytes, ensure_ascii=False, separators=(",", ":"))
+_dumps = partial(json.dumps, default=_encode_bytes, ensure_ascii=False, separators=(",", ":"))
+
+
+def dumps_json(value: Any) -> str:
+    """Encode a JSON column. PostgreSQL's jsonb cannot hold the NUL character, which a model's
+    answer or a tool's result may carry: it is stored as U+FFFD, the replacement character, on
+    both databases alike, rather than failing the turn. Only documents holding one are walked."""
+    document = _dumps(value)
+    return _dumps(_without_nul(value)) if "\\u0000" in document else document
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nul(item) for item in value]
+    return value
 
 
 def loads_json(document: str | bytes) -> Any:

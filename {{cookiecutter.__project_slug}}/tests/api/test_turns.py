@@ -70,6 +70,20 @@ def test_an_answer_cut_at_max_tokens_ends_its_turn_and_is_stored(make_api: MakeA
     assert shown == ["Write an essay.", "A long essay that", "Go on.", "goes on", "Finish it."]
 
 
+def test_a_nul_character_in_an_answer_is_stored_as_a_replacement_character(
+    make_api: MakeApi,
+) -> None:
+    # PostgreSQL's jsonb cannot hold U+0000; a model or a tool may still produce it.
+    api = make_api(["A \x00 byte.", "Still here."])
+
+    first = api.client.post("/process", json={"prompt": "Say it.", "session_id": "s"})
+    second = api.client.post("/process", json={"prompt": "Again.", "session_id": "s"})
+
+    assert first.status_code == second.status_code == 200, first.text
+    history = api.client.get("/sessions/s/history").json()["messages"]
+    assert [m["text"] for m in history] == ["Say it.", "A \ufffd byte.", "Again.", "Still here."]
+
+
 def test_a_given_session_id_is_created_when_new(make_api: MakeApi) -> None:
     api = make_api(["Hi."])
 
