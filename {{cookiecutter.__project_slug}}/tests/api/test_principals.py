@@ -276,9 +276,11 @@ def test_an_identity_provider_without_readable_keys_is_an_outage_not_a_refusal(
     api = make_api(auth_mode="jwt", jwt_jwks_url=broken_jwks_url, **settings)
 
     response = api.client.get("/sessions", headers=token(signing_key))
+    not_a_jwt = api.client.get("/sessions", headers={"Authorization": "Bearer not-a-jwt"})
 
     assert_error(response, 503, "auth_unavailable")
     assert response.headers["Retry-After"] == "5"
+    assert_error(not_a_jwt, 401, "unauthorized")
 
 
 def test_a_principal_past_its_turns_a_minute_waits_others_do_not(make_api: MakeApi) -> None:

@@ -60,30 +60,39 @@ class Authenticator:
         settings = self._settings
         assert self._jwks is not None  # Settings require JWT_JWKS_URL for AUTH_MODE=jwt
         try:
-            # The key set first (cached): if the provider serves none that can be read (it is
-            # down, or answers with an error page or an empty set), no token can be checked.
-            self._jwks.get_signing_keys()
+            signing_key = self._jwks.get_signing_key_from_jwt(token)
         except (jwt.PyJWKClientError, jwt.PyJWKSetError, ValueError) as error:
-            logger.warning("cannot fetch the JWT signing keys: %s", error)
-            raise SigningKeysUnavailableError() from error
+            # No key has the token's key id, or there is no key set to read: the provider cannot
+            # be reached, or answers with an error page or with no keys. Only that is an outage.
+            if isinstance(error, jwt.PyJWKClientConnectionError) or not self._key_set_readable():
+                logger.warning("cannot fetch the JWT signing keys: %s", error)
+                raise SigningKeysUnavailableError() from error
+            return None
+        except jwt.PyJWTError:  # not a JWT: no key set was fetched for it
+            return None
         try:
             claims = jwt.decode(
                 token,
-                self._jwks.get_signing_key_from_jwt(token),
+                signing_key,
                 algorithms=settings.jwt_algorithms,
                 audience=settings.jwt_audience,
                 issuer=settings.jwt_issuer,
                 options={"require": ["exp", "iss", "aud"]},
             )
-        except jwt.PyJWKClientConnectionError as error:  # fetching them again for a new key id
-            logger.warning("cannot fetch the JWT signing keys: %s", error)
-            raise SigningKeysUnavailableError() from error
         except jwt.PyJWTError:
             return None
         try:
             return validate_id("principal", claims.get(settings.jwt_principal_claim))
         except InvalidIdError:
             return None
+
+    def _key_set_readable(self) -> bool:
+        assert self._jwks is not None
+        try:
+            self._jwks.get_signing_keys()  # from the cache, unless it has expired
+        except (jwt.PyJWTError, ValueError):
+            return False
+        return True
 
 
 async def authenticate(
