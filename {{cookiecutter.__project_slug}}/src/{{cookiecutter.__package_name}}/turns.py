@@ -375,16 +375,21 @@ class TurnRunner:
     async def _relay(self, agent: Agent, turn: Turn, prompt: str) -> TurnResult:
         """Send the turn's events on as they come; return its result."""
         result: AgentResult | None = None
+        cut_short = False  # the model's last message stopped at MODEL_MAX_TOKENS
         try:
             async for event in agent.stream_async(prompt):
                 if "result" in event:
                     result = event["result"]
-                else:
+                    continue
+                if "messageStop" in event.get("event", {}):
+                    cut_short = event["event"]["messageStop"].get("stopReason") == "max_tokens"
+                # The SDK runs no tool call of a message cut short: it is not announced.
+                if not (cut_short and "message" in event):
                     self._pass_on(turn, event)
         except MaxTokensReachedException:
             # The model stopped at MODEL_MAX_TOKENS. The SDK has added its answer, as far as it
-            # went, to the conversation (a tool call in it replaced by an error), which stays
-            # valid: the turn ends with that answer, as any turn ends, and is stored.
+            # went, to the conversation (a tool call in it replaced by a note that it was cut),
+            # which stays valid: the turn ends with that answer, as any turn ends, and is stored.
             message, stop_reason = agent.messages[-1], "max_tokens"
             usage = agent.event_loop_metrics.accumulated_usage
         else:

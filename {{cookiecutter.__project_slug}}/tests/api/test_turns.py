@@ -70,6 +70,22 @@ def test_an_answer_cut_at_max_tokens_ends_its_turn_and_is_stored(make_api: MakeA
     assert shown == ["Write an essay.", "A long essay that", "Go on.", "goes on", "Finish it."]
 
 
+def test_a_tool_call_cut_at_max_tokens_is_not_announced_nor_run(
+    make_api: MakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(agent_module, "TOOLS", [lookup_order])
+    api = make_api([CutShort(ToolCall("lookup_order", {"order_id": "A-7"})), "It shipped."])
+
+    events = stream(api.client, prompt="Where is A-7?", session_id="s")
+    after = api.client.post("/process", json={"prompt": "And now?", "session_id": "s"})
+
+    assert [event.event for event in events] == ["session", "done"]
+    assert events[-1].data["stop_reason"] == "max_tokens"
+    assert after.status_code == 200
+    history = api.client.get("/sessions/s/history").json()["messages"]
+    assert not any("toolResult" in block for m in history for block in m["content"])
+
+
 def test_a_nul_character_in_an_answer_is_stored_as_a_replacement_character(
     make_api: MakeApi,
 ) -> None:

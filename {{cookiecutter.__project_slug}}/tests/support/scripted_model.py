@@ -31,9 +31,9 @@ class RedactPrompt:
 
 @dataclass(frozen=True)
 class CutShort:
-    """A text reply that the model stops at its token limit (stop reason `max_tokens`)."""
+    """A reply that the model stops at its token limit (stop reason `max_tokens`)."""
 
-    text: str
+    reply: str | ToolCall
 
 
 Reply = str | ToolCall | RedactPrompt | CutShort | Exception
@@ -42,8 +42,8 @@ Reply = str | ToolCall | RedactPrompt | CutShort | Exception
 class ScriptedModel(Model):
     """Answers each model call with the next scripted reply; records what it was shown.
 
-    A str streams as text (word by word), a ToolCall as a toolUse block, a CutShort as text that
-    stops at max_tokens, an Exception is raised.
+    A str streams as text (word by word), a ToolCall as a toolUse block, a CutShort as its reply
+    stopped at max_tokens, an Exception is raised.
     """
 
     def __init__(self, replies: Iterable[Reply] = ()) -> None:
@@ -69,15 +69,18 @@ class ScriptedModel(Model):
         reply = self.replies.pop(0)
         if isinstance(reply, Exception):
             raise reply
+        cut_short = isinstance(reply, CutShort)
+        if isinstance(reply, CutShort):
+            reply = reply.reply
         yield {"messageStart": {"role": "assistant"}}
         if isinstance(reply, ToolCall):
             start = {"toolUse": {"toolUseId": reply.id, "name": reply.name}}
             yield {"contentBlockStart": {"start": start}}
             yield {"contentBlockDelta": {"delta": {"toolUse": {"input": json.dumps(reply.input)}}}}
             yield {"contentBlockStop": {}}
-            yield {"messageStop": {"stopReason": "tool_use"}}
+            yield {"messageStop": {"stopReason": "max_tokens" if cut_short else "tool_use"}}
         else:
-            text = reply if isinstance(reply, str) else reply.text
+            text = reply.text if isinstance(reply, RedactPrompt) else reply
             if isinstance(reply, RedactPrompt):
                 yield {"redactContent": {"redactUserContentMessage": reply.replacement}}
             yield {"contentBlockStart": {"start": {}}}
@@ -85,8 +88,7 @@ class ScriptedModel(Model):
                 chunk = word if index == 0 else f" {word}"
                 yield {"contentBlockDelta": {"delta": {"text": chunk}}}
             yield {"contentBlockStop": {}}
-            stop_reason = "max_tokens" if isinstance(reply, CutShort) else "end_turn"
-            yield {"messageStop": {"stopReason": stop_reason}}
+            yield {"messageStop": {"stopReason": "max_tokens" if cut_short else "end_turn"}}
         usage = {"inputTokens": 10, "outputTokens": 5, "totalTokens": 15}
         yield {"metadata": {"usage": usage, "metrics": {"latencyMs": 1}}}
 
