@@ -6,9 +6,9 @@
 Each conversation is a session of its own that sends its turns to /process-streaming one after
 the other; all conversations start at once. The report counts the turns that ended with `done`,
 the errors by status and code, the wall time, and the time from sending each turn to its first
-text and to its end (p50, p99). A turn's clock starts when its request is written, as load tools
-count a request's duration (k6's http_req_duration): opening a thousand connections keeps this
-one process busy for a while, and that time is the load test's, not the service's. With
+text and to its end (p50, p99). A turn's clock starts when aiohttp starts writing its request, as
+load tools count a request's duration (k6's http_req_duration): opening a thousand connections
+keeps this one process busy for a while, and that time is the load test's, not the service's. With
 MODEL_PROVIDER=echo and ECHO_WORD_DELAY set, the service behaves like one on a remote model.
 API_KEY, when set, is sent as the bearer token.
 

@@ -34,7 +34,8 @@ _dumps = partial(json.dumps, default=_encode_bytes, ensure_ascii=False, separato
 def dumps_json(value: Any) -> str:
     """Encode a JSON column. PostgreSQL's jsonb cannot hold the NUL character, which a model's
     answer or a tool's result may carry: it is stored as U+FFFD, the replacement character, on
-    both databases alike, rather than failing the turn. Only documents holding one are walked."""
+    both databases alike, rather than failing the turn. Only a document that may hold one (it
+    has the escape `\\u0000`) is walked."""
     document = _dumps(value)
     return _dumps(_without_nul(value)) if "\\u0000" in document else document
 
