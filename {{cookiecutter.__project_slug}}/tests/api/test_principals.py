@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import jwt
 import pytest
@@ -180,20 +181,27 @@ def signing_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
+@contextmanager
+def jwks_server(status: int, body: str) -> Iterator[str]:
+    """An identity provider's JWKS address that answers every GET with `status` and `body`."""
+
+    class Jwks(QuietHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+    with local_http_server(Jwks) as url:
+        yield f"{url}/jwks.json"
+
+
 @pytest.fixture(scope="module")
 def jwks_url(signing_key: rsa.RSAPrivateKey) -> Iterator[str]:
     jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(signing_key.public_key()))
     document = json.dumps({"keys": [{**jwk, "kid": "key-1", "use": "sig", "alg": "RS256"}]})
-
-    class Jwks(QuietHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(document.encode())
-
-    with local_http_server(Jwks) as url:
-        yield f"{url}/jwks.json"
+    with jwks_server(200, document) as url:
+        yield url
 
 
 def token(key: rsa.RSAPrivateKey, **claims: object) -> dict[str, str]:
@@ -245,16 +253,8 @@ def broken_jwks_url(request: pytest.FixtureRequest) -> Iterator[str]:
     if request.param == "unreachable":
         yield "http://127.0.0.1:9/jwks.json"
         return
-    status, body = request.param
-
-    class BrokenJwks(QuietHandler):
-        def do_GET(self) -> None:
-            self.send_response(status)
-            self.end_headers()
-            self.wfile.write(body.encode())
-
-    with local_http_server(BrokenJwks) as url:
-        yield f"{url}/jwks.json"
+    with jwks_server(*request.param) as url:
+        yield url
 
 
 @pytest.mark.parametrize(
