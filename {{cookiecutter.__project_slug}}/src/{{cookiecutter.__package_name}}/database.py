@@ -77,7 +77,7 @@ def create_async_engine(settings: Settings) -> AsyncEngine:
     """The process's engine for turns, on asyncio: a turn waiting for the database holds no
     thread. Its pool keeps DB_POOL_SIZE connections, not pinged before use (a ping costs a
     round trip as much as a turn's statement does): a turn that finds its connection dropped
-    when it begins tries again on a fresh one (TurnStore.begin). On PostgreSQL its connections
+    when it begins or is saved tries again on a fresh one (TurnStore). On PostgreSQL its connections
     commit every statement by themselves, so `begin()` on it starts no transaction: several
     statements in one need another isolation level (as the turn store's save of several asks)."""
     url = _url(settings)

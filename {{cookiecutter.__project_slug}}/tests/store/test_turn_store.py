@@ -479,3 +479,17 @@ async def test_a_connection_the_database_dropped_is_replaced_when_a_turn_begins(
     drop_other_connections(engine)
 
     await turn(store, "two", ["Second."])
+
+
+async def test_a_connection_the_database_dropped_while_the_model_ran_is_replaced_to_save(
+    store: TurnStore, turn_engine: AsyncEngine, repository: SqlSessionRepository, engine: Engine
+) -> None:
+    if turn_engine.dialect.name != "postgresql":
+        pytest.skip("a SQLite connection cannot be dropped by its server")
+    work = await store.begin("s", "default", "local")
+    await agent_for(work, ["First."]).invoke_async("one")
+    drop_other_connections(engine)  # the database restarted while the model ran
+
+    await store.save(work)
+
+    assert stored(repository) == [("user", "one"), ("assistant", "First.")]

@@ -155,6 +155,11 @@ class TurnStore:
     async def save(self, work: UnitOfWork) -> None:
         """Write the turn and release its lease, in one transaction; LeaseLostError, and nothing
         written, if the turn no longer holds the lease."""
+        # The database may have restarted while the model ran. Saving again is safe: a save
+        # that did commit released the lease, and the second one then writes nothing.
+        await again_if_dropped(lambda: self._save(work))
+
+    async def _save(self, work: UnitOfWork) -> None:
         key = _agent_key(work)
         release = self.leases.release_values(work.principal, work.session_id, work.lease_id)
         async with self._transactional.begin() as connection:
@@ -351,9 +356,9 @@ class PostgresTurnStore(TurnStore):
                 work.restore(agent_record(row), (SessionMessage(**fields) for fields in window))
         return work
 
-    async def save(self, work: UnitOfWork) -> None:
+    async def _save(self, work: UnitOfWork) -> None:
         if work.updated_message_ids:  # a redaction of an earlier message: rare
-            await super().save(work)
+            await super()._save(work)
             return
         values = {
             **self.leases.release_values(work.principal, work.session_id, work.lease_id),
