@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from {{ cookiecutter.__package_name }} import agent as agent_module
+from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository
 
 from ..conftest import Api
 from ..support.http import assert_error
@@ -246,6 +247,21 @@ def test_a_page_of_an_allowed_origin_may_call_chat_from_a_browser(make_api: Make
     # The page can read why it was refused: useChat shows the error.
     assert_error(refused, 401, "unauthorized")
     assert refused.headers["access-control-allow-origin"] == "https://app.example.com"
+
+
+def test_a_page_of_an_allowed_origin_can_read_a_failure_of_the_service(
+    make_api: MakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = make_api(cors_allow_origins=["https://app.example.com"])
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr(SqlSessionRepository, "read_session", broken)
+    response = api.client.get("/sessions/s", headers={"Origin": "https://app.example.com"})
+
+    assert_error(response, 500, "internal_error")
+    assert response.headers["access-control-allow-origin"] == "https://app.example.com"
 
 
 def test_no_page_of_another_origin_may_call_by_default(api: Api) -> None:

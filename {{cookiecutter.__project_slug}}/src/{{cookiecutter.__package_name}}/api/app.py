@@ -112,6 +112,10 @@ def create_app(
         timeout=config.request_body_timeout,
     )
     app.add_middleware(DroppedStreamMiddleware)
+    # Middleware added later runs earlier: the error middleware sees every inner one's failure,
+    # a page of an allowed origin can read that 500 too, and a request for another host is
+    # refused before anything else.
+    app.add_middleware(UnexpectedErrorMiddleware)
     if config.cors_allow_origins:
         # Credentials are bearer tokens in a header, not cookies: allow_credentials stays off.
         app.add_middleware(
@@ -121,10 +125,7 @@ def create_app(
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["Retry-After", "X-Request-ID"],
         )
-    # Middleware added later runs earlier: a request for another host is refused before anything
-    # else, and the outermost sees every other's failure.
     app.add_middleware(AllowedHostsMiddleware, allowed_hosts=config.allowed_hosts)
-    app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(RequestIdMiddleware)  # outermost: every log line of a request has its id
     install_error_handlers(app)
     app.include_router(health.router)
