@@ -61,11 +61,16 @@ class PrincipalLimits:
         started.append(now)
         self._running[principal] += 1
 
-    def release(self, principal: str) -> None:
-        """A turn of `principal` ended (or never ran)."""
+    def release(self, principal: str, *, started: bool = True) -> None:
+        """A turn of `principal` ended; or, not `started`, was refused before it started (its
+        session busy, the database down): then it does not count against the minute either, so
+        that a client retrying through an outage is not locked out when it ends. (The newest
+        start is forgotten: which one does not change the count.)"""
         self._running[principal] -= 1
         if not self._running[principal]:
             del self._running[principal]
+        if not started and (starts := self._started.get(principal)):
+            starts.pop()
 
     def _forget_idle(self, now: float) -> None:
         """Forget the principals that started no turn in the last minute: a replica that serves

@@ -267,7 +267,7 @@ class TurnRunner:
                 raise
         except BaseException:
             self._admitted -= 1
-            self._limits.release(principal)
+            self._limits.release(principal, started=False)
             raise
         self._running[turn.key] = turn
         turn.task = asyncio.create_task(self._run(turn, agent, prompt, failures))

@@ -297,6 +297,19 @@ def test_a_principal_past_its_turns_a_minute_waits_others_do_not(make_api: MakeA
     assert other.status_code == 200
 
 
+def test_a_turn_refused_before_it_started_is_not_counted_against_the_minute(
+    make_api: MakeApi,
+) -> None:
+    api = make_api(["One.", "Two."], turns_per_minute=2, max_sessions_per_principal=1)
+    assert api.client.post("/process", json={"prompt": "one", "session_id": "a"}).is_success
+
+    refused = api.client.post("/process", json={"prompt": "new", "session_id": "b"})
+    second = api.client.post("/process", json={"prompt": "two", "session_id": "a"})
+
+    assert_error(refused, 429, "too_many_sessions")
+    assert second.status_code == 200, second.text
+
+
 def test_turns_at_once_are_limited_per_principal() -> None:
     limits = PrincipalLimits(turns_at_once=1, turns_per_minute=100)
     limits.admit("alice")
