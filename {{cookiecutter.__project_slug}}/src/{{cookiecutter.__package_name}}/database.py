@@ -1,6 +1,7 @@
 """The database engine (one per process) and the schema migrations that shape it."""
 
 import json
+import re
 from base64 import b64encode
 from functools import partial
 from pathlib import Path
@@ -31,22 +32,34 @@ def _encode_bytes(value: Any) -> Any:
 _dumps = partial(json.dumps, default=_encode_bytes, ensure_ascii=False, separators=(",", ":"))
 
 
+# Half of a surrogate pair: UTF-8 cannot encode it, and so neither database can store it. Python
+# decodes an undecodable file name into one, and a tool's result may carry it.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def replace_unstorable(text: str) -> str:
+    """`text` as a JSON column stores it: what none can hold, NUL (PostgreSQL's jsonb refuses
+    it) and half a surrogate pair, is U+FFFD, the replacement character, on both databases."""
+    return _SURROGATE.sub("\ufffd", text.replace("\x00", "\ufffd"))
+
+
 def dumps_json(value: Any) -> str:
-    """Encode a JSON column. PostgreSQL's jsonb cannot hold the NUL character, which a model's
-    answer or a tool's result may carry: it is stored as U+FFFD, the replacement character, on
-    both databases alike, rather than failing the turn. Only a document that may hold one (it
-    has the escape `\\u0000`) is walked."""
+    """Encode a JSON column, with what it cannot hold replaced (`replace_unstorable`) rather
+    than failing the turn. Only a document that may hold some is walked: NUL is escaped in it
+    (`\\u0000`), a surrogate is as it is, and never in a document of ASCII only."""
     document = _dumps(value)
-    return _dumps(_without_nul(value)) if "\\u0000" in document else document
+    if "\\u0000" in document or (not document.isascii() and _SURROGATE.search(document)):
+        return _dumps(_storable(value))
+    return document
 
 
-def _without_nul(value: Any) -> Any:
+def _storable(value: Any) -> Any:
     if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
+        return replace_unstorable(value)
     if isinstance(value, dict):
-        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+        return {_storable(key): _storable(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_without_nul(item) for item in value]
+        return [_storable(item) for item in value]
     return value
 
 

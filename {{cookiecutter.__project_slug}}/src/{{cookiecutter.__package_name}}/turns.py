@@ -31,6 +31,7 @@ from strands.types.tools import ToolResultContent
 from . import logs
 from .agent import AGENT_ID, build_agent
 from .config import Settings
+from .database import replace_unstorable
 from .metrics import Metrics
 from .principal_limits import PrincipalLimits, too_many_sessions
 from .session_store import LeaseLostError, SessionBusyError, TurnStore, UnitOfWork
@@ -398,7 +399,7 @@ class TurnRunner:
             usage = result.metrics.accumulated_usage
         return TurnResult(
             session_id=turn.session_id,
-            response=message_text(message),
+            response=replace_unstorable(message_text(message)),  # as the turn is stored
             stop_reason=stop_reason,
             usage=Usage(
                 input_tokens=usage["inputTokens"],

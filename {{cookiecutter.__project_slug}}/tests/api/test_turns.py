@@ -86,16 +86,24 @@ def test_a_tool_call_cut_at_max_tokens_is_not_announced_nor_run(
     assert not any("toolResult" in block for m in history for block in m["content"])
 
 
-def test_a_nul_character_in_an_answer_is_stored_as_a_replacement_character(
-    make_api: MakeApi,
+@pytest.mark.parametrize(
+    "unstorable",
+    [
+        "\x00",  # NUL: PostgreSQL's jsonb cannot hold it
+        "\udcff",  # half a surrogate pair (as Python decodes an undecodable file name): no UTF-8
+    ],
+)
+def test_what_a_database_cannot_hold_in_an_answer_is_stored_as_a_replacement_character(
+    make_api: MakeApi, unstorable: str
 ) -> None:
-    # PostgreSQL's jsonb cannot hold U+0000; a model or a tool may still produce it.
-    api = make_api(["A \x00 byte.", "Still here."])
+    # A model or a tool may produce it; the turn is stored, and answered as it is stored.
+    api = make_api([f"A {unstorable} byte.", "Still here."])
 
     first = api.client.post("/process", json={"prompt": "Say it.", "session_id": "s"})
     second = api.client.post("/process", json={"prompt": "Again.", "session_id": "s"})
 
     assert first.status_code == second.status_code == 200, first.text
+    assert first.json()["response"] == "A \ufffd byte."
     history = api.client.get("/sessions/s/history").json()["messages"]
     assert [m["text"] for m in history] == ["Say it.", "A \ufffd byte.", "Again.", "Still here."]
 
