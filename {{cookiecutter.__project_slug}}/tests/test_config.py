@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.__package_name }}.config import Settings, get_settings
+from {{ cookiecutter.__package_name }}.config import Settings, describe, get_settings
 
 
 def test_defaults_come_from_the_template_answers() -> None:
@@ -54,6 +54,7 @@ def test_jwt_mode_needs_its_identity_provider(monkeypatch: pytest.MonkeyPatch) -
 PLACEHOLDERS = {
     "DATABASE_URL": "postgresql://agent:change-me-postgres-password@db:5432/agent",
     "JWT_AUDIENCE": "change-me-audience",
+    "CURSOR_SECRET": "change-me-cursor-secret",
 }
 
 
@@ -65,6 +66,17 @@ def test_placeholder_secrets_are_refused(
 
     with pytest.raises(ValueError, match=f"{name.lower()}[^_]*placeholder"):
         Settings(_env_file=None)
+
+
+@pytest.mark.parametrize("secret", ["", "short", "x" * 31])
+def test_a_cursor_secret_anyone_could_guess_is_refused(
+    monkeypatch: pytest.MonkeyPatch, secret: str
+) -> None:
+    monkeypatch.setenv("CURSOR_SECRET", secret)
+
+    with pytest.raises(ValueError, match="at least 32 characters: make one with") as refused:
+        Settings(_env_file=None)
+    assert describe(refused.value).startswith("CURSOR_SECRET: must be at least 32")
 
 
 def test_a_real_password_in_database_url_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,6 +25,8 @@ DEFAULT_DATABASE_URL = "sqlite:///.data/{{ cookiecutter.__package_name }}.db"
 # .env.example marks each secret it cannot know with this prefix: a service started with one would
 # use a password or key that anyone who has seen the template knows.
 PLACEHOLDER_PREFIX = "change-me"
+# What `secrets.token_urlsafe(32)` makes is 43 characters.
+MIN_CURSOR_SECRET_LENGTH = 32
 
 
 class Settings(BaseSettings):
@@ -178,6 +180,19 @@ class Settings(BaseSettings):
             message = "is still the .env.example placeholder; set a real secret"
             raise PydanticCustomError("placeholder", message)
         return value
+
+    @field_validator("cursor_secret")
+    @classmethod
+    def refuse_short_cursor_secret(cls, secret: SecretStr | None) -> SecretStr | None:
+        """An empty or short secret would let anyone sign a cursor (an empty line in .env,
+        a Kubernetes secret whose command failed)."""
+        if secret is not None and len(secret.get_secret_value()) < MIN_CURSOR_SECRET_LENGTH:
+            raise PydanticCustomError(
+                "too_short",
+                f"must be at least {MIN_CURSOR_SECRET_LENGTH} characters: make one with "
+                "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
+            )
+        return secret
 
 
 def describe(error: ValidationError) -> str:

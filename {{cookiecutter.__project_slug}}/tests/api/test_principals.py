@@ -108,6 +108,21 @@ def test_each_principal_lists_only_its_own_sessions(make_api: MakeApi) -> None:
     assert listed(alice) == ["alice-1"]
 
 
+def test_a_cursor_is_good_only_for_the_principal_it_was_handed_to(make_api: MakeApi) -> None:
+    api = make_api()
+    alice, bob = as_principal(api, "alice"), as_principal(api, "bob")
+    for number in range(2):
+        api.client.post("/sessions", json={"session_id": f"s-{number}"}, headers=alice)
+        api.client.post("/sessions", json={"session_id": f"s-{number}"}, headers=bob)
+    cursor = api.client.get("/sessions", params={"limit": 1}, headers=alice).json()["next_cursor"]
+
+    mine = api.client.get("/sessions", params={"cursor": cursor}, headers=alice)
+    theirs = api.client.get("/sessions", params={"cursor": cursor}, headers=bob)
+
+    assert [session["session_id"] for session in mine.json()["sessions"]] == ["s-0"]
+    assert_error(theirs, 422, "invalid_cursor")
+
+
 def test_a_revoked_key_is_refused_at_once(api: Api) -> None:
     key = create_api_key(api.client.app.state.engine, "carol")
     headers = {"Authorization": f"Bearer {key}"}
@@ -351,6 +366,8 @@ def test_a_principal_keeps_at_most_its_sessions(make_api: MakeApi) -> None:
 
     assert_error(created, 429, "too_many_sessions")
     assert_error(started, 429, "too_many_sessions")
+    existing = api.client.post("/sessions", json={"session_id": "a"})
+    assert_error(existing, 409, "already_exists")
     assert continued.status_code == 200
     assert len(api.model.calls) == 2, "the refused turn never reached the model"
     assert api.repository.count_sessions() == 2

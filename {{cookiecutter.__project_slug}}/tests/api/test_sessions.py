@@ -102,12 +102,13 @@ def test_a_cursor_altered_by_one_character_is_refused(api: Api) -> None:
 
 
 def test_cursors_are_good_across_processes_with_the_same_secret(make_api: MakeApi) -> None:
-    one = make_api(cursor_secret="shared")
+    shared, another = "a secret the replicas share, long enough", "y" * 32
+    one = make_api(cursor_secret=shared)
     for number in range(3):
         one.client.post("/sessions", json={"session_id": f"s-{number}"})
     cursor = one.client.get("/sessions", params={"limit": 1}).json()["next_cursor"]
-    same = make_api(cursor_secret="shared")
-    other = make_api(cursor_secret="another")
+    same = make_api(cursor_secret=shared)
+    other = make_api(cursor_secret=another)
     unset = make_api()  # draws a secret of its own
 
     page = same.client.get("/sessions", params={"limit": 1, "cursor": cursor}).json()

@@ -1,5 +1,6 @@
 """The repository contract on SQLite and on PostgreSQL: every method, its results, its errors."""
 
+from base64 import urlsafe_b64encode
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -79,7 +80,9 @@ def test_creating_an_existing_session_raises_a_session_exception(
 
 
 @pytest.mark.parametrize(
-    "bad_id", ["", "a/b", "../etc", "a\\b", ".", "..", "x" * 129, "a\nb", "tab\there", "nul\x00"]
+    "bad_id",
+    # The last reverses the text after it on a screen: a log line would lie.
+    ["", "a/b", "../etc", "a\\b", ".", "..", "x" * 129, "a\nb", "tab\there", "nul\x00", "a\u202eb"],
 )
 def test_unsafe_ids_are_refused_with_a_clear_error(
     repository: SqlSessionRepository, bad_id: str
@@ -238,9 +241,26 @@ def test_sessions_are_listed_newest_first_page_by_page(repository: SqlSessionRep
     assert seen == [["s-6", "s-5", "s-4"], ["s-3", "s-2", "s-1"], ["s-0"]]
 
 
-def test_a_cursor_that_was_never_handed_out_is_refused(repository: SqlSessionRepository) -> None:
+def store_cursor(text: str) -> str:
+    """What the store's own cursors look like: base64 of JSON."""
+    return urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "not-a-cursor",
+        store_cursor("[" * 5000 + "]" * 5000),
+        store_cursor('["0001-01-01T00:00:00+14:00", "s"]'),  # before year 1 in UTC
+        store_cursor('["9999-12-31T23:59:59-14:00", "s"]'),  # after year 9999 in UTC
+        store_cursor('["2026-01-01T00:00:00+00:00", "a/b"]'),
+    ],
+)
+def test_a_cursor_that_was_never_handed_out_is_refused(
+    repository: SqlSessionRepository, cursor: str
+) -> None:
     with pytest.raises(InvalidCursorError):
-        repository.list_sessions(cursor="not-a-cursor")
+        repository.list_sessions(cursor=cursor)
 
 
 # Agents

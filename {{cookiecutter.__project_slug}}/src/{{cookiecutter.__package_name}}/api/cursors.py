@@ -1,8 +1,11 @@
-"""`GET /sessions` cursors, signed: a client can only pass back a cursor the service handed out.
+"""`GET /sessions` cursors, signed: a client can only pass back a cursor the service handed out,
+to the principal it was handed out to.
 
-The session store's cursor (base64 JSON) is followed by an HMAC-SHA256 of it under
-CURSOR_SECRET. A cursor is decoded only once its signature matches, so a forged or altered one
-(a timestamp out of range, deeply nested JSON, garbage) never reaches the decoder or the database.
+The session store's cursor (base64 JSON) is followed by an HMAC-SHA256, under CURSOR_SECRET, of
+it and of the principal. A cursor is decoded only once its signature matches, so a forged or
+altered one (a timestamp out of range, deeply nested JSON, garbage) never reaches the decoder or
+the database, and another principal's is refused rather than paging through the caller's own
+sessions from where the other's page ended.
 """
 
 import hashlib
@@ -28,19 +31,23 @@ def cursor_secret(settings: Settings) -> bytes:
     return secrets.token_bytes(32)
 
 
-def _signature(secret: bytes, cursor: str) -> str:
-    digest = hmac.new(secret, cursor.encode(), hashlib.sha256).digest()
+def _signature(secret: bytes, principal: str, cursor: str) -> str:
+    # A store's cursor is base64, without a ".": nothing else signs the same message.
+    message = f"{cursor}.{principal}".encode()
+    digest = hmac.new(secret, message, hashlib.sha256).digest()
     return urlsafe_b64encode(digest).decode("ascii").rstrip("=")
 
 
-def sign_cursor(secret: bytes, cursor: str) -> str:
-    return f"{cursor}.{_signature(secret, cursor)}"
+def sign_cursor(secret: bytes, principal: str, cursor: str) -> str:
+    return f"{cursor}.{_signature(secret, principal, cursor)}"
 
 
-def verify_cursor(secret: bytes, signed: str) -> str:
-    """The store's cursor inside `signed`, or InvalidCursorError if it was not signed here."""
+def verify_cursor(secret: bytes, principal: str, signed: str) -> str:
+    """The store's cursor inside `signed`, or InvalidCursorError if it was not signed here for
+    `principal`."""
     cursor, _, signature = signed.rpartition(".")
-    if not hmac.compare_digest(signature.encode(), _signature(secret, cursor).encode()):
+    expected = _signature(secret, principal, cursor)
+    if not hmac.compare_digest(signature.encode(), expected.encode()):
         raise InvalidCursorError(
             f"invalid cursor {signed[:100]!r}: pass back a next_cursor as it was given"
         )

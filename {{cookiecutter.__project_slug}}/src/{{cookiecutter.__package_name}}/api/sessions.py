@@ -86,11 +86,13 @@ def create_session(
     repository: Repository, settings: AppSettings, body: SessionCreate | None = None
 ) -> SessionDetail:
     """Create an empty session; a turn on an unknown session id creates it too."""
-    # Counted, then created: creations at the same moment may pass the limit by as many as run
-    # at once, as turns that create sessions may (README, "Operating").
-    if repository.count_sessions() >= settings.max_sessions_per_principal:
-        raise limit_error(too_many_sessions(settings.max_sessions_per_principal))
     session_id = body.session_id if body and body.session_id else str(uuid4())
+    # Counted, then created: creations at the same moment may pass the limit by as many as run
+    # at once, as turns that create sessions may (README, "Operating"). A session that exists
+    # is 409 already_exists, at the limit too.
+    limit = settings.max_sessions_per_principal
+    if repository.count_sessions() >= limit and repository.read_session(session_id) is None:
+        raise limit_error(too_many_sessions(limit))
     session = repository.create_session(Session(session_id, SessionType.AGENT))
     return session_detail(repository, session)
 
@@ -112,9 +114,11 @@ def list_sessions(
 ) -> SessionList:
     """Sessions, newest first, a page at a time."""
     if cursor is not None:
-        cursor = verify_cursor(cursor_secret, cursor)
+        cursor = verify_cursor(cursor_secret, repository.principal, cursor)
     page = repository.list_sessions(limit=limit, cursor=cursor)
-    next_cursor = sign_cursor(cursor_secret, page.next_cursor) if page.next_cursor else None
+    next_cursor = None
+    if page.next_cursor:
+        next_cursor = sign_cursor(cursor_secret, repository.principal, page.next_cursor)
     return SessionList(
         sessions=[
             SessionSummary(

@@ -35,8 +35,8 @@ class SessionBusyError(SessionException):
 
 
 ID_RULE = (
-    f"1 to {ID_LENGTH} characters, none of them '/', '\\' or a control character, "
-    "and not '.' or '..'"
+    f"1 to {ID_LENGTH} characters, none of them '/', '\\' or one that does not print (a control "
+    "or format character, or a separator but the space), and not '.' or '..'"
 )
 
 
@@ -44,7 +44,8 @@ def validate_id(kind: str, value: str) -> str:
     """Return `value` if it is a valid session, agent or multi-agent id; else InvalidIdError.
 
     The SDK's own stores accept any id without a path separator; this store also refuses what
-    would be unsafe in a URL path or a log line.
+    would be unsafe in a URL path or a log line: characters that do not print, among them the
+    invisible ones that reorder or join the text around them (U+202E, U+200D).
     """
     if (
         not isinstance(value, str)

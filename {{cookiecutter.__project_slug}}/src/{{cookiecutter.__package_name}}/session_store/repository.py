@@ -369,7 +369,8 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created_at, session_id = json.loads(raw)
-        return timestamp(created_at), validate_id("session id", session_id)
-    except (ValueError, TypeError) as error:
+        # In UTC, as stored: a time that UTC cannot hold is no cursor of this store.
+        return timestamp(created_at).astimezone(UTC), validate_id("session id", session_id)
+    except (ValueError, TypeError, OverflowError, RecursionError) as error:
         message = f"invalid cursor {cursor!r}: pass back a next_cursor as it was given"
         raise InvalidCursorError(message) from error
