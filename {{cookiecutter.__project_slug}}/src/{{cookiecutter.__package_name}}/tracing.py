@@ -18,6 +18,7 @@ from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from sqlalchemy import Engine
 
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
@@ -32,12 +33,24 @@ class Tracing:
         self._processor = BatchSpanProcessor(exporter)
         process_tracer_provider().add_span_processor(self._processor)
         excluded = os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", UNTRACED_URLS)
-        FastAPIInstrumentor.instrument_app(app, excluded_urls=excluded)
+        # No span for each message sent or received: a streamed answer sends one per event.
+        FastAPIInstrumentor.instrument_app(
+            app, excluded_urls=excluded, exclude_spans=["send", "receive"]
+        )
 
     def trace_statements(self, *engines: Engine) -> None:
+        """Trace the engines' statements within a trace only: a statement of no request (a
+        lease renewal, several a second; /ready's ping; a pool's connection) would each be a
+        trace of its own."""
+        within_traces = TracerProvider(
+            sampler=ParentBased(root=ALWAYS_OFF), resource=process_tracer_provider().resource
+        )
+        within_traces.add_span_processor(self._processor)
         # Its declared range stops short of SQLAlchemy 2.1, which it traces all the same (the
         # tests check): the check would otherwise refuse to instrument.
-        SQLAlchemyInstrumentor().instrument(engines=list(engines), skip_dep_check=True)
+        SQLAlchemyInstrumentor().instrument(
+            engines=list(engines), tracer_provider=within_traces, skip_dep_check=True
+        )
 
     def shutdown(self) -> None:
         """Stop tracing statements; send the spans still waiting in the batch."""

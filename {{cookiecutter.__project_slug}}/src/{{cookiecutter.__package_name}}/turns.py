@@ -91,10 +91,11 @@ class TurnTimeoutError(Exception):
 
 
 class ModelError(Exception):
-    """The model failed: `error` is what its provider raised."""
+    """The model failed: `error` is what its provider raised. Its message, the provider's, is
+    logged; the client gets the error's type only (api/errors.py)."""
 
     def __init__(self, error: BaseException) -> None:
-        super().__init__(f"the model raised {type(error).__name__}")
+        super().__init__(f"the model raised {type(error).__name__}: {error}")
         self.error = error
 
 

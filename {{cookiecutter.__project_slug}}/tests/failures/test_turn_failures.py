@@ -50,7 +50,11 @@ def assert_valid(api: Api, session_id: str = "s") -> None:
     ],
 )
 def test_a_failing_model_is_reported_and_its_turn_rolled_back(
-    make_api: MakeApi, failure: Exception, status: int, code: str
+    make_api: MakeApi,
+    caplog: pytest.LogCaptureFixture,
+    failure: Exception,
+    status: int,
+    code: str,
 ) -> None:
     api = make_api(["First answer.", failure, "Third answer."], model_max_attempts=1)
     api.client.post("/process", json={"prompt": "one", "session_id": "s"})
@@ -61,6 +65,7 @@ def test_a_failing_model_is_reported_and_its_turn_rolled_back(
     assert failed.status_code == status
     assert failed.json()["error"]["code"] == code
     assert "provider exploded" not in failed.text, "provider messages stay in the logs"
+    assert str(failure) in caplog.text
     if code == "model_throttled":
         assert failed.headers["Retry-After"] == "5"
     assert after.status_code == 200

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from {{ cookiecutter.__package_name }}.api.app import create_app
 
 from ..support.databases import TEST_PRINCIPAL, new_api_key, settings_for
 from ..support.http import QuietHandler, local_http_server
-from ..support.scripted_model import ScriptedModel
+from ..support.scripted_model import GatedModel, ScriptedModel
 from ..support.server import running_server
 
 
@@ -71,6 +72,26 @@ def test_a_turn_is_one_trace_from_its_request_to_its_statements_and_model(
     assert all("turn" in ancestors(span, spans) for span in named(spans, "chat"))
     trace_ids = {span.context.trace_id for span in [turn, agent, *under_turn]}
     assert trace_ids == {request.context.trace_id}
+
+
+@pytest.mark.usefixtures("repository")
+def test_statements_of_no_request_and_a_streams_events_make_no_spans(database_url: str) -> None:
+    """Lease renewals (every third of a lease), /ready's ping and a pool's connections would
+    each be a trace of one span; each event of a stream, a span of the request."""
+    exporter = InMemorySpanExporter()
+    model = GatedModel(lambda: time.sleep(1.5))  # renewed four times meanwhile
+    settings = settings_for(database_url, session_lease_seconds=1)
+    app = create_app(settings, model_factory=lambda: model, span_exporter=exporter)
+    key = new_api_key(database_url)
+    with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as client:
+        assert client.get("/ready").status_code == 200
+        body = {"prompt": "Hi", "session_id": "traced"}
+        assert client.post("/process-streaming", json=body).status_code == 200
+    spans = exporter.get_finished_spans()
+
+    [request] = [span for span in spans if span.parent is None]
+    assert request.name == "POST /process-streaming"
+    assert not [span.name for span in spans if span.name.endswith((" send", " receive"))]
 
 
 @pytest.mark.usefixtures("repository")
