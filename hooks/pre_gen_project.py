@@ -15,30 +15,58 @@ PROJECT_SLUG = {{ cookiecutter.__project_slug | tojson }}
 PACKAGE_NAME = {{ cookiecutter.__package_name | tojson }}
 AUTHOR_EMAIL = {{ cookiecutter.author_email | tojson }}
 
-# Packages the generated project imports: a package of the same name would shadow them.
+# Packages the generated project and its tests import: a package of the same name would shadow
+# them.
 DEPENDENCY_MODULES = frozenset(
     {
+        "aiohttp",
+        "aiosqlite",
         "alembic",
         "anthropic",
         "boto3",
         "botocore",
         "fastapi",
         "httpx",
+        "jwt",
+        "kubernetes_validate",
         "litellm",
         "mcp",
         "ollama",
         "openai",
+        "opentelemetry",
+        "prometheus_client",
         "psycopg",
         "pydantic",
         "pydantic_settings",
         "pytest",
+        "pythonjsonlogger",
+        "schemathesis",
+        "selenium",
         "sqlalchemy",
         "starlette",
         "strands",
         "tests",
         "uvicorn",
+        "yaml",
     }
 )
+# The distributions it depends on whose names are not those of modules above, as pyproject.toml
+# names them: a project of the same name would depend on itself, which uv refuses.
+DEPENDENCY_DISTRIBUTIONS = frozenset(
+    {
+        "kubernetes-validate",
+        "prometheus-client",
+        "pydantic-settings",
+        "pyjwt",
+        "python-json-logger",
+        "pyyaml",
+        "ruff",
+        "strands-agents",
+        "uv-build",
+    }
+)
+# The standard library's own test suite is a package too, which stdlib_module_names leaves out.
+STDLIB_MODULES = sys.stdlib_module_names | {"test"}
 SLUG_PATTERN = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 
@@ -49,6 +77,11 @@ def slug_problem(slug: str) -> str | None:
         return (
             f"project slug {slug!r} must start with a letter and hold only lowercase letters, "
             "digits and single hyphens: start project_name with a letter, e.g. 'My Agent'"
+        )
+    if slug in DEPENDENCY_DISTRIBUTIONS:
+        return (
+            f"project slug {slug!r} is the name of a dependency, which the project would then "
+            f"depend on itself for: choose another project_name, e.g. '{slug} agent'"
         )
     return None
 
@@ -65,7 +98,7 @@ def package_problem(name: str) -> str | None:
             f"package name {name!r} is a Python keyword: "
             f"choose another project_name, e.g. '{name} agent'"
         )
-    if name in sys.stdlib_module_names:
+    if name in STDLIB_MODULES:
         return (
             f"package name {name!r} would shadow the standard library module of that name: "
             f"choose another project_name, e.g. '{name} agent'"

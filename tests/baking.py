@@ -101,8 +101,12 @@ def bake_project(work_dir: Path, **answers: object) -> BakedProject:
 def run_cookiecutter_cli(
     output_dir: Path, *answers: str, stdin: str | None = None
 ) -> subprocess.CompletedProcess:
-    """Run the `cookiecutter` command as a user would; answers are KEY=VALUE pairs."""
+    """Run the `cookiecutter` command as a user would; answers are KEY=VALUE pairs. Its replay
+    file goes beside `output_dir`, not into the user's home directory."""
+    config = output_dir.parent / f"{output_dir.name}-cookiecutter-config.yaml"
+    config.write_text(f"replay_dir: {output_dir.parent / 'replay'}\n", encoding="utf-8")
     command = [sys.executable, "-m", "cookiecutter", str(TEMPLATE_DIR), "-o", str(output_dir)]
+    command += ["--config-file", str(config)]
     if stdin is None:
         command.append("--no-input")
     return subprocess.run(

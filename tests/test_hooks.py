@@ -20,6 +20,10 @@ REFUSED = {
     "dependency-strands": (["project_name=Strands"], "would shadow the 'strands' dependency"),
     "dependency-fastapi": (["project_name=FastAPI"], "would shadow the 'fastapi' dependency"),
     "tests-package": (["project_name=Tests"], "would shadow the 'tests' dependency"),
+    "stdlib-test-package": (["project_name=Test"], "would shadow the standard library module"),
+    "dependency-jwt": (["project_name=JWT"], "would shadow the 'jwt' dependency"),
+    "dependency-distribution": (["project_name=PyJWT"], "is the name of a dependency"),
+    "dependency-distribution-only": (["project_name=Python JSON Logger"], "name of a dependency"),
     "email-without-at": (["author_email=me.example.com"], "is not an email address"),
     "email-without-domain": (["author_email=me@localhost"], "is not an email address"),
 }
