@@ -27,11 +27,13 @@ COMBINATIONS: dict[str, dict[str, object]] = {
         "include_example_tools": False,
         "kubernetes": False,
     },
-    # A long name: lines that hold the package name must still pass ruff format.
+    # A long name and a long description: the lines that hold them must still pass ruff.
     "litellm-long-name-no-ci": {
         "model_provider": "litellm",
         "github_actions": False,
         "project_name": "Customer Support Knowledge Base Agent",
+        "description": "Answers customers' questions about their orders, returns and refunds "
+        "from the knowledge base, and hands over to a person when it cannot.",
     },
 }
 OPTIONS = {

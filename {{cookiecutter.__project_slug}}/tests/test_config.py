@@ -85,10 +85,21 @@ def test_a_real_password_in_database_url_is_accepted(monkeypatch: pytest.MonkeyP
     assert "s3cret-change-me" in Settings(_env_file=None).database_url
 
 
-def test_the_server_refuses_to_start_on_a_placeholder_with_one_line() -> None:
+APP = "{{ cookiecutter.__package_name }}.main:app"
+COMMAND_LINE = str(Path(sys.executable).with_name("{{ cookiecutter.__project_slug }}"))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [sys.executable, "-m", "uvicorn", APP, "--port", "0"],
+        [COMMAND_LINE, "serve", "--port", "0"],
+        [COMMAND_LINE, "list-api-keys"],
+    ],
+    ids=["uvicorn", "serve", "list-api-keys"],
+)
+def test_the_server_refuses_to_start_on_a_placeholder_with_one_line(command: list[str]) -> None:
     environment = {**os.environ, "DATABASE_URL": PLACEHOLDERS["DATABASE_URL"]}
-    app = "{{ cookiecutter.__package_name }}.main:app"
-    command = [sys.executable, "-m", "uvicorn", app, "--port", "0"]
 
     # The timeout only keeps a server that did start from hanging the test.
     result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120)

@@ -11,7 +11,7 @@ import uvicorn
 from sqlalchemy import Engine
 
 from .api_keys import create_api_key, list_api_keys, revoke_api_key
-from .config import Settings, get_settings
+from .config import EngineSettings, Settings, get_settings, settings_or_exit
 from .database import create_engine, migrate_if_embedded
 from .logs import log_config
 from .server import HeaderLimitsProtocol
@@ -47,8 +47,9 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
     )
 
 
-def database(settings: Settings) -> Engine:
-    engine = create_engine(settings)
+def database() -> Engine:
+    """The database of the API key commands: they read its settings only."""
+    engine = create_engine(settings_or_exit(EngineSettings))
     migrate_if_embedded(engine)
     return engine
 
@@ -73,11 +74,10 @@ def main(argv: list[str] | None = None) -> None:
     revoke.add_argument("key_id", help="the id that list-api-keys shows (the key's first part)")
     args = parser.parse_args(argv)
 
-    settings = get_settings()
     if args.command == "serve":
-        serve(settings, args)
+        serve(settings_or_exit(get_settings), args)
         return
-    engine = database(settings)
+    engine = database()
     try:
         if args.command == "create-api-key":
             key = create_api_key(engine, args.principal)

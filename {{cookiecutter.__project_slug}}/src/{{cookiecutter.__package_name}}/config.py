@@ -1,7 +1,8 @@
 """Service settings, read from environment variables and from `.env`."""
 
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -29,10 +30,59 @@ PLACEHOLDER_PREFIX = "change-me"
 MIN_CURSOR_SECRET_LENGTH = 32
 
 
-class Settings(BaseSettings):
-    """Every setting can be given as an environment variable of the same name in upper case."""
+class EngineSettings(BaseSettings):
+    """What the database engines are made of: all that migrations and the command line's API key
+    commands read. Every setting can be given as an environment variable of the same name in
+    upper case."""
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # postgresql+psycopg://user:password@host:5432/db, or sqlite:///path/to/file.db
+    database_url: str = DEFAULT_DATABASE_URL
+    # The connections a process keeps: DB_POOL_SIZE for its turns, which hold one only while
+    # they begin and while they save (never while a model runs), and for reading API keys; and
+    # DB_SESSIONS_POOL_SIZE for the /sessions routes and /ready.
+    db_pool_size: int = Field(default=20, ge=2)
+    db_sessions_pool_size: int = Field(default=5, ge=1)
+    # Seconds a request waits for a pooled connection before it fails.
+    db_pool_timeout: float = Field(default=10, gt=0)
+    # PostgreSQL: seconds to establish a connection, and the longest a statement may run.
+    db_connect_timeout: int = Field(default=5, ge=1)
+    db_statement_timeout_ms: int = Field(default=10_000, ge=0)
+    # SQLite: how long a writer waits for another writer's lock.
+    sqlite_busy_timeout_ms: int = Field(default=5_000, ge=0)
+
+    # Log each turn's prompt (at INFO), and let libraries log at DEBUG, and show a failed
+    # statement's parameters: for debugging only, prompts are the users' words.
+    log_prompts: bool = False
+
+    @field_validator("database_url")
+    @classmethod
+    def use_psycopg_driver(cls, url: str) -> str:
+        """Accept the postgres:// and postgresql:// URLs that hosting providers hand out."""
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url.removeprefix(prefix)
+        return url
+
+    @field_validator("*")
+    @classmethod
+    def refuse_placeholders(cls, value: object, info: ValidationInfo) -> object:
+        """Refuse a secret still set to its .env.example placeholder (change-me-...)."""
+        if info.field_name == "database_url":
+            if (urlsplit(value).password or "").startswith(PLACEHOLDER_PREFIX):
+                message = "its password is still the .env.example placeholder; set the real one"
+                raise PydanticCustomError("placeholder", message)
+            return value
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and text.startswith(PLACEHOLDER_PREFIX):
+            message = "is still the .env.example placeholder; set a real secret"
+            raise PydanticCustomError("placeholder", message)
+        return value
+
+
+class Settings(EngineSettings):
+    """The service's settings: the engines', and all the rest."""
 
     # The model. Provider credentials are read by each provider's own client from its usual
     # environment variables (AWS_*, ANTHROPIC_API_KEY, OPENAI_API_KEY, ...).
@@ -122,28 +172,10 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     # DEBUG lowers only the service's own loggers: libraries log prompts at DEBUG (logs.py).
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    # Log each turn's prompt (at INFO), and let libraries log at DEBUG: for debugging only,
-    # prompts are the users' words.
-    log_prompts: bool = False
     # Unset: Prometheus metrics at /metrics, behind the same authentication as the API. A port:
     # served there alone, without authentication (for a scraper on a private network), and not
     # on the API's port.
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
-
-    # postgresql+psycopg://user:password@host:5432/db, or sqlite:///path/to/file.db
-    database_url: str = DEFAULT_DATABASE_URL
-    # The connections a process keeps: DB_POOL_SIZE for its turns, which hold one only while
-    # they begin and while they save (never while a model runs), and for reading API keys; and
-    # DB_SESSIONS_POOL_SIZE for the /sessions routes and /ready.
-    db_pool_size: int = Field(default=20, ge=2)
-    db_sessions_pool_size: int = Field(default=5, ge=1)
-    # Seconds a request waits for a pooled connection before it fails.
-    db_pool_timeout: float = Field(default=10, gt=0)
-    # PostgreSQL: seconds to establish a connection, and the longest a statement may run.
-    db_connect_timeout: int = Field(default=5, ge=1)
-    db_statement_timeout_ms: int = Field(default=10_000, ge=0)
-    # SQLite: how long a writer waits for another writer's lock.
-    sqlite_busy_timeout_ms: int = Field(default=5_000, ge=0)
 
     @model_validator(mode="after")
     def require_jwt_settings(self) -> "Settings":
@@ -156,30 +188,6 @@ class Settings(BaseSettings):
             if missing:
                 raise ValueError(f"AUTH_MODE=jwt needs {', '.join(missing)}")
         return self
-
-    @field_validator("database_url")
-    @classmethod
-    def use_psycopg_driver(cls, url: str) -> str:
-        """Accept the postgres:// and postgresql:// URLs that hosting providers hand out."""
-        for prefix in ("postgres://", "postgresql://"):
-            if url.startswith(prefix):
-                return "postgresql+psycopg://" + url.removeprefix(prefix)
-        return url
-
-    @field_validator("*")
-    @classmethod
-    def refuse_placeholders(cls, value: object, info: ValidationInfo) -> object:
-        """Refuse a secret still set to its .env.example placeholder (change-me-...)."""
-        if info.field_name == "database_url":
-            if (urlsplit(value).password or "").startswith(PLACEHOLDER_PREFIX):
-                message = "its password is still the .env.example placeholder; set the real one"
-                raise PydanticCustomError("placeholder", message)
-            return value
-        text = value.get_secret_value() if isinstance(value, SecretStr) else value
-        if isinstance(text, str) and text.startswith(PLACEHOLDER_PREFIX):
-            message = "is still the .env.example placeholder; set a real secret"
-            raise PydanticCustomError("placeholder", message)
-        return value
 
     @field_validator("cursor_secret")
     @classmethod
@@ -195,12 +203,23 @@ class Settings(BaseSettings):
         return secret
 
 
+SettingsT = TypeVar("SettingsT", bound=EngineSettings)
+
+
 def describe(error: ValidationError) -> str:
     """What is wrong with the settings, on one line, by the name of each variable."""
     return "; ".join(
         f"{'.'.join(map(str, problem['loc'])).upper()}: {problem['msg']}"
         for problem in error.errors()
     )
+
+
+def settings_or_exit(read: Callable[[], SettingsT]) -> SettingsT:
+    """What `read()` reads, or exit with one line that says which settings are invalid."""
+    try:
+        return read()
+    except ValidationError as error:
+        raise SystemExit(f"Invalid settings: {describe(error)}") from None
 
 
 @lru_cache

@@ -15,7 +15,7 @@ from sqlalchemy.ext import asyncio as sqlalchemy_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
 from strands.types.session import decode_bytes_values
 
-from .config import Settings
+from .config import EngineSettings
 
 MIGRATIONS = "{{ cookiecutter.__package_name }}:migrations"
 # How the Strands SDK marks bytes (images, documents) in JSON: {"__bytes_encoded__": true, ...}.
@@ -75,7 +75,7 @@ def loads_json(document: str | bytes) -> Any:
     return decode_bytes_values(value) if BYTES_MARKER in text else value
 
 
-def create_engine(settings: Settings) -> Engine:
+def create_engine(settings: EngineSettings) -> Engine:
     """The process's engine for everything but turns: the /sessions routes, /ready, migrations
     and the store's plain SessionRepository. Its pool keeps DB_SESSIONS_POOL_SIZE connections."""
     engine = sqlalchemy.create_engine(
@@ -86,7 +86,7 @@ def create_engine(settings: Settings) -> Engine:
     return engine
 
 
-def create_async_engine(settings: Settings) -> AsyncEngine:
+def create_async_engine(settings: EngineSettings) -> AsyncEngine:
     """The process's engine for turns, on asyncio: a turn waiting for the database holds no
     thread. Its pool keeps DB_POOL_SIZE connections, not pinged before use (a ping costs a
     round trip as much as a turn's statement does): a turn that finds its connection dropped
@@ -108,14 +108,14 @@ def create_async_engine(settings: Settings) -> AsyncEngine:
     return engine
 
 
-def _url(settings: Settings) -> URL:
+def _url(settings: EngineSettings) -> URL:
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     return url
 
 
-def _engine_options(settings: Settings) -> dict[str, Any]:
+def _engine_options(settings: EngineSettings) -> dict[str, Any]:
     """What both engines share. `pool_pre_ping` checks a pooled connection before lending it
     out, so that the service recovers by itself when the database restarts. `hide_parameters`
     keeps a failed statement's parameters (the conversation) out of its error, and so out of
@@ -143,7 +143,7 @@ def _engine_options(settings: Settings) -> dict[str, Any]:
     return options | {"connect_args": connect_args}
 
 
-def _configure_sqlite(engine: Engine, settings: Settings) -> None:
+def _configure_sqlite(engine: Engine, settings: EngineSettings) -> None:
     @event.listens_for(engine, "connect")
     def configure_connection(dbapi_connection: Any, _record: Any) -> None:
         # WAL lets readers proceed while one writer commits; SQLite enforces foreign keys (and so

@@ -4,16 +4,11 @@ Settings are read here, at import: a missing or invalid setting stops the server
 with one line that says what to set.
 """
 
-from pydantic import ValidationError
-
 from .api.app import create_app
-from .config import describe, get_settings
+from .config import get_settings, settings_or_exit
 from .logs import configure_logging
 
-try:
-    settings = get_settings()
-except ValidationError as error:
-    raise SystemExit(f"Invalid settings: {describe(error)}") from None
+settings = settings_or_exit(get_settings)
 
 # Here too, not only in `serve`: `uvicorn {{ cookiecutter.__package_name }}.main:app` then logs
 # in the service's format, its own loggers included.

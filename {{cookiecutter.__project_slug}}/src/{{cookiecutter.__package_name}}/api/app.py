@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from starlette.concurrency import run_in_threadpool
 from strands.models import Model
 
+from .. import __doc__ as project_description
 from ..agent import build_model
 from ..config import Settings, get_settings
 from ..database import create_async_engine, create_engine, migrate_if_embedded
@@ -100,7 +101,7 @@ def create_app(
 
     app = FastAPI(
         title={{ cookiecutter.project_name | quoted }},
-        description={{ cookiecutter.description | quoted }},
+        description=project_description,
         version="0.1.0",
         lifespan=lifespan,
         # No openapi_url turns off /docs and /redoc too.

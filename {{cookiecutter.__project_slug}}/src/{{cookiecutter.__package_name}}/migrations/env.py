@@ -4,7 +4,7 @@ from alembic import context
 from sqlalchemy import Engine
 
 from {{ cookiecutter.__package_name }}.api_keys import api_keys  # noqa: F401 (its table)
-from {{ cookiecutter.__package_name }}.config import get_settings
+from {{ cookiecutter.__package_name }}.config import EngineSettings, settings_or_exit
 from {{ cookiecutter.__package_name }}.database import create_engine
 from {{ cookiecutter.__package_name }}.session_store import metadata
 
@@ -13,7 +13,8 @@ def run_migrations() -> None:
     engine: Engine | None = context.config.attributes.get("engine")
     own_engine = engine is None
     if engine is None:
-        engine = create_engine(get_settings())
+        # The database's settings only: migrating needs no model, and no identity provider.
+        engine = create_engine(settings_or_exit(EngineSettings))
     try:
         with engine.connect() as connection:
             sqlite = connection.dialect.name == "sqlite"
