@@ -1,14 +1,17 @@
 """The AgentCore Runtime contract through a real uvicorn server: /invocations and /ping."""
 
+import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from uuid import uuid4
 
 import httpx
 import pytest
+from fastapi.sse import ServerSentEvent
 from sqlalchemy import Engine
 
+from {{ cookiecutter.__package_name }}.api import agentcore
 from {{ cookiecutter.__package_name }}.api.agentcore import SESSION_HEADER
 
 from ..support.http import assert_error
@@ -104,3 +107,23 @@ def wait_for_status(runtime: httpx.Client, status: str, timeout: float = 10) -> 
             return answer
         time.sleep(0.05)
     raise AssertionError(f"/ping never answered {status}")
+
+
+def test_a_streamed_invocation_keeps_its_connection_alive_while_a_tool_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(agentcore, "KEEPALIVE_SECONDS", 0.05)
+
+    async def slow_tool() -> AsyncIterator[ServerSentEvent]:
+        yield ServerSentEvent(event="tool_use", data={"name": "lookup_order"})
+        await asyncio.sleep(0.2)
+        yield ServerSentEvent(event="tool_result", data={"status": "success"})
+
+    async def sent() -> list[bytes]:
+        return [chunk async for chunk in agentcore.encoded(slow_tool())]
+
+    chunks = asyncio.run(sent())
+
+    assert chunks[0].startswith(b"event: tool_use\n")
+    assert set(chunks[1:-1]) == {b": ping\n\n"}
+    assert chunks[-1].startswith(b"event: tool_result\n")

@@ -22,9 +22,13 @@ from ..support.tools import failing_lookup_order, lookup_order
 MakeApi = Callable[..., Api]
 
 
+def chat_text(text: str) -> dict[str, str]:
+    return {"type": "text", "text": text}
+
+
 def chat_body(chat_id: str, text: str, **extra: object) -> dict[str, Any]:
     """The body `DefaultChatTransport` sends for a new user message."""
-    message = {"id": "m-1", "role": "user", "parts": [{"type": "text", "text": text}]}
+    message = {"id": "m-1", "role": "user", "parts": [chat_text(text)]}
     return {"id": chat_id, "messages": [message], "trigger": "submit-message", **extra}
 
 
@@ -172,6 +176,31 @@ def test_a_bad_chat_request_is_422(api: Api, body: dict[str, Any]) -> None:
     response = api.client.post("/chat", json=body)
 
     assert_error(response, 422, "invalid_request")
+
+
+IMAGE = {"type": "file", "mediaType": "image/png", "url": "data:image/png;base64,iVBORw0KGgo="}
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        # What useChat sends when its user edits an earlier message and sends it again.
+        (chat_body("chat-1", "Hi", messageId="m-0"), "editing a message already sent"),
+        (
+            {"id": "chat-1", "messages": [{"role": "user", "parts": [chat_text("Hi"), IMAGE]}]},
+            "file parts (images, documents) are not supported",
+        ),
+    ],
+    ids=["edit", "image"],
+)
+def test_what_chat_cannot_do_is_refused_not_dropped(
+    api: Api, body: dict[str, Any], says: str
+) -> None:
+    response = api.client.post("/chat", json=body)
+
+    assert_error(response, 422, "invalid_request")
+    assert says in response.json()["error"]["message"]
+    assert api.client.get("/sessions/chat-1").status_code == 404
 
 
 @pytest.mark.parametrize(

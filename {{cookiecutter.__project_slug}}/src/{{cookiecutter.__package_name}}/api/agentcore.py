@@ -4,6 +4,7 @@ AgentCore runs the image as it is and calls these two routes; its session header
 session, so a conversation continues across invocations as it does across /process calls.
 """
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterable, AsyncIterator
@@ -12,7 +13,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
-from fastapi.sse import EventSourceResponse, ServerSentEvent, format_sse_event
+from fastapi.sse import (
+    KEEPALIVE_COMMENT,
+    EventSourceResponse,
+    ServerSentEvent,
+    format_sse_event,
+)
 from pydantic import BaseModel, Field
 
 from ..turns import Turn, TurnResult
@@ -68,10 +74,33 @@ async def started_invocation(
     return await started_turn(turn, runner, principal, request)
 
 
+# As FastAPI's own event streams: a comment after this long without an event, so that no proxy
+# or runtime takes a stream waiting for a slow tool for a dead one.
+KEEPALIVE_SECONDS = 15.0
+
+
 async def encoded(events: AsyncIterable[ServerSentEvent]) -> AsyncIterator[bytes]:
-    async for event in events:
-        data = json.dumps(jsonable_encoder(event.data))
-        yield format_sse_event(event=event.event, data_str=data)
+    """The events as FastAPI sends its own streams' (a route may not be one only when asked),
+    with keep-alive comments."""
+    iterator = aiter(events)
+    next_event: asyncio.Future[ServerSentEvent] | None = None
+    try:
+        while True:
+            next_event = next_event or asyncio.ensure_future(anext(iterator))
+            done, _ = await asyncio.wait({next_event}, timeout=KEEPALIVE_SECONDS)
+            if not done:
+                yield KEEPALIVE_COMMENT
+                continue
+            try:
+                event = next_event.result()
+            except StopAsyncIteration:
+                return
+            next_event = None
+            data = json.dumps(jsonable_encoder(event.data))
+            yield format_sse_event(event=event.event, data_str=data)
+    finally:
+        if next_event is not None:  # the client left while the event was awaited
+            next_event.cancel()
 
 
 def create_router() -> APIRouter:

@@ -58,8 +58,18 @@ def ui_text(message: UIMessage) -> str:
 def ends_with_user_text(messages: list[UIMessage]) -> list[UIMessage]:
     if messages[-1].role != "user":
         raise ValueError("the last message must be the user's new message")
+    if any(part.get("type") == "file" for part in messages[-1].parts):
+        raise ValueError("file parts (images, documents) are not supported: send text")
     storable_text(ui_text(messages[-1]))
     return messages
+
+
+def no_edit(message_id: str | None) -> None:
+    if message_id is not None:
+        raise ValueError(
+            "editing a message already sent is not supported (a stored turn is never "
+            "rewritten): send a new message"
+        )
 
 
 class ChatRequest(BaseModel):
@@ -74,6 +84,11 @@ class ChatRequest(BaseModel):
     trigger: Literal["submit-message"] = Field(
         default="submit-message",
         description="Only new messages: regenerating a stored reply is not supported.",
+    )
+    message_id: Annotated[str | None, AfterValidator(no_edit)] = Field(
+        default=None,
+        alias="messageId",
+        description="Sent when the client edits an earlier message: not supported.",
     )
 
     @property
