@@ -42,6 +42,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
         timeout_keep_alive=args.timeout_keep_alive,
         limit_concurrency=args.limit_concurrency,
         backlog=args.backlog,
+        ws="none",  # no route is a WebSocket: an upgrade request is a plain request
         # Also for what uvicorn logs before it imports the app (main.py configures it again).
         log_config=log_config(settings),
     )

@@ -11,10 +11,10 @@ connection is closed. The body has limits of its own, in the app (api/limits.py)
 
 It extends the httptools protocol, the parser uvicorn chooses when it is installed (as
 uvicorn[standard] installs it) and the one BENCHMARKS.md measured. It uses the protocol's
-attributes `loop`, `transport` and `cycle` and its parser callback `on_headers_complete`, which
-uvicorn does not document: tests/api/test_slow_clients.py fails if a release changes them.
-`uvicorn --http {{ cookiecutter.__package_name }}.server:HeaderLimitsProtocol` runs it without
-`serve`.
+attributes `loop`, `transport` and `cycle` and its parser callbacks `on_message_begin` and
+`on_headers_complete`, which uvicorn does not document: tests/api/test_slow_clients.py fails if a
+release changes them. Without `serve`:
+`uvicorn --http {{ cookiecutter.__package_name }}.server:HeaderLimitsProtocol`.
 """
 
 import asyncio
@@ -41,21 +41,23 @@ class HeaderLimitsProtocol(HttpToolsProtocol):
         self.start_header_deadline()
 
     def data_received(self, data: bytes) -> None:
-        # The first bytes of a next request. Not those of a request being answered: its headers
-        # are in, and the app times its body.
-        answering = self.cycle is not None and not self.cycle.response_complete
-        if self.header_deadline is None and not answering:
-            self.start_header_deadline()
-        reading_headers = self.header_deadline is not None
         super().data_received(data)
-        # Counted after the parser has read them, which tells whether these bytes ended the
-        # headers: the body's first bytes often come with them, and do not count. (So headers
-        # that end in the read that passes the limit get through: the bound is the limit and one
-        # read, some 256 KiB.)
-        if reading_headers and self.header_deadline is not None:
+        # Counted after the parser has read them, which tells whether these bytes left a
+        # request's headers unfinished (its callbacks below start and stop the deadline): the
+        # body's first bytes often come with the headers, and do not count. (So headers that end
+        # in the read that passes the limit get through: the bound is the limit and one read,
+        # some 256 KiB.)
+        if self.header_deadline is not None:
             self.header_bytes += len(data)
             if self.header_bytes > self.max_header_bytes and not self.transport.is_closing():
                 self.refuse_headers()
+
+    def on_message_begin(self) -> None:
+        # A request's first byte: of the first, of the next after a response, or of one sent
+        # behind a request still being answered (pipelined), whose headers count all the same.
+        super().on_message_begin()
+        if self.header_deadline is None:
+            self.start_header_deadline()
 
     def on_headers_complete(self) -> None:  # the parser has read a request's headers
         self.cancel_header_deadline()
@@ -75,12 +77,17 @@ class HeaderLimitsProtocol(HttpToolsProtocol):
             self.header_deadline = None
 
     def refuse_headers(self) -> None:
-        """431 with the service's error body, and the connection closed: no route has run."""
+        """431 with the service's error body, and the connection closed: no route has run. Sent
+        behind a request still being answered, the 431 would land inside its response: the
+        connection is only closed."""
+        self.cancel_header_deadline()
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()
+            return
         message = f"The request's headers are larger than {self.max_header_bytes} bytes."
         status = HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
         response = error_response(status, "headers_too_large", message, {"Connection": "close"})
         lines = [f"HTTP/1.1 {status} {status.phrase}".encode()]
         lines += [name + b": " + value for name, value in response.raw_headers]
-        self.cancel_header_deadline()
         self.transport.write(b"\r\n".join([*lines, b"", response.body]))
         self.transport.close()

@@ -243,10 +243,28 @@ def test_a_jwt_names_its_principal(
     }
 
 
+def test_a_jwt_from_a_provider_whose_clock_runs_ahead_is_accepted(
+    make_api: MakeApi, signing_key: rsa.RSAPrivateKey, jwks_url: str
+) -> None:
+    settings = {"jwt_jwks_url": jwks_url, "jwt_issuer": ISSUER, "jwt_audience": AUDIENCE}
+    api = make_api(auth_mode="jwt", **settings)
+    ahead = int(time.time()) + 10
+
+    response = api.client.get("/sessions", headers=token(signing_key, iat=ahead, nbf=ahead))
+
+    assert response.status_code == 200, response.text
+
+
 @pytest.mark.parametrize(
     "claims",
-    [{"aud": "another-service"}, {"iss": "https://elsewhere.example/"}, {"exp": 1}, {"sub": ""}],
-    ids=["audience", "issuer", "expired", "no-principal"],
+    [
+        {"aud": "another-service"},
+        {"iss": "https://elsewhere.example/"},
+        {"exp": 1},
+        {"nbf": int(time.time()) + 600},
+        {"sub": ""},
+    ],
+    ids=["audience", "issuer", "expired", "not-yet-valid", "no-principal"],
 )
 def test_a_jwt_that_does_not_hold_is_refused(
     make_api: MakeApi, signing_key: rsa.RSAPrivateKey, jwks_url: str, claims: dict

@@ -130,6 +130,27 @@ def test_headers_larger_than_max_header_bytes_get_431_and_a_closed_connection(
     assert answered.status_code == 200, answered.text
 
 
+def test_headers_sent_behind_a_request_still_being_answered_count_too(tmp_path: Path) -> None:
+    """Pipelined behind a slow turn, headers without end were neither counted nor timed: they
+    grew the process by gigabytes. The connection is closed (a 431 would land in the turn's
+    response)."""
+    padding = b"X-Padding: %s\r\n" % (b"a" * 16_000)
+    body = json.dumps({"prompt": "a slow answer", "session_id": "pipelined"}).encode()
+    database_url = f"sqlite:///{tmp_path / 'test.db'}"
+    limits = {"MAX_HEADER_BYTES": "1024", "ECHO_WORD_DELAY": "0.5"}
+    with server_process(database_url, serve=True, **limits) as server:
+        with connect(server) as sock:
+            sock.sendall(request_head(server, f"Content-Length: {len(body)}") + body)
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            try:
+                for _ in range(100):  # 1.6 MB, were nothing counted
+                    sock.sendall(padding)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # closed while they were sent
+            assert closed_by_server(sock), "closed before the turn's answer"
+        assert server.client.get("/health").status_code == 200
+
+
 def test_requests_and_streamed_turns_outlast_the_deadlines(
     database_url: str, engine: Engine
 ) -> None:

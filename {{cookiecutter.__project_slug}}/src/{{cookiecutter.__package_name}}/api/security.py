@@ -23,6 +23,8 @@ from .errors import ApiError
 
 logger = logging.getLogger(__name__)
 bearer = HTTPBearer(auto_error=False, description="An API key, or a JWT (see AUTH_MODE).")
+# How far the identity provider's clock may run ahead of ours, or behind (a token's nbf, iat, exp).
+JWT_CLOCK_SKEW_SECONDS = 30
 
 
 class SigningKeysUnavailableError(Exception):
@@ -78,6 +80,7 @@ class Authenticator:
                 audience=settings.jwt_audience,
                 issuer=settings.jwt_issuer,
                 options={"require": ["exp", "iss", "aud"]},
+                leeway=JWT_CLOCK_SKEW_SECONDS,
             )
         except jwt.PyJWTError:
             return None
