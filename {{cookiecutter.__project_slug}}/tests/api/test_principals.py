@@ -316,6 +316,29 @@ def test_an_identity_provider_without_readable_keys_is_an_outage_not_a_refusal(
     assert_error(not_a_jwt, 401, "unauthorized")
 
 
+def test_a_failing_identity_provider_is_not_asked_again_by_every_request(
+    make_api: MakeApi, signing_key: rsa.RSAPrivateKey
+) -> None:
+    """Anyone can send tokens that name no key held: each would have the failing provider asked
+    again, five seconds at most each, while every other token check waited."""
+    fetches = []
+
+    class FailingProvider(QuietHandler):
+        def do_GET(self) -> None:
+            fetches.append(self.path)
+            self.send_response(502)
+            self.end_headers()
+
+    with local_http_server(FailingProvider) as url:
+        settings = {"jwt_issuer": ISSUER, "jwt_audience": AUDIENCE}
+        api = make_api(auth_mode="jwt", jwt_jwks_url=f"{url}/jwks.json", **settings)
+        responses = [api.client.get("/sessions", headers=token(signing_key)) for _ in range(5)]
+
+    for response in responses:
+        assert_error(response, 503, "auth_unavailable")
+    assert len(fetches) == 1
+
+
 def test_a_principal_past_its_turns_a_minute_waits_others_do_not(make_api: MakeApi) -> None:
     api = make_api(["One.", "Two.", "Three."], turns_per_minute=2)
     mallory = as_principal(api, "mallory")

@@ -7,6 +7,8 @@ AUTH_MODE=none: no credential; every caller is the principal "local".
 
 import asyncio
 import logging
+import threading
+import time
 from typing import Annotated
 
 import jwt
@@ -25,6 +27,8 @@ logger = logging.getLogger(__name__)
 bearer = HTTPBearer(auto_error=False, description="An API key, or a JWT (see AUTH_MODE).")
 # How far the identity provider's clock may run ahead of ours, or behind (a token's nbf, iat, exp).
 JWT_CLOCK_SKEW_SECONDS = 30
+# How long after a failed fetch of the provider's key set the next may be tried.
+JWKS_RETRY_SECONDS = 5
 
 
 class SigningKeysUnavailableError(Exception):
@@ -49,6 +53,11 @@ class Authenticator:
         self._jwks = (
             jwt.PyJWKClient(settings.jwt_jwks_url, timeout=5) if settings.jwt_jwks_url else None
         )
+        # One request at a time fetches the key set, and after a fetch failed none does for a
+        # while: tokens naming no key we hold, which anyone can send, must not have each of them
+        # ask a failing provider, or queue the requests behind them.
+        self._fetching = threading.Lock()
+        self._no_fetch_until = 0.0
 
     async def principal(self, token: str) -> str | None:
         """The token's principal; None unless the token is valid. Raises
@@ -60,19 +69,10 @@ class Authenticator:
 
     def _jwt_principal(self, token: str) -> str | None:
         settings = self._settings
-        assert self._jwks is not None  # Settings require JWT_JWKS_URL for AUTH_MODE=jwt
         try:
-            signing_key = self._jwks.get_signing_key_from_jwt(token)
-        except (jwt.PyJWKClientError, jwt.PyJWKSetError, ValueError) as error:
-            # No key has the token's key id, or there is no key set to read: the provider cannot
-            # be reached, or answers with an error page or with no keys. Only that is an outage.
-            if isinstance(error, jwt.PyJWKClientConnectionError) or not self._key_set_readable():
-                logger.warning("cannot fetch the JWT signing keys: %s", error)
-                raise SigningKeysUnavailableError() from error
-            return None
-        except jwt.PyJWTError:  # not a JWT: no key set was fetched for it
-            return None
-        try:
+            signing_key = self._signing_key(jwt.get_unverified_header(token).get("kid"))
+            if signing_key is None:
+                return None
             claims = jwt.decode(
                 token,
                 signing_key,
@@ -82,20 +82,36 @@ class Authenticator:
                 options={"require": ["exp", "iss", "aud"]},
                 leeway=JWT_CLOCK_SKEW_SECONDS,
             )
-        except jwt.PyJWTError:
+        except jwt.PyJWTError:  # not a JWT, or not a valid one
             return None
         try:
             return validate_id("principal", claims.get(settings.jwt_principal_claim))
         except InvalidIdError:
             return None
 
-    def _key_set_readable(self) -> bool:
-        assert self._jwks is not None
-        try:
-            self._jwks.get_signing_keys()  # from the cache, unless it has expired
-        except (jwt.PyJWTError, ValueError):
-            return False
-        return True
+    def _signing_key(self, key_id: object) -> jwt.PyJWK | None:
+        """The provider's key of that id: from the key set held, else from the provider (which
+        PyJWT asks again for an id it does not know at most every 30 s). None if the provider has
+        no such key; SigningKeysUnavailableError if its key set cannot be read."""
+        assert self._jwks is not None and self._jwks.jwk_set_cache is not None  # AUTH_MODE=jwt
+        held = self._jwks.jwk_set_cache.get()  # None once it has expired
+        for key in held.keys if held else []:
+            if key.key_id == key_id and key.public_key_use in ("sig", None):  # as PyJWT reads them
+                return key
+        with self._fetching:
+            if time.monotonic() < self._no_fetch_until:
+                raise SigningKeysUnavailableError()
+            try:
+                return self._jwks.get_signing_key(key_id)
+            except (jwt.PyJWKClientError, jwt.PyJWKSetError, ValueError) as error:
+                # No key has that id; or there is no key set to read: the provider cannot be
+                # reached, or answers with an error page (not JSON: a ValueError) or with no
+                # keys. Only that is an outage.
+                if self._jwks.jwk_set_cache.get() is not None:
+                    return None
+                logger.warning("cannot fetch the JWT signing keys: %s", error)
+                self._no_fetch_until = time.monotonic() + JWKS_RETRY_SECONDS
+                raise SigningKeysUnavailableError() from error
 
 
 async def authenticate(
