@@ -129,7 +129,8 @@ async def authenticate(
         except SigningKeysUnavailableError:
             # The caller's token may well be valid: an outage of ours, not a 401 to give up on.
             message = "The identity provider's signing keys cannot be fetched; retry shortly."
-            raise ApiError(503, "auth_unavailable", message, headers={"Retry-After": "5"}) from None
+            retry = {"Retry-After": str(JWKS_RETRY_SECONDS)}
+            raise ApiError(503, "auth_unavailable", message, headers=retry) from None
     if principal is None:
         what = "an API key" if authenticator.mode == "api_keys" else "a valid JWT"
         raise ApiError(
