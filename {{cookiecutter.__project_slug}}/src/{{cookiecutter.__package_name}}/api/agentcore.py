@@ -80,8 +80,8 @@ KEEPALIVE_SECONDS = 15.0
 
 
 async def encoded(events: AsyncIterable[ServerSentEvent]) -> AsyncIterator[bytes]:
-    """The events as FastAPI sends its own streams' (a route may not be one only when asked),
-    with keep-alive comments."""
+    """The events encoded as FastAPI encodes a streaming route's, keep-alive comments included:
+    this route streams only when asked to, so it cannot be one."""
     iterator = aiter(events)
     next_event: asyncio.Future[ServerSentEvent] | None = None
     try:
