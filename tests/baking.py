@@ -82,12 +82,18 @@ class BakedProject:
 Bake = Callable[..., BakedProject]
 
 
+def private_config(directory: Path) -> Path:
+    """A cookiecutter config of its own in `directory`: replay files go there, not into the
+    user's home directory."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "cookiecutter-config.yaml"
+    config.write_text(f"replay_dir: {directory / 'replay'}\n", encoding="utf-8")
+    return config
+
+
 def bake_project(work_dir: Path, **answers: object) -> BakedProject:
     """Render the template into `work_dir` with these answers (the rest default)."""
-    # A private cookiecutter config keeps replay files out of the user's home directory.
-    config = work_dir / "cookiecutter-config.yaml"
-    work_dir.mkdir(parents=True)
-    config.write_text(f"replay_dir: {work_dir / 'replay'}\n", encoding="utf-8")
+    config = private_config(work_dir)
     path = cookiecutter(
         str(TEMPLATE_DIR),
         no_input=True,
@@ -102,9 +108,8 @@ def run_cookiecutter_cli(
     output_dir: Path, *answers: str, stdin: str | None = None
 ) -> subprocess.CompletedProcess:
     """Run the `cookiecutter` command as a user would; answers are KEY=VALUE pairs. Its replay
-    file goes beside `output_dir`, not into the user's home directory."""
-    config = output_dir.parent / f"{output_dir.name}-cookiecutter-config.yaml"
-    config.write_text(f"replay_dir: {output_dir.parent / 'replay'}\n", encoding="utf-8")
+    file goes beside `output_dir`."""
+    config = private_config(output_dir.parent)
     command = [sys.executable, "-m", "cookiecutter", str(TEMPLATE_DIR), "-o", str(output_dir)]
     command += ["--config-file", str(config)]
     if stdin is None:

@@ -197,11 +197,14 @@ def signing_key() -> rsa.RSAPrivateKey:
 
 
 @contextmanager
-def jwks_server(status: int, body: str) -> Iterator[str]:
-    """An identity provider's JWKS address that answers every GET with `status` and `body`."""
+def jwks_server(status: int, body: str, fetches: list[str] | None = None) -> Iterator[str]:
+    """An identity provider's JWKS address that answers every GET with `status` and `body`; the
+    paths fetched are added to `fetches`."""
 
     class Jwks(QuietHandler):
         def do_GET(self) -> None:
+            if fetches is not None:
+                fetches.append(self.path)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
@@ -321,17 +324,10 @@ def test_a_failing_identity_provider_is_not_asked_again_by_every_request(
 ) -> None:
     """Anyone can send tokens that name no key held: each would have the failing provider asked
     again, five seconds at most each, while every other token check waited."""
-    fetches = []
-
-    class FailingProvider(QuietHandler):
-        def do_GET(self) -> None:
-            fetches.append(self.path)
-            self.send_response(502)
-            self.end_headers()
-
-    with local_http_server(FailingProvider) as url:
+    fetches: list[str] = []
+    with jwks_server(502, "Bad Gateway", fetches) as url:
         settings = {"jwt_issuer": ISSUER, "jwt_audience": AUDIENCE}
-        api = make_api(auth_mode="jwt", jwt_jwks_url=f"{url}/jwks.json", **settings)
+        api = make_api(auth_mode="jwt", jwt_jwks_url=url, **settings)
         responses = [api.client.get("/sessions", headers=token(signing_key)) for _ in range(5)]
 
     for response in responses:

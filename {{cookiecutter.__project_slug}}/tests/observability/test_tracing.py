@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -38,20 +39,28 @@ def named(spans: Sequence[ReadableSpan], prefix: str) -> list[ReadableSpan]:
     return [span for span in spans if span.name.startswith(prefix)]
 
 
+@contextmanager
+def traced_client(
+    database_url: str, model: ScriptedModel, **settings: object
+) -> Iterator[tuple[TestClient, InMemorySpanExporter]]:
+    """A client of the app, tracing to memory: once the block has ended, the app has stopped and
+    sent its last batch of spans to the exporter."""
+    exporter = InMemorySpanExporter()
+    config = settings_for(database_url, **settings)
+    app = create_app(config, model_factory=lambda: model, span_exporter=exporter)
+    key = new_api_key(database_url)
+    with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as client:
+        yield client, exporter
+
+
 @pytest.mark.usefixtures("repository")  # removes the sessions afterwards
 @pytest.mark.parametrize("route", ["/process", "/process-streaming"])
 def test_a_turn_is_one_trace_from_its_request_to_its_statements_and_model(
     database_url: str, route: str
 ) -> None:
-    exporter = InMemorySpanExporter()
-    model = ScriptedModel(["Hello there."])
-    settings = settings_for(database_url)
-    app = create_app(settings, model_factory=lambda: model, span_exporter=exporter)
-    key = new_api_key(database_url)
-    with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as client:
+    with traced_client(database_url, ScriptedModel(["Hello there."])) as (client, exporter):
         response = client.post(route, json={"prompt": "Hi", "session_id": "traced"})
         assert response.status_code == 200
-    # The app has stopped: its batch of spans has been sent.
     spans = exporter.get_finished_spans()
 
     [request] = [span for span in spans if span.kind == SpanKind.SERVER]
@@ -78,12 +87,8 @@ def test_a_turn_is_one_trace_from_its_request_to_its_statements_and_model(
 def test_statements_of_no_request_and_a_streams_events_make_no_spans(database_url: str) -> None:
     """Lease renewals (every third of a lease), /ready's ping and a pool's connections would
     each be a trace of one span; each event of a stream, a span of the request."""
-    exporter = InMemorySpanExporter()
     model = GatedModel(lambda: time.sleep(1.5))  # renewed four times meanwhile
-    settings = settings_for(database_url, session_lease_seconds=1)
-    app = create_app(settings, model_factory=lambda: model, span_exporter=exporter)
-    key = new_api_key(database_url)
-    with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as client:
+    with traced_client(database_url, model, session_lease_seconds=1) as (client, exporter):
         assert client.get("/ready").status_code == 200
         body = {"prompt": "Hi", "session_id": "traced"}
         assert client.post("/process-streaming", json=body).status_code == 200
@@ -96,13 +101,8 @@ def test_statements_of_no_request_and_a_streams_events_make_no_spans(database_ur
 
 @pytest.mark.usefixtures("repository")
 def test_a_failed_turn_span_carries_its_error_code(database_url: str) -> None:
-    exporter = InMemorySpanExporter()
     model = ScriptedModel([RuntimeError("provider exploded")])
-    app = create_app(
-        settings_for(database_url), model_factory=lambda: model, span_exporter=exporter
-    )
-    key = new_api_key(database_url)
-    with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as client:
+    with traced_client(database_url, model) as (client, exporter):
         assert client.post("/process", json={"prompt": "Hi"}).status_code == 502
 
     [turn] = named(exporter.get_finished_spans(), "turn")
