@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from httpx import Response
 from sqlalchemy import Engine
 
 from {{ cookiecutter.__package_name }}.api_keys import create_api_key, revoke_api_key
@@ -178,6 +179,40 @@ def test_open_mode_needs_no_credential_and_says_so(
     assert "AUTH_MODE=none" in caplog.text
     local = api.repository.for_principal("local")
     assert local.read_session("open") is not None
+
+
+def test_open_mode_refuses_browsers_on_other_sites(make_api: MakeApi) -> None:
+    """Any web page its user opens could otherwise run turns on the developer's model: a `fetch`
+    whose body has no content type is sent without a CORS preflight, and FastAPI reads it as
+    JSON. The service's own pages, an allowed origin, and clients that are not browsers pass."""
+    api = make_api(
+        ["Own page.", "Allowed origin.", "Not a browser."],
+        auth_mode="none",
+        cors_allow_origins=["https://app.example"],
+    )
+    local = api.client.app.state.repository.for_principal("local")
+
+    def post(**headers: str) -> Response:
+        turn = {"prompt": "Hi", "session_id": "open"}
+        return api.client.post("/process", json=turn, headers=headers)
+
+    refused = [
+        post(**{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}),
+        post(**{"Sec-Fetch-Site": "same-site", "Origin": "http://other.localhost"}),
+        post(Origin="https://evil.example"),  # a browser that sends no Sec-Fetch-Site
+        api.client.post("/sessions", headers={"Sec-Fetch-Site": "cross-site"}),
+        api.client.delete("/sessions/open", headers={"Origin": "null"}),
+    ]
+    listed = api.client.get("/sessions", headers={"Sec-Fetch-Site": "cross-site"})
+
+    for response in refused:
+        assert_error(response, 403, "cross_site_request")
+    assert local.read_session("open") is None
+    assert listed.status_code == 200, "reading is harmless: the page cannot see the answer"
+    assert post(**{"Sec-Fetch-Site": "same-origin", "Origin": "http://testserver"}).is_success
+    assert post(**{"Sec-Fetch-Site": "cross-site", "Origin": "https://app.example"}).is_success
+    assert post().is_success
+    assert len(local.list_messages("open", "default")) == 6
 
 
 def test_open_mode_is_not_served_beyond_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -202,6 +202,7 @@ def documented(descriptions: dict[int, str]) -> dict[int | str, dict]:
 ERROR_RESPONSES = documented(
     {
         401: "Missing or invalid credential: an API key or a JWT, by AUTH_MODE (unauthorized)",
+        403: "AUTH_MODE=none: a browser's request for another site's page (cross_site_request)",
         408: "The request body took longer than REQUEST_BODY_TIMEOUT to arrive (request_timeout)",
         413: "Request body larger than MAX_BODY_BYTES (request_too_large)",
         422: "Invalid parameters or body (invalid_request)",

@@ -2,7 +2,8 @@
 
 AUTH_MODE=api_keys: `Authorization: Bearer <key>`, a key made with the command line (api_keys.py).
 AUTH_MODE=jwt: `Authorization: Bearer <JWT>`, verified against the identity provider's JWKS.
-AUTH_MODE=none: no credential; every caller is the principal "local".
+AUTH_MODE=none: no credential; every caller is the principal "local", but a browser may send
+only what a page of this service, or of CORS_ALLOW_ORIGINS, asks for.
 """
 
 import asyncio
@@ -10,6 +11,7 @@ import logging
 import threading
 import time
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import jwt
 from fastapi import Depends, Request
@@ -29,6 +31,8 @@ bearer = HTTPBearer(auto_error=False, description="An API key, or a JWT (see AUT
 JWT_CLOCK_SKEW_SECONDS = 30
 # How long after a failed fetch of the provider's key set the next may be tried.
 JWKS_RETRY_SECONDS = 5
+# The methods that change nothing, which a browser may send from any page.
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
 class SigningKeysUnavailableError(Exception):
@@ -45,6 +49,7 @@ class Authenticator:
         self, settings: Settings, engine: AsyncEngine, connections: asyncio.Semaphore
     ) -> None:
         self.mode = settings.auth_mode
+        self.allowed_origins = settings.cors_allow_origins
         self._settings = settings
         self._engine = engine
         self._connections = connections
@@ -121,6 +126,12 @@ async def authenticate(
     """The caller's principal; 401 unless the request proves one."""
     authenticator: Authenticator = request.app.state.authenticator
     if authenticator.mode == "none":
+        if from_another_site(request, authenticator.allowed_origins):
+            message = (
+                "With AUTH_MODE=none, a browser may send this only from the service's own pages "
+                "or from an origin of CORS_ALLOW_ORIGINS."
+            )
+            raise ApiError(403, "cross_site_request", message)
         return LOCAL_PRINCIPAL
     principal = None
     if credentials is not None:
@@ -140,6 +151,23 @@ async def authenticate(
             headers={"WWW-Authenticate": "Bearer"},
         )
     return principal
+
+
+def from_another_site(request: Request, allowed_origins: list[str]) -> bool:
+    """Whether a browser sends this request, one that changes something, for a page of another
+    site: with no credential to prove who asks, any page its user opens could otherwise run turns
+    and delete sessions here (a form, or a `fetch` whose body has no content type, needs no CORS
+    preflight). Browsers name the page's site in Sec-Fetch-Site, older ones only in Origin;
+    other clients send neither."""
+    if request.method in SAFE_METHODS:
+        return False
+    origin = request.headers.get("origin")
+    if origin in allowed_origins:
+        return False
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site not in ("same-origin", "none")  # "none": the user's own navigation
+    return origin is not None and urlsplit(origin).netloc != request.headers.get("host")
 
 
 Principal = Annotated[str, Depends(authenticate)]
