@@ -106,6 +106,35 @@ def test_sessions_stored_before_they_were_named_per_principal_keep_everything(
     assert left == 0  # alice's session took what it held with it
 
 
+@pytest.mark.postgresql
+def test_migrations_are_not_bound_by_the_statement_timeout() -> None:
+    """DB_STATEMENT_TIMEOUT_MS bounds what requests run; 0004 rewrites every stored message, which
+    on a large database takes far longer than a request may."""
+    with postgres_database() as url:
+        setup = create_engine(settings_for(url))
+        upgrade_schema(setup, "0003")
+        with setup.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO sessions (session_id, session_type, created_at, updated_at) "
+                    "VALUES ('long', 'AGENT', now(), now());"
+                    "INSERT INTO agents VALUES ('long', 'default', '{}', '{}', '{}', now(), now());"
+                    "INSERT INTO messages SELECT 'long', 'default', n, "
+                    """'{"role": "user", "content": [{"text": "kept"}]}', NULL, now(), now() """
+                    "FROM generate_series(0, 49999) AS n"
+                )
+            )
+        engine = create_engine(settings_for(url, db_statement_timeout_ms=100))
+
+        upgrade_schema(engine)
+
+        engine.dispose()
+        with setup.connect() as connection:
+            local = "SELECT count(*) FROM messages WHERE principal = 'local'"
+            assert connection.execute(text(local)).scalar_one() == 50_000
+        setup.dispose()
+
+
 def test_no_downgrade_below_0004_while_principals_share_a_session_id(
     empty_engine: Engine,
 ) -> None:

@@ -32,6 +32,10 @@ def run_migrations() -> None:
                     compare_server_default=True,
                 )
                 with context.begin_transaction():
+                    if not sqlite:
+                        # DB_STATEMENT_TIMEOUT_MS bounds a request's statements; a migration may
+                        # rewrite a whole table. Unbounded for this transaction only.
+                        connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
                     context.run_migrations()
                 connection.commit()
             finally:
