@@ -32,6 +32,13 @@ def test_unknown_provider_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
+@pytest.mark.parametrize("url", ["sqlite:///:memory:", "sqlite://", "sqlite+aiosqlite://"])
+def test_an_in_memory_sqlite_database_is_refused(url: str) -> None:
+    # Each connection of the pools would see a database of its own, empty.
+    with pytest.raises(ValueError, match="name a file"):
+        Settings(database_url=url)
+
+
 def test_auth_mode_follows_the_template_answer(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AUTH_MODE")
 {%- if cookiecutter.auth_mode == "jwt" %}

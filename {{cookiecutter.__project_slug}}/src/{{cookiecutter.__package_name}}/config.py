@@ -59,10 +59,14 @@ class EngineSettings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def use_psycopg_driver(cls, url: str) -> str:
-        """Accept the postgres:// and postgresql:// URLs that hosting providers hand out."""
+        """Accept the postgres:// and postgresql:// URLs that hosting providers hand out; refuse
+        an in-memory SQLite database, which each connection would see empty."""
         for prefix in ("postgres://", "postgresql://"):
             if url.startswith(prefix):
                 return "postgresql+psycopg://" + url.removeprefix(prefix)
+        if url.startswith("sqlite") and urlsplit(url).path.lstrip("/") in ("", ":memory:"):
+            message = "an in-memory SQLite database is not kept; name a file: sqlite:///agent.db"
+            raise PydanticCustomError("sqlite_in_memory", message)
         return url
 
     @field_validator("*")

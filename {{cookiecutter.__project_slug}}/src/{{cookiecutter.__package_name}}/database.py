@@ -1,6 +1,7 @@
 """The database engine (one per process) and the schema migrations that shape it."""
 
 import json
+import math
 import re
 from base64 import b64encode
 from functools import partial
@@ -29,7 +30,14 @@ def _encode_bytes(value: Any) -> Any:
 
 
 # `default` is only consulted for values json cannot encode, so messages without bytes pay nothing.
-_dumps = partial(json.dumps, default=_encode_bytes, ensure_ascii=False, separators=(",", ":"))
+# NaN and the infinities are not JSON (PostgreSQL's jsonb refuses them): dumping them raises.
+_dumps = partial(
+    json.dumps,
+    default=_encode_bytes,
+    ensure_ascii=False,
+    separators=(",", ":"),
+    allow_nan=False,
+)
 
 
 # Half of a surrogate pair: UTF-8 cannot encode it, and so neither database can store it. Python
@@ -44,10 +52,14 @@ def replace_unstorable(text: str) -> str:
 
 
 def dumps_json(value: Any) -> str:
-    """Encode a JSON column, with what it cannot hold replaced (`replace_unstorable`) rather
-    than failing the turn. Only a document that may hold some is walked: NUL is escaped in it
-    (`\\u0000`), a surrogate is as it is, and never in a document of ASCII only."""
-    document = _dumps(value)
+    """Encode a JSON column, with what it cannot hold replaced rather than failing the turn: NaN
+    and the infinities by null, text as `replace_unstorable` says. Only a document that may hold
+    some is walked: NUL is escaped in it (`\\u0000`), a surrogate is as it is, and never in a
+    document of ASCII only."""
+    try:
+        document = _dumps(value)
+    except ValueError:  # a float that is not a number, or infinite
+        return _dumps(_storable(value))
     if "\\u0000" in document or (not document.isascii() and _SURROGATE.search(document)):
         return _dumps(_storable(value))
     return document
@@ -56,6 +68,8 @@ def dumps_json(value: Any) -> str:
 def _storable(value: Any) -> Any:
     if isinstance(value, str):
         return replace_unstorable(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if isinstance(value, dict):
         return {_storable(key): _storable(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
@@ -110,7 +124,7 @@ def create_async_engine(settings: EngineSettings) -> AsyncEngine:
 
 def _url(settings: EngineSettings) -> URL:
     url = make_url(settings.database_url)
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+    if url.get_backend_name() == "sqlite":  # a file (Settings refuses an in-memory database)
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     return url
 

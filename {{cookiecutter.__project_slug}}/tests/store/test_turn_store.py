@@ -121,6 +121,25 @@ async def test_bytes_state_and_timestamps_round_trip_unchanged(
     await store.give_up(work)
 
 
+async def test_numbers_that_json_cannot_hold_are_stored_as_null(
+    store: TurnStore, repository: SqlSessionRepository
+) -> None:
+    # NaN and the infinities, as a data tool's statistics hold them, are not JSON: PostgreSQL's
+    # jsonb refused them and the turn was lost. Both databases store null instead.
+    call = ToolCall("lookup_order", {"order_id": "A-7", "weight_kg": float("nan")})
+    state = {"mean": float("nan"), "range": [float("-inf"), float("inf")]}
+    await turn(store, "Where is A-7?", [call, "It shipped."], tools=[lookup_order], state=state)
+
+    work = await store.begin("s", "default", "local")
+    restored = agent_for(work, [], tools=[lookup_order])
+
+    assert restored.state.get() == {"mean": None, "range": [None, None]}
+    tool_use = restored.messages[1]["content"][0]["toolUse"]
+    assert tool_use["input"] == {"order_id": "A-7", "weight_kg": None}
+    assert stored(repository)[-1] == ("assistant", "It shipped.")
+    await store.give_up(work)
+
+
 async def test_nothing_of_a_turn_is_stored_before_it_is_saved(
     store: TurnStore, repository: SqlSessionRepository
 ) -> None:
