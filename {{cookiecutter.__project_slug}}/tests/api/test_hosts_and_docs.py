@@ -17,27 +17,34 @@ def test_a_request_for_another_host_is_refused(api: Api) -> None:
     forged = {"Host": "attacker.example"}
     turn = api.client.post("/process", json={"prompt": "hi"}, headers=forged)
 
-    assert_error(api.client.get("/health", headers=forged), 400, "invalid_host")
+    assert_error(api.client.get("/sessions", headers=forged), 400, "invalid_host")
     assert_error(turn, 400, "invalid_host")
     assert api.model.calls == []
+
+
+def test_the_probes_answer_whatever_the_host(api: Api) -> None:
+    # Kubernetes, Docker and load balancers probe by IP address; an answer tells nothing.
+    for path in ("/health", "/ready"):
+        assert api.client.get(path, headers={"Host": "10.0.3.7:8080"}).status_code == 200
 
 
 def test_allowed_hosts_match_without_the_port_and_by_wildcard(make_api: MakeApi) -> None:
     api = make_api(allowed_hosts=["api.example.com", "*.agents.example.com"])
 
     for host in ("api.example.com:8443", "eu.agents.example.com", "API.EXAMPLE.COM"):
-        assert api.client.get("/health", headers={"Host": host}).status_code == 200, host
+        assert api.client.get("/sessions", headers={"Host": host}).status_code == 200, host
     for host in ("testserver", "example.com", "api.example.com.attacker.example"):
-        assert_error(api.client.get("/health", headers={"Host": host}), 400, "invalid_host")
+        assert_error(api.client.get("/sessions", headers={"Host": host}), 400, "invalid_host")
 
 
 def test_by_default_only_loopback_names_are_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ALLOWED_HOSTS")
 
     with TestClient(create_app(), base_url="http://localhost:8000") as client:
-        assert client.get("/health").status_code == 200
-        assert client.get("/health", headers={"Host": "127.0.0.1:8000"}).status_code == 200
-        assert_error(client.get("/health", headers={"Host": "0.0.0.0"}), 400, "invalid_host")
+        # 401: the host passed, and the request needs a credential.
+        assert client.get("/sessions").status_code == 401
+        assert client.get("/sessions", headers={"Host": "127.0.0.1:8000"}).status_code == 401
+        assert_error(client.get("/sessions", headers={"Host": "0.0.0.0"}), 400, "invalid_host")
 
 
 @pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json"])

@@ -1,5 +1,5 @@
 """Render a kustomization as `kubectl apply -k` would, for the features deploy/kubernetes uses:
-resources, namespace, images, replicas and JSON 6902 patches. Anything else fails the render, so
+resources, namespace, images and JSON 6902 patches. Anything else fails the render, so
 that a manifest relying on a feature this does not apply is never validated unapplied."""
 
 from pathlib import Path
@@ -7,9 +7,7 @@ from typing import Any
 
 import yaml
 
-SUPPORTED = {"apiVersion", "kind", "resources", "namespace", "images", "replicas", "patches"}
-# The kinds `replicas` applies to.
-SCALABLE_KINDS = {"Deployment", "ReplicaSet", "ReplicationController", "StatefulSet"}
+SUPPORTED = {"apiVersion", "kind", "resources", "namespace", "images", "patches"}
 # Kinds that live outside any namespace.
 CLUSTER_KINDS = {"Namespace", "ClusterRole", "ClusterRoleBinding", "PersistentVolume"}
 
@@ -34,9 +32,6 @@ def render(directory: Path) -> list[Manifest]:
             if container["image"].split(":")[0] == image["name"]:
                 name = image.get("newName", image["name"])
                 container["image"] = f"{name}:{image['newTag']}" if "newTag" in image else name
-    for replicas in kustomization.get("replicas", []):
-        workloads = [manifest for manifest in objects if manifest["kind"] in SCALABLE_KINDS]
-        named(workloads, None, replicas["name"])["spec"]["replicas"] = replicas["count"]
     for patch in kustomization.get("patches", []):
         target = named(objects, patch["target"]["kind"], patch["target"]["name"])
         for operation in yaml.safe_load(patch["patch"]):
@@ -48,11 +43,11 @@ def render(directory: Path) -> list[Manifest]:
     return objects
 
 
-def named(objects: list[Manifest], kind: str | None, name: str) -> Manifest:
+def named(objects: list[Manifest], kind: str, name: str) -> Manifest:
     matches = [
         manifest
         for manifest in objects
-        if manifest["metadata"]["name"] == name and kind in (None, manifest["kind"])
+        if manifest["metadata"]["name"] == name and manifest["kind"] == kind
     ]
     if len(matches) != 1:
         raise ValueError(f"{len(matches)} objects of kind {kind} are named {name!r}")

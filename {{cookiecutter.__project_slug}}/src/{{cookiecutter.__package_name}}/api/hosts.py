@@ -1,7 +1,9 @@
 """Only requests whose Host header names one of ALLOWED_HOSTS reach the service.
 
 A forged Host header is how DNS rebinding reaches a service on 127.0.0.1 from a browser, and how
-absolute URLs built from the request end up pointing elsewhere.
+absolute URLs built from the request end up pointing elsewhere. The probes answer whatever the
+host: Kubernetes, Docker and load balancers send them to an IP address, and what they answer tells
+nothing.
 """
 
 from collections.abc import Sequence
@@ -11,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import error_response
 
+PROBES = {"/health", "/ready"}
 # What the inner app of the check sends: the host was allowed.
 _ALLOWED: Message = {"type": "allowed_host"}
 
@@ -29,6 +32,9 @@ class AllowedHostsMiddleware:
         self.check = TrustedHostMiddleware(_report_allowed, allowed_hosts, www_redirect=False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in PROBES:
+            await self.app(scope, receive, send)
+            return
         sent: list[Message] = []
 
         async def collect(message: Message) -> None:
