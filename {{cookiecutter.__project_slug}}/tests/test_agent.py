@@ -22,17 +22,20 @@ def test_the_template_provider_builds_without_calling_it(monkeypatch: pytest.Mon
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "not-a-real-key")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-real-key")
     monkeypatch.setenv("AWS_REGION", "us-east-1")
-    settings = settings_for("sqlite://", model_provider="{{ cookiecutter.model_provider }}")
+    provider = "{{ cookiecutter.model_provider }}"
+    settings = settings_for("sqlite:///agent.db", model_provider=provider, model_max_tokens=500)
 
     model = build_model(settings)
 
-    assert model.get_config()["model_id"] == DEFAULT_MODEL_IDS["{{ cookiecutter.model_provider }}"]
+    config = model.get_config()
+    assert config["model_id"] == DEFAULT_MODEL_IDS[provider]
+    assert 500 in (config.get("max_tokens"), config.get("params", {}).get("max_tokens"))
     custom = build_model(settings.model_copy(update={"model_id": "my-model"}))
     assert custom.get_config()["model_id"] == "my-model"
 
 
 def test_the_echo_model_answers_offline(repository: SqlSessionRepository) -> None:
-    settings = settings_for("sqlite://", model_provider="echo", conversation_window=6)
+    settings = settings_for("sqlite:///agent.db", model_provider="echo", conversation_window=6)
     model = build_model(settings)
     agent = build_agent(settings, repository, "chat", model)
 

@@ -53,7 +53,9 @@ def build_model(settings: Settings) -> Model:
     if provider == "ollama":
         from strands.models.ollama import OllamaModel
 
-        return OllamaModel(settings.ollama_host, model_id=model_id)
+        return OllamaModel(
+            settings.ollama_host, model_id=model_id, max_tokens=settings.model_max_tokens
+        )
     from strands.models.litellm import LiteLLMModel
 
     return LiteLLMModel(model_id=model_id, params={"max_tokens": settings.model_max_tokens})

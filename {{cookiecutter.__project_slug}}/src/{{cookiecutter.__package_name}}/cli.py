@@ -15,6 +15,7 @@ from .config import EngineSettings, Settings, get_settings, settings_or_exit
 from .database import create_engine, migrate_if_embedded
 from .logs import log_config
 from .server import HeaderLimitsProtocol
+from .session_store import InvalidIdError, validate_id
 
 
 def is_loopback(host: str) -> bool:
@@ -22,6 +23,14 @@ def is_loopback(host: str) -> bool:
         return host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:  # a host name: it may resolve to anything
         return False
+
+
+def principal(text: str) -> str:
+    """A principal named on the command line: refused by argparse, in one line, unless valid."""
+    try:
+        return validate_id("principal", text)
+    except InvalidIdError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def serve(settings: Settings, args: argparse.Namespace) -> None:
@@ -69,7 +78,9 @@ def main(argv: list[str] | None = None) -> None:
     serve_command.add_argument("--limit-concurrency", type=int, default=2000)
     serve_command.add_argument("--backlog", type=int, default=2048)
     create = commands.add_parser("create-api-key", help="make a key for PRINCIPAL and print it")
-    create.add_argument("principal", help="who the key's holder is: their sessions are theirs")
+    create.add_argument(
+        "principal", type=principal, help="who the key's holder is: their sessions are theirs"
+    )
     commands.add_parser("list-api-keys", help="every key: id, principal, created, revoked")
     revoke = commands.add_parser("revoke-api-key", help="refuse a key from now on, everywhere")
     revoke.add_argument("key_id", help="the id that list-api-keys shows (the key's first part)")

@@ -168,6 +168,16 @@ def test_the_command_line_makes_lists_and_revokes_keys(
     assert "revoked" in capsys.readouterr().out
 
 
+def test_create_api_key_refuses_an_invalid_principal_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit:
+        command_line(["create-api-key", "a/b"])
+
+    assert exit.value.code == 2
+    assert "invalid principal 'a/b'" in capsys.readouterr().err
+
+
 def test_open_mode_needs_no_credential_and_says_so(
     make_api: MakeApi, caplog: pytest.LogCaptureFixture
 ) -> None:
