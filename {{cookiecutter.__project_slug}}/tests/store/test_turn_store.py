@@ -17,6 +17,7 @@ from strands.session import RepositorySessionManager
 from strands.types.exceptions import SessionException
 from strands.types.session import SessionAgent, SessionMessage
 
+from {{ cookiecutter.__package_name }}.database import create_async_engine
 from {{ cookiecutter.__package_name }}.session_store import (
     LeaseLostError,
     SessionBusyError,
@@ -28,8 +29,9 @@ from {{ cookiecutter.__package_name }}.session_store import (
 from {{ cookiecutter.__package_name }}.session_store.records import message_values
 from {{ cookiecutter.__package_name }}.session_store.tables import messages, sessions
 
-from ..support.databases import drop_other_connections
+from ..support.databases import drop_other_connections, settings_for
 from ..support.scripted_model import RedactPrompt, Reply, ScriptedModel, ToolCall
+from ..support.tcp_proxy import answer_cutting_proxy
 from ..support.tools import lookup_order
 
 pytestmark = pytest.mark.anyio
@@ -498,6 +500,33 @@ async def test_a_connection_the_database_dropped_is_replaced_when_a_turn_begins(
     drop_other_connections(engine)
 
     await turn(store, "two", ["Second."])
+
+
+async def test_a_save_whose_answer_was_lost_is_not_reported_lost(
+    database_url: str, repository: SqlSessionRepository
+) -> None:
+    # The save committed, and the connection dropped before its answer came back: saving again
+    # finds the lease released. Reported lost, the turn would be retried by its client and
+    # stored twice.
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a SQLite connection cannot be dropped")
+    with answer_cutting_proxy(database_url) as proxy:
+        engine = create_async_engine(settings_for(proxy.url))
+        store = turn_store_for(engine, lease_seconds=30)
+        work = await store.begin("s", "default", "local")
+        await agent_for(work, ["Hello."]).invoke_async("hi")
+        proxy.cut_next_answer = True
+
+        await store.save(work)
+
+        await turn(store, "again", ["Hello again."])
+        await engine.dispose()
+    assert stored(repository) == [
+        ("user", "hi"),
+        ("assistant", "Hello."),
+        ("user", "again"),
+        ("assistant", "Hello again."),
+    ]
 
 
 async def test_a_connection_the_database_dropped_while_the_model_ran_is_replaced_to_save(

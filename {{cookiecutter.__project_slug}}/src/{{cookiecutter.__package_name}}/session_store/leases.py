@@ -6,13 +6,17 @@ and gives it back in the transaction that saves it; its replica renews it meanwh
 replica that dies leaves its sessions free once their leases expire. A turn that lost its lease
 (its replica stalled past the expiry) writes nothing: the save releases the lease only where the
 id is still the turn's and it has not expired, and goes no further when it finds none.
+
+A lease is free when it has no expiry. The save that releases one leaves its id in place, until
+the next turn takes the session: a replica whose connection dropped before the save's answer
+came back can tell that the save was done.
 """
 
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Dialect, bindparam, func, or_, tuple_, update
+from sqlalchemy import Dialect, bindparam, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ColumnElement
 
@@ -32,8 +36,10 @@ def database_time(dialect: Dialect, seconds_from_now: float = 0) -> ColumnElemen
 
 
 def lease_is_free(dialect: Dialect) -> ColumnElement[bool]:
-    """Whether a session's row holds no live lease: none was taken, or it has expired."""
-    return or_(sessions.c.lease_id.is_(None), sessions.c.lease_expires_at <= database_time(dialect))
+    """Whether a session's row holds no live lease: none was taken, it was given back, or it has
+    expired."""
+    expires_at = sessions.c.lease_expires_at
+    return or_(expires_at.is_(None), expires_at <= database_time(dialect))
 
 
 class Leases:
@@ -70,12 +76,15 @@ class Leases:
             update(sessions)
             .where(*this_session, this_lease, sessions.c.lease_expires_at > now)
             .values(
-                lease_id=None,
                 lease_expires_at=None,
                 updated_at=bindparam("now"),
                 version=sessions.c.version + 1,
             )
             .returning(sessions.c.principal, sessions.c.session_id)
+        )
+        # Returns the session's key if a save released this lease and no turn has taken it since.
+        self.released = select(sessions.c.session_id).where(
+            *this_session, this_lease, sessions.c.lease_expires_at.is_(None)
         )
         # Takes (principal, session id, lease id) triples; returns the ids of the leases renewed.
         held = tuple_(sessions.c.principal, sessions.c.session_id, sessions.c.lease_id)

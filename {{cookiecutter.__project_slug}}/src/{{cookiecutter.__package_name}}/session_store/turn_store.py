@@ -155,9 +155,25 @@ class TurnStore:
     async def save(self, work: UnitOfWork) -> None:
         """Write the turn and release its lease, in one transaction; LeaseLostError, and nothing
         written, if the turn no longer holds the lease."""
-        # The database may have restarted while the model ran. Saving again is safe: a save
-        # that did commit released the lease, and the second one then writes nothing.
-        await again_if_dropped(lambda: self._save(work))
+        try:
+            await self._save(work)
+        except DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+            # The database restarted while the model ran, or the connection dropped before the
+            # save's answer came back. Saving again is safe: a save that did commit released the
+            # lease, and the second one then writes nothing, but finds the lease released.
+            try:
+                await self._save(work)
+            except LeaseLostError:
+                if not await self._released(work):
+                    raise
+
+    async def _released(self, work: UnitOfWork) -> bool:
+        """Whether a save released the turn's lease (and no turn has taken the session since)."""
+        values = self.leases.release_values(work.principal, work.session_id, work.lease_id)
+        async with self._autocommit.connect() as connection:
+            return (await connection.execute(self.leases.released, values)).first() is not None
 
     async def _save(self, work: UnitOfWork) -> None:
         key = _agent_key(work)
