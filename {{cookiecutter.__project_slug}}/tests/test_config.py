@@ -116,3 +116,17 @@ def test_the_server_refuses_to_start_on_a_placeholder_with_one_line(command: lis
         "Invalid settings: DATABASE_URL: its password is still the .env.example placeholder; "
         "set the real one"
     ]
+
+
+def test_the_server_refuses_to_start_without_its_model_providers_client() -> None:
+    provider = "{{ 'openai' if cookiecutter.model_provider == 'ollama' else 'ollama' }}"
+    environment = {**os.environ, "MODEL_PROVIDER": provider}
+    command = [sys.executable, "-m", "uvicorn", APP, "--port", "0"]
+
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120)
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"MODEL_PROVIDER={provider} needs the {provider} package: "
+        f"uv add 'strands-agents[{provider}]'"
+    ]

@@ -1,5 +1,6 @@
 """The one place that builds an Agent: model, system prompt, tools, conversation window, session."""
 
+import importlib
 from collections.abc import Sequence
 
 from strands import Agent, ModelRetryStrategy
@@ -30,6 +31,21 @@ DEFAULT_MODEL_IDS = {
     "ollama": "llama3.2",
     "litellm": "anthropic/claude-sonnet-4-6",
 }
+
+
+def check_model_provider(settings: Settings) -> None:
+    """Exit in one line if MODEL_PROVIDER's client library is not installed: the service would
+    start, and every turn fail."""
+    provider = settings.model_provider
+    if provider == "echo":
+        return
+    try:
+        importlib.import_module(f"strands.models.{provider}")
+    except ImportError as error:
+        raise SystemExit(
+            f"MODEL_PROVIDER={provider} needs the {error.name} package: "
+            f"uv add 'strands-agents[{provider}]'"
+        ) from None
 
 
 def build_model(settings: Settings) -> Model:
