@@ -67,11 +67,13 @@ def test_lowest_dependencies_pass_the_suite(bake: Bake) -> None:
     assert " failed" not in result.stdout
 
 
-@pytest.mark.parametrize("version", ["3.12", "3.13"])
-def test_each_supported_python_passes_the_suite(bake: Bake, version: str) -> None:
-    """The suites above run on the Python that runs this one (3.11 on .ci/run); the default
-    project's also runs on the others, on SQLite (the template's GitHub workflow runs every
-    version against PostgreSQL too)."""
+@pytest.mark.parametrize("version", ["3.13"])
+def test_the_newest_supported_python_passes_the_suite(bake: Bake, version: str) -> None:
+    """The suites above run on the Python that runs this one (3.11, the oldest supported, on
+    .ci/run); the default project's also runs on the newest, on SQLite. Not on each version
+    between: each suite costs minutes of a CI that must stay under half an hour, and the bounds
+    are where a version's differences show (the template's GitHub workflow runs every version
+    against PostgreSQL)."""
     python = installed_python(version)
     if python is None:
         pytest.skip(f"no Python {version} here (on PATH, or installed by pyenv)")

@@ -82,7 +82,7 @@ def test_every_status_is_documented(make_api: MakeApi) -> None:
     def statuses(path: str, method: str) -> set[str]:
         return set(paths[path][method]["responses"])
 
-    everywhere = {"401", "408", "413", "422", "500", "503"}
+    everywhere = {"400", "401", "408", "413", "422", "500", "503"}
     for path, method in [("/process", "post"), ("/process-streaming", "post")]:
         assert everywhere | {"200", "400", "409", "429", "502", "504"} <= statuses(path, method)
     assert everywhere | {"201", "400", "409"} <= statuses("/sessions", "post")
@@ -91,6 +91,16 @@ def test_every_status_is_documented(make_api: MakeApi) -> None:
     assert everywhere | {"200", "404"} <= statuses("/sessions/{session_id}/history", "get")
     assert everywhere | {"204", "404", "409"} <= statuses("/sessions/{session_id}", "delete")
     assert {"200", "503"} <= statuses("/ready", "get")
+    # A status that means several things names every code it may carry.
+    process = paths["/process"]["post"]["responses"]
+    for status, codes in {
+        "400": ["invalid_host", "invalid_json"],
+        "413": ["request_too_large", "prompt_too_long"],
+        "500": ["internal_error"],
+        "503": ["database_unavailable", "auth_unavailable", "model_throttled", "turn_not_stored"],
+    }.items():
+        for code in codes:
+            assert code in process[status]["description"], (status, code)
 
 
 def test_routes_and_schemas_are_documented(make_api: MakeApi) -> None:

@@ -85,8 +85,10 @@ def running_server(database_url: str, **options: str | IO[str] | None) -> Iterat
 
 
 def wait_until_healthy(
-    client: httpx.Client, process: subprocess.Popen, timeout: float = 30
+    client: httpx.Client, process: subprocess.Popen, timeout: float = 60
 ) -> None:
+    """Wait for the server to answer. Generous: on a machine as loaded as CI's, starting Python
+    and importing the SDK took more than 30 s once."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -95,5 +97,6 @@ def wait_until_healthy(
             if client.get("/health").status_code == 200:
                 return
         except httpx.TransportError:
-            time.sleep(0.1)
+            pass
+        time.sleep(0.1)
     raise TimeoutError(f"uvicorn did not answer /health within {timeout} s")

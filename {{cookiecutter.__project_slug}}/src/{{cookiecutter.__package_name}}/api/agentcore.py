@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from ..turns import Turn, TurnResult
 from .dependencies import AppSettings, Runner
-from .errors import BODY_ERROR_RESPONSES, ERROR_RESPONSES, TURN_ERROR_RESPONSES, turn_error
+from .errors import ANY_ROUTE_ERRORS, BODY_ERRORS, TURN_ERRORS, documented, turn_error
 from .schemas import Prompt, SessionId, TurnRequest
 from .security import Principal
 from .turns import checked_request, process_streaming, started_turn
@@ -116,7 +116,7 @@ def create_router() -> APIRouter:
     @router.post(
         "/invocations",
         response_model=TurnResult,
-        responses=ERROR_RESPONSES | BODY_ERROR_RESPONSES | TURN_ERROR_RESPONSES,
+        responses=documented(ANY_ROUTE_ERRORS, BODY_ERRORS, TURN_ERRORS),
     )
     async def invocations(
         turn: Annotated[Turn, Depends(started_invocation)],

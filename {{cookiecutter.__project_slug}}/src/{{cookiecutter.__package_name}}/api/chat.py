@@ -18,7 +18,7 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from ..turns import TextDelta, ToolResult, ToolUse, Turn, TurnEvent, TurnResult
 from .dependencies import AppSettings, Runner
-from .errors import BODY_ERROR_RESPONSES, ERROR_RESPONSES, TURN_ERROR_RESPONSES, turn_error
+from .errors import ANY_ROUTE_ERRORS, BODY_ERRORS, TURN_ERRORS, documented, turn_error
 from .schemas import SessionId, TurnRequest, storable_text
 from .security import Principal, authenticate
 from .turns import checked_request, started_turn
@@ -26,7 +26,7 @@ from .turns import checked_request, started_turn
 router = APIRouter(
     tags=["chat"],
     dependencies=[Depends(authenticate)],
-    responses=ERROR_RESPONSES | BODY_ERROR_RESPONSES | TURN_ERROR_RESPONSES,
+    responses=documented(ANY_ROUTE_ERRORS, BODY_ERRORS, TURN_ERRORS),
 )
 
 # Strands' stop reasons, as the AI SDK names them; any other is "other".

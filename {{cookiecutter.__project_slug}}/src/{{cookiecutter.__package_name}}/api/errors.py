@@ -181,51 +181,48 @@ class UnexpectedErrorMiddleware:
                 await response(scope, receive, send)
 
 
-def documented(descriptions: dict[int, str]) -> dict[int | str, dict]:
-    """Error statuses for a route's OpenAPI `responses`, each with the error body's schema.
-
-    The JSON content type is named: FastAPI would otherwise give a streaming route's errors the
-    route's own media type (text/event-stream), which they are not sent as.
-    """
+def documented(*groups: dict[int, str]) -> dict[int | str, dict]:
+    """Error statuses for a route's OpenAPI `responses`, each with the error body's schema; a
+    status that several groups name is described by each of them."""
+    descriptions: dict[int, list[str]] = {}
+    for group in groups:
+        for status, description in group.items():
+            descriptions.setdefault(status, []).append(description)
     json_body = {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
     return {
         status: {
             "model": ErrorResponse,
-            "description": description,
+            "description": "; ".join(described),
             "content": {"application/json": json_body},
         }
-        for status, description in descriptions.items()
+        for status, described in descriptions.items()
     }
 
 
-# What every route but /health can answer.
-ERROR_RESPONSES = documented(
-    {
-        401: "Missing or invalid credential: an API key or a JWT, by AUTH_MODE (unauthorized)",
-        403: "AUTH_MODE=none: a browser's request for another site's page (cross_site_request)",
-        408: "The request body took longer than REQUEST_BODY_TIMEOUT to arrive (request_timeout)",
-        413: "Request body larger than MAX_BODY_BYTES (request_too_large)",
-        422: "Invalid parameters or body (invalid_request)",
-        500: "The service failed (internal_error); it has been logged",
-        503: "The database is unreachable (database_unavailable), or the identity provider's "
-        "signing keys (auth_unavailable)",
-    }
-)
+# What every route but the probes can answer.
+ANY_ROUTE_ERRORS = {
+    400: "The Host header names none of ALLOWED_HOSTS (invalid_host)",
+    401: "Missing or invalid credential: an API key or a JWT, by AUTH_MODE (unauthorized)",
+    403: "AUTH_MODE=none: a browser's request for another site's page (cross_site_request)",
+    408: "The request body took longer than REQUEST_BODY_TIMEOUT to arrive (request_timeout)",
+    413: "Request body larger than MAX_BODY_BYTES (request_too_large)",
+    422: "Invalid parameters or body (invalid_request)",
+    500: "The service failed (internal_error); it has been logged",
+    503: "The database is unreachable (database_unavailable), or the identity provider's "
+    "signing keys (auth_unavailable)",
+}
 # What a route that takes a JSON body can answer too.
-BODY_ERROR_RESPONSES = documented({400: "The body is not JSON (invalid_json)"})
-SESSION_ERROR_RESPONSES = documented({404: "Unknown session (session_not_found)"})
-TURN_ERROR_RESPONSES = documented(
-    {
-        409: "Another turn of the session is still running after SESSION_WAIT_TIMEOUT "
-        "(session_busy)",
-        413: "The prompt is longer than MAX_PROMPT_CHARS (prompt_too_long)",
-        429: "The service holds MAX_CONCURRENT_TURNS turns (overloaded), or the caller is past "
-        "MAX_TURNS_PER_PRINCIPAL or TURNS_PER_MINUTE (too_many_turns; retry after Retry-After), "
-        "or keeps MAX_SESSIONS_PER_PRINCIPAL sessions (too_many_sessions)",
-        500: "The service failed (internal_error); nothing of the turn was stored",
-        502: "The model failed (model_error); nothing of the turn was stored",
-        503: "The model is throttled, the database unreachable, or the turn lost its claim on "
-        "the session (turn_not_stored)",
-        504: "The turn took longer than TURN_TIMEOUT (model_timeout)",
-    }
-)
+BODY_ERRORS = {400: "the body is not JSON (invalid_json)"}
+SESSION_ERRORS = {404: "Unknown session (session_not_found)"}
+TURN_ERRORS = {
+    409: "Another turn of the session is still running after SESSION_WAIT_TIMEOUT (session_busy)",
+    413: "the prompt is longer than MAX_PROMPT_CHARS (prompt_too_long)",
+    429: "The service holds MAX_CONCURRENT_TURNS turns (overloaded), or the caller is past "
+    "MAX_TURNS_PER_PRINCIPAL or TURNS_PER_MINUTE (too_many_turns; retry after Retry-After), "
+    "or keeps MAX_SESSIONS_PER_PRINCIPAL sessions (too_many_sessions)",
+    500: "nothing of the turn was stored",
+    502: "The model failed (model_error); nothing of the turn was stored",
+    503: "the model is throttled (model_throttled; retry after Retry-After), or the turn lost "
+    "its claim on the session (turn_not_stored)",
+    504: "The turn took longer than TURN_TIMEOUT (model_timeout)",
+}

@@ -17,9 +17,9 @@ from ..turns import message_text
 from .cursors import sign_cursor, verify_cursor
 from .dependencies import AppSettings, CursorSecret, Repository
 from .errors import (
-    BODY_ERROR_RESPONSES,
-    ERROR_RESPONSES,
-    SESSION_ERROR_RESPONSES,
+    ANY_ROUTE_ERRORS,
+    BODY_ERRORS,
+    SESSION_ERRORS,
     ApiError,
     documented,
     limit_error,
@@ -41,7 +41,7 @@ router = APIRouter(
     prefix="/sessions",
     tags=["sessions"],
     dependencies=[Depends(authenticate)],
-    responses=ERROR_RESPONSES,
+    responses=documented(ANY_ROUTE_ERRORS),
 )
 
 SessionIdPath = Annotated[SessionId, Path()]
@@ -74,12 +74,13 @@ def session_detail(repository: Repository, session: Session) -> SessionDetail:
 @router.post(
     "",
     status_code=201,
-    responses=BODY_ERROR_RESPONSES
-    | documented(
+    responses=documented(
+        ANY_ROUTE_ERRORS,
+        BODY_ERRORS,
         {
             409: "The session exists (already_exists)",
             429: "The caller keeps MAX_SESSIONS_PER_PRINCIPAL sessions (too_many_sessions)",
-        }
+        },
     ),
 )
 def create_session(
@@ -100,10 +101,7 @@ def create_session(
 @router.get(
     "",
     responses=documented(
-        {
-            422: "Invalid parameters (invalid_request), or a cursor not from this service "
-            "(invalid_cursor)"
-        }
+        ANY_ROUTE_ERRORS, {422: "a cursor not from this service (invalid_cursor)"}
     ),
 )
 def list_sessions(
@@ -132,7 +130,7 @@ def list_sessions(
     )
 
 
-@router.get("/{session_id}", responses=SESSION_ERROR_RESPONSES)
+@router.get("/{session_id}", responses=documented(SESSION_ERRORS))
 def get_session(session_id: SessionIdPath, repository: Repository) -> SessionDetail:
     """A session with its timestamps, its message count and its agents."""
     session = repository.read_session(session_id)
@@ -141,7 +139,7 @@ def get_session(session_id: SessionIdPath, repository: Repository) -> SessionDet
     return session_detail(repository, session)
 
 
-@router.get("/{session_id}/history", responses=SESSION_ERROR_RESPONSES)
+@router.get("/{session_id}/history", responses=documented(SESSION_ERRORS))
 def get_history(
     session_id: SessionIdPath,
     repository: Repository,
@@ -175,8 +173,7 @@ def get_history(
 @router.delete(
     "/{session_id}",
     status_code=204,
-    responses=SESSION_ERROR_RESPONSES
-    | documented({409: "A turn of the session is running (session_busy)"}),
+    responses=documented(SESSION_ERRORS, {409: "A turn of the session is running (session_busy)"}),
 )
 def delete_session(session_id: SessionIdPath, repository: Repository) -> Response:
     """Delete the session with all its agents, messages and multi-agent state, unless a turn of

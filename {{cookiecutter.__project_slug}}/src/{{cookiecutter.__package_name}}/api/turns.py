@@ -10,10 +10,11 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from ..turns import TextDelta, ToolResult, ToolUse, Turn, TurnEvent, TurnResult
 from .dependencies import AppSettings, Runner
 from .errors import (
-    BODY_ERROR_RESPONSES,
-    ERROR_RESPONSES,
-    TURN_ERROR_RESPONSES,
+    ANY_ROUTE_ERRORS,
+    BODY_ERRORS,
+    TURN_ERRORS,
     ApiError,
+    documented,
     turn_error,
 )
 from .schemas import TurnRequest
@@ -22,7 +23,7 @@ from .security import Principal, authenticate
 router = APIRouter(
     tags=["turns"],
     dependencies=[Depends(authenticate)],
-    responses=ERROR_RESPONSES | BODY_ERROR_RESPONSES | TURN_ERROR_RESPONSES,
+    responses=documented(ANY_ROUTE_ERRORS, BODY_ERRORS, TURN_ERRORS),
 )
 
 
