@@ -66,6 +66,15 @@ def test_the_probes_answer_without_a_credential(monkeypatch: pytest.MonkeyPatch)
             assert response.status_code == 200, (request, response.text)
 
 
+def test_idle_connections_outlive_the_ingress_controllers() -> None:
+    # Else the controller now and then sends a request down a connection the pod is closing.
+    (app,) = [container for container in containers(example()) if container["name"] == "app"]
+    options = dict(option.split("=") for option in app["command"] if option.startswith("--"))
+
+    assert app["command"][:2] == ["{{ cookiecutter.__project_slug }}", "serve"]
+    assert int(options["--timeout-keep-alive"]) > 60  # ingress-nginx's upstream keep-alive
+
+
 def test_running_turns_have_time_to_finish_on_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
     objects = example()
     for name, value in settings_of(objects).items():
