@@ -127,3 +127,16 @@ def test_a_streamed_invocation_keeps_its_connection_alive_while_a_tool_runs(
     assert chunks[0].startswith(b"event: tool_use\n")
     assert set(chunks[1:-1]) == {b": ping\n\n"}
     assert chunks[-1].startswith(b"event: tool_result\n")
+
+
+def test_a_streamed_event_holds_json_only() -> None:
+    # A tool's input or result may hold NaN or an infinity, which JSON has no words for.
+    async def tool_use() -> AsyncIterator[ServerSentEvent]:
+        yield ServerSentEvent(event="tool_use", data={"input": {"mean": float("nan")}})
+
+    async def sent() -> list[bytes]:
+        return [chunk async for chunk in agentcore.encoded(tool_use())]
+
+    (chunk,) = asyncio.run(sent())
+
+    assert chunk == b'event: tool_use\ndata: {"input":{"mean":null}}\n\n'

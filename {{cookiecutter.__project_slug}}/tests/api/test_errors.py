@@ -91,7 +91,14 @@ def test_every_status_is_documented(make_api: MakeApi) -> None:
     assert everywhere | {"200", "404"} <= statuses("/sessions/{session_id}/history", "get")
     assert everywhere | {"204", "404", "409"} <= statuses("/sessions/{session_id}", "delete")
     assert {"200", "503"} <= statuses("/ready", "get")
-    # A status that means several things names every code it may carry.
+    # A status that means several things names every code it may carry: a route's own meaning
+    # of it is added to the one every route has.
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            described = {status: r["description"] for status, r in operation["responses"].items()}
+            for status, code in {"400": "invalid_host", "413": "request_too_large"}.items():
+                if status in described:
+                    assert code in described[status], (path, method, status)
     process = paths["/process"]["post"]["responses"]
     for status, codes in {
         "400": ["invalid_host", "invalid_json"],

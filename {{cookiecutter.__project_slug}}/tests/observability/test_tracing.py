@@ -87,8 +87,8 @@ def test_a_turn_is_one_trace_from_its_request_to_its_statements_and_model(
 def test_statements_of_no_request_and_a_streams_events_make_no_spans(database_url: str) -> None:
     """Lease renewals (every third of a lease), /ready's ping and a pool's connections would
     each be a trace of one span; each event of a stream, a span of the request."""
-    model = GatedModel(lambda: time.sleep(1.5))  # renewed four times meanwhile
-    with traced_client(database_url, model, session_lease_seconds=1) as (client, exporter):
+    model = GatedModel(lambda: time.sleep(1.5))  # renewed twice meanwhile
+    with traced_client(database_url, model, session_lease_seconds=2) as (client, exporter):
         assert client.get("/ready").status_code == 200
         body = {"prompt": "Hi", "session_id": "traced"}
         assert client.post("/process-streaming", json=body).status_code == 200

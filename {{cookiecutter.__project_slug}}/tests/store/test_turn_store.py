@@ -529,6 +529,22 @@ async def test_a_save_whose_answer_was_lost_is_not_reported_lost(
     ]
 
 
+async def test_giving_up_after_the_save_keeps_what_it_stored(
+    store: TurnStore, repository: SqlSessionRepository
+) -> None:
+    # As a turn whose bookkeeping failed after its save committed would: its session, new with
+    # this turn, stays, and the next turn takes it.
+    work = await store.begin("s", "default", "local")
+    await agent_for(work, ["Hello."]).invoke_async("hi")
+    await store.save(work)
+
+    await store.give_up(work)
+
+    assert stored(repository) == [("user", "hi"), ("assistant", "Hello.")]
+    await turn(store, "again", ["Hello again."])
+    assert len(stored(repository)) == 4
+
+
 async def test_a_connection_the_database_dropped_while_the_model_ran_is_replaced_to_save(
     store: TurnStore, turn_engine: AsyncEngine, repository: SqlSessionRepository, engine: Engine
 ) -> None:

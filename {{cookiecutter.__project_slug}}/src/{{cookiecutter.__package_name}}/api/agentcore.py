@@ -5,7 +5,6 @@ session, so a conversation continues across invocations as it does across /proce
 """
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Annotated, Literal
@@ -20,6 +19,7 @@ from fastapi.sse import (
     format_sse_event,
 )
 from pydantic import BaseModel, Field
+from pydantic_core import to_json
 
 from ..turns import Turn, TurnResult
 from .dependencies import AppSettings, Runner
@@ -96,7 +96,8 @@ async def encoded(events: AsyncIterable[ServerSentEvent]) -> AsyncIterator[bytes
             except StopAsyncIteration:
                 return
             next_event = None
-            data = json.dumps(jsonable_encoder(event.data))
+            # As FastAPI encodes its own events: NaN and the infinities, which JSON lacks, as null.
+            data = to_json(jsonable_encoder(event.data), inf_nan_mode="null").decode()
             yield format_sse_event(event=event.event, data_str=data)
     finally:
         if next_event is not None:  # the client left while the event was awaited

@@ -162,12 +162,13 @@ def from_another_site(request: Request, allowed_origins: list[str]) -> bool:
     if request.method in SAFE_METHODS:
         return False
     origin = request.headers.get("origin")
-    if origin in allowed_origins:
+    if origin in allowed_origins or "*" in allowed_origins:
         return False
     site = request.headers.get("sec-fetch-site")
     if site is not None:
         return site not in ("same-origin", "none")  # "none": the user's own navigation
-    return origin is not None and urlsplit(origin).netloc != request.headers.get("host")
+    # By host name: a proxy in front may pass the Host header on without its port.
+    return origin is not None and urlsplit(origin).hostname != request.url.hostname
 
 
 Principal = Annotated[str, Depends(authenticate)]

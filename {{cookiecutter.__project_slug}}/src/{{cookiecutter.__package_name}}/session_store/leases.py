@@ -7,9 +7,10 @@ replica that dies leaves its sessions free once their leases expire. A turn that
 (its replica stalled past the expiry) writes nothing: the save releases the lease only where the
 id is still the turn's and it has not expired, and goes no further when it finds none.
 
-A lease is free when it has no expiry. The save that releases one leaves its id in place, until
-the next turn takes the session: a replica whose connection dropped before the save's answer
-came back can tell that the save was done.
+The save that releases a lease sets its expiry to RELEASED_AT, long past, and leaves its id in
+place until the next turn takes the session: a replica whose connection dropped before the save's
+answer came back can tell that the save was done, and a turn that failed after it does not give
+back, or discard, what the save stored. A lease that ran out is never mistaken for a released one.
 """
 
 import secrets
@@ -21,6 +22,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ColumnElement
 
 from .tables import UtcDateTime, sessions
+
+# The expiry a save gives the lease it releases: long past, so that every turn (and every earlier
+# release of this service, which released leases by clearing them) reads the session as free.
+RELEASED_AT = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def database_time(dialect: Dialect, seconds_from_now: float = 0) -> ColumnElement[datetime]:
@@ -36,10 +41,9 @@ def database_time(dialect: Dialect, seconds_from_now: float = 0) -> ColumnElemen
 
 
 def lease_is_free(dialect: Dialect) -> ColumnElement[bool]:
-    """Whether a session's row holds no live lease: none was taken, it was given back, or it has
-    expired."""
-    expires_at = sessions.c.lease_expires_at
-    return or_(expires_at.is_(None), expires_at <= database_time(dialect))
+    """Whether a session's row holds no live lease: none was taken, or it has expired (a released
+    one expired at RELEASED_AT)."""
+    return or_(sessions.c.lease_id.is_(None), sessions.c.lease_expires_at <= database_time(dialect))
 
 
 class Leases:
@@ -76,15 +80,15 @@ class Leases:
             update(sessions)
             .where(*this_session, this_lease, sessions.c.lease_expires_at > now)
             .values(
-                lease_expires_at=None,
+                lease_expires_at=RELEASED_AT,
                 updated_at=bindparam("now"),
                 version=sessions.c.version + 1,
             )
             .returning(sessions.c.principal, sessions.c.session_id)
         )
-        # Returns the session's key if a save released this lease and no turn has taken it since.
-        self.released = select(sessions.c.session_id).where(
-            *this_session, this_lease, sessions.c.lease_expires_at.is_(None)
+        # Returns the session's id if a save released this lease and no turn has taken it since.
+        self.saved = select(sessions.c.session_id).where(
+            *this_session, this_lease, sessions.c.lease_expires_at == RELEASED_AT
         )
         # Takes (principal, session id, lease id) triples; returns the ids of the leases renewed.
         held = tuple_(sessions.c.principal, sessions.c.session_id, sessions.c.lease_id)
@@ -97,10 +101,10 @@ class Leases:
             .values(lease_expires_at=expiry)
             .returning(sessions.c.lease_id)
         )
-        # Gives the lease back without saving anything (the turn failed).
+        # Gives the lease back without saving anything (the turn failed), unless a save released it.
         self.give_up = (
             update(sessions)
-            .where(*this_session, this_lease)
+            .where(*this_session, this_lease, sessions.c.lease_expires_at != RELEASED_AT)
             .values(lease_id=None, lease_expires_at=None)
         )
 

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from strands.types.exceptions import SessionException
 from strands.types.session import Session, SessionMessage, SessionType
 
-from .leases import Leases
+from .leases import RELEASED_AT, Leases
 from .records import (
     MESSAGE_FIELDS,
     SessionBusyError,
@@ -166,14 +166,14 @@ class TurnStore:
             try:
                 await self._save(work)
             except LeaseLostError:
-                if not await self._released(work):
+                if not await self._was_saved(work):
                     raise
 
-    async def _released(self, work: UnitOfWork) -> bool:
+    async def _was_saved(self, work: UnitOfWork) -> bool:
         """Whether a save released the turn's lease (and no turn has taken the session since)."""
         values = self.leases.release_values(work.principal, work.session_id, work.lease_id)
         async with self._autocommit.connect() as connection:
-            return (await connection.execute(self.leases.released, values)).first() is not None
+            return (await connection.execute(self.leases.saved, values)).first() is not None
 
     async def _save(self, work: UnitOfWork) -> None:
         key = _agent_key(work)
@@ -215,6 +215,7 @@ class TurnStore:
             sessions.c.principal == work.principal,
             sessions.c.session_id == work.session_id,
             sessions.c.lease_id == work.lease_id,
+            sessions.c.lease_expires_at != RELEASED_AT,  # unless a save released it
         )
         async with self._autocommit.connect() as connection:
             await connection.execute(delete(sessions).where(*lease))
