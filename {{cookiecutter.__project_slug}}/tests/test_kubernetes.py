@@ -24,6 +24,11 @@ def example() -> list[Manifest]:
     return render(KUBERNETES / "overlays" / "example")
 
 
+def named_container(objects: list[Manifest], name: str) -> Manifest:
+    (container,) = [container for container in containers(objects) if container["name"] == name]
+    return container
+
+
 def settings_of(objects: list[Manifest]) -> dict[str, str]:
     """The deployment's ConfigMap: the settings every replica runs with."""
     return named(objects, "ConfigMap", "{{ cookiecutter.__project_slug }}")["data"]
@@ -56,7 +61,7 @@ def test_every_variable_is_one_the_service_reads() -> None:
 def test_the_probes_answer_without_a_credential(monkeypatch: pytest.MonkeyPatch) -> None:
     objects = example()
     monkeypatch.setenv("ALLOWED_HOSTS", settings_of(objects)["ALLOWED_HOSTS"])
-    (app,) = [container for container in containers(objects) if container["name"] == "app"]
+    app = named_container(objects, "app")
 
     with TestClient(create_app()) as client:
         for probe in (app["readinessProbe"], app["livenessProbe"]):
@@ -68,7 +73,7 @@ def test_the_probes_answer_without_a_credential(monkeypatch: pytest.MonkeyPatch)
 
 def test_idle_connections_outlive_the_ingress_controllers() -> None:
     # Else the controller now and then sends a request down a connection the pod is closing.
-    (app,) = [container for container in containers(example()) if container["name"] == "app"]
+    app = named_container(example(), "app")
     options = dict(option.split("=") for option in app["command"] if option.startswith("--"))
 
     assert app["command"][:2] == ["{{ cookiecutter.__project_slug }}", "serve"]

@@ -49,7 +49,6 @@ class Authenticator:
         self, settings: Settings, engine: AsyncEngine, connections: asyncio.Semaphore
     ) -> None:
         self.mode = settings.auth_mode
-        self.allowed_origins = settings.cors_allow_origins
         self._settings = settings
         self._engine = engine
         self._connections = connections
@@ -126,7 +125,7 @@ async def authenticate(
     """The caller's principal; 401 unless the request proves one."""
     authenticator: Authenticator = request.app.state.authenticator
     if authenticator.mode == "none":
-        if from_another_site(request, authenticator.allowed_origins):
+        if from_another_site(request, request.app.state.settings.cors_allow_origins):
             message = (
                 "With AUTH_MODE=none, a browser may send this only from the service's own pages "
                 "or from an origin of CORS_ALLOW_ORIGINS."

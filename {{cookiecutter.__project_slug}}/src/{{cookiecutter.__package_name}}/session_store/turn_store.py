@@ -51,16 +51,19 @@ from .unit_of_work import UnitOfWork, restored_offset
 T = TypeVar("T")
 
 
-async def again_if_dropped(attempt: Callable[[], Awaitable[T]]) -> T:
-    """`attempt()`, and once more if it failed on a pooled connection that the database had
-    dropped (it restarted): SQLAlchemy has then discarded every connection opened before, so the
-    next one is fresh. For the asynchronous engine, whose pool does not ping connections."""
+async def again_if_dropped(
+    attempt: Callable[[], Awaitable[T]], again: Callable[[], Awaitable[T]] | None = None
+) -> T:
+    """`attempt()`, and once more (`again()`, if given) if it failed on a pooled connection that
+    the database had dropped (it restarted): SQLAlchemy has then discarded every connection opened
+    before, so the next one is fresh. For the asynchronous engine, whose pool does not ping
+    connections."""
     try:
         return await attempt()
     except DBAPIError as error:
         if not error.connection_invalidated:
             raise
-        return await attempt()
+        return await (again or attempt)()
 
 
 class LeaseLostError(SessionException):
@@ -155,25 +158,20 @@ class TurnStore:
     async def save(self, work: UnitOfWork) -> None:
         """Write the turn and release its lease, in one transaction; LeaseLostError, and nothing
         written, if the turn no longer holds the lease."""
+        # The database may have restarted while the model ran, or the connection dropped before
+        # the save's answer came back.
+        await again_if_dropped(lambda: self._save(work), lambda: self._save_again(work))
+
+    async def _save_again(self, work: UnitOfWork) -> None:
+        """Save after a save whose connection dropped. Safe: a save that did commit released the
+        lease, and this one then writes nothing, but finds the lease released by it."""
         try:
             await self._save(work)
-        except DBAPIError as error:
-            if not error.connection_invalidated:
-                raise
-            # The database restarted while the model ran, or the connection dropped before the
-            # save's answer came back. Saving again is safe: a save that did commit released the
-            # lease, and the second one then writes nothing, but finds the lease released.
-            try:
-                await self._save(work)
-            except LeaseLostError:
-                if not await self._was_saved(work):
+        except LeaseLostError:
+            values = self.leases.release_values(work.principal, work.session_id, work.lease_id)
+            async with self._autocommit.connect() as connection:
+                if (await connection.execute(self.leases.saved, values)).first() is None:
                     raise
-
-    async def _was_saved(self, work: UnitOfWork) -> bool:
-        """Whether a save released the turn's lease (and no turn has taken the session since)."""
-        values = self.leases.release_values(work.principal, work.session_id, work.lease_id)
-        async with self._autocommit.connect() as connection:
-            return (await connection.execute(self.leases.saved, values)).first() is not None
 
     async def _save(self, work: UnitOfWork) -> None:
         key = _agent_key(work)
