@@ -40,8 +40,8 @@ class EngineSettings(BaseSettings):
     # postgresql+psycopg://user:password@host:5432/db, or sqlite:///path/to/file.db
     database_url: str = DEFAULT_DATABASE_URL
     # The connections a process keeps: DB_POOL_SIZE for its turns, which hold one only while
-    # they begin and while they save (never while a model runs), and for reading API keys; and
-    # DB_SESSIONS_POOL_SIZE for the /sessions routes and /ready.
+    # they begin and while they save (never while a model runs), for reading API keys and for
+    # /ready; and DB_SESSIONS_POOL_SIZE for the /sessions routes.
     db_pool_size: int = Field(default=20, ge=2)
     db_sessions_pool_size: int = Field(default=5, ge=1)
     # Seconds a request waits for a pooled connection before it fails.

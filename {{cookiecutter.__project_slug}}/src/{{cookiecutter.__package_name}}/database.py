@@ -90,8 +90,8 @@ def loads_json(document: str | bytes) -> Any:
 
 
 def create_engine(settings: EngineSettings) -> Engine:
-    """The process's engine for everything but turns: the /sessions routes, /ready, migrations
-    and the store's plain SessionRepository. Its pool keeps DB_SESSIONS_POOL_SIZE connections."""
+    """The process's engine for everything but turns: the /sessions routes, migrations and the
+    store's plain SessionRepository. Its pool keeps DB_SESSIONS_POOL_SIZE connections."""
     engine = sqlalchemy.create_engine(
         _url(settings), pool_size=settings.db_sessions_pool_size, **_engine_options(settings)
     )

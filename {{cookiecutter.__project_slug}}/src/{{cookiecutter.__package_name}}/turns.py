@@ -200,7 +200,8 @@ class TurnRunner:
         self._stopping = False
         self._lease_keeper: asyncio.Task[None] | None = None
         # Requests (turns, and API keys read) use all but one of the pool's connections at once:
-        # lease renewals must never wait behind a burst of them, or the leases would expire.
+        # lease renewals must never wait behind a burst of them, or the leases would expire (nor
+        # /ready, or a busy replica would look broken).
         self.connections = asyncio.Semaphore(settings.db_pool_size - 1)
 
     @property

@@ -1,4 +1,8 @@
+from collections.abc import Callable
+
 from fastapi.testclient import TestClient
+
+from ..conftest import Api
 
 
 def test_health_answers_ok(client: TestClient) -> None:
@@ -20,3 +24,15 @@ def test_probes_need_no_credential(client: TestClient) -> None:
         response = client.get(path)
 
         assert response.status_code == 200, (path, response.text)
+
+
+def test_ready_while_session_requests_hold_their_pool(make_api: Callable[..., Api]) -> None:
+    """/sessions requests hold every connection of their pool (as slow reads of long
+    conversations would): the probe answers at once, or every replica would leave the load
+    balancer together."""
+    api = make_api(db_sessions_pool_size=2, db_pool_timeout=1)
+    engine = api.client.app.state.engine
+    with engine.connect(), engine.connect():
+        response = api.client.get("/ready")
+
+    assert response.status_code == 200, response.text

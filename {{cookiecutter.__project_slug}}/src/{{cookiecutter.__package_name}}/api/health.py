@@ -7,8 +7,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.concurrency import run_in_threadpool
 
+from ..session_store import again_if_dropped
 from .errors import ApiError, documented
 
 logger = logging.getLogger(__name__)
@@ -35,12 +35,15 @@ async def ready(request: Request) -> Health:
     the answer tells no more than whether this replica can serve.
     """
 
-    def ping() -> None:
-        with request.app.state.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+    # On the turns' engine, whose pool keeps a connection beyond what requests may hold at once
+    # (for renewing leases): the probe does not queue behind a burst of turns, nor behind slow
+    # /sessions requests, so a busy replica stays ready.
+    async def ping() -> None:
+        async with request.app.state.turn_engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
 
     try:
-        await run_in_threadpool(ping)
+        await again_if_dropped(ping)
     except SQLAlchemyError as error:
         logger.warning("readiness check failed: %s", error)
         raise ApiError(503, "database_unavailable", "The database is unreachable.") from None
