@@ -5,25 +5,38 @@ Cookiecutter loads this module through `_extensions` in cookiecutter.json.
 
 from cookiecutter.utils import simple_filter
 
-_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
-@simple_filter
-def quoted(value: object) -> str:
-    """Return `value` as a double-quoted literal, valid both as a TOML basic string and in Python.
-
-    Unlike `tojson`, it keeps non-ASCII text as it is: JSON escapes characters outside the BMP as
-    surrogate pairs, which TOML rejects.
-    """
+def _escaped(value: str, quote: str) -> str:
+    """`value` between `quote`s, with what cannot stand there escaped. Non-ASCII text is kept as
+    it is: JSON (`tojson`) escapes characters outside the BMP as surrogate pairs, which TOML
+    rejects."""
     out = []
-    for char in str(value):
-        if char in _ESCAPES:
+    for char in value:
+        if char == quote:
+            out.append("\\" + char)
+        elif char in _ESCAPES:
             out.append(_ESCAPES[char])
         elif ord(char) < 0x20 or ord(char) == 0x7F:
             out.append(f"\\u{ord(char):04x}")
         else:
             out.append(char)
-    return '"' + "".join(out) + '"'
+    return quote + "".join(out) + quote
+
+
+@simple_filter
+def toml_string(value: object) -> str:
+    """`value` as a TOML basic string (double-quoted: a single-quoted one escapes nothing)."""
+    return _escaped(str(value), '"')
+
+
+@simple_filter
+def python_string(value: object) -> str:
+    """`value` as a Python string literal, quoted as `ruff format` quotes it: in double quotes,
+    unless the text holds more of those than of single ones."""
+    text = str(value)
+    return _escaped(text, "'" if text.count('"') > text.count("'") else '"')
 
 
 @simple_filter

@@ -85,7 +85,7 @@ def git_init() -> None:
 def print_next_steps() -> None:
     print(
         f"\nCreated {PROJECT_SLUG}. Next:\n"
-        f"  cd {PROJECT_SLUG}\n"
+        f"  cd {Path.cwd()}\n"
         "  make install   # uv sync: creates .venv with the project and its dev tools\n"
         "  make test\n"
         "  make dev       # http://127.0.0.1:8000/docs\n"

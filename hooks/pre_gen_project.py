@@ -16,17 +16,20 @@ PACKAGE_NAME = {{ cookiecutter.__package_name | tojson }}
 AUTHOR_EMAIL = {{ cookiecutter.author_email | tojson }}
 
 # Packages the generated project and its tests import: a package of the same name would shadow
-# them.
+# them (test_hooks.py checks that none is missing).
 DEPENDENCY_MODULES = frozenset(
     {
         "aiohttp",
         "aiosqlite",
         "alembic",
         "anthropic",
+        "anyio",
         "boto3",
         "botocore",
+        "cryptography",
         "fastapi",
         "httpx",
+        "hypothesis",
         "jwt",
         "kubernetes_validate",
         "litellm",
@@ -37,6 +40,7 @@ DEPENDENCY_MODULES = frozenset(
         "prometheus_client",
         "psycopg",
         "pydantic",
+        "pydantic_core",
         "pydantic_settings",
         "pytest",
         "pythonjsonlogger",
@@ -55,9 +59,13 @@ DEPENDENCY_MODULES = frozenset(
 DEPENDENCY_DISTRIBUTIONS = frozenset(
     {
         "kubernetes-validate",
+        "opentelemetry-exporter-otlp-proto-http",
+        "opentelemetry-instrumentation-fastapi",
+        "opentelemetry-instrumentation-sqlalchemy",
         "prometheus-client",
         "pydantic-settings",
         "pyjwt",
+        "pytest-xdist",
         "python-json-logger",
         "pyyaml",
         "ruff",
@@ -68,6 +76,9 @@ DEPENDENCY_DISTRIBUTIONS = frozenset(
 # The standard library's own test suite is a package too, which stdlib_module_names leaves out.
 STDLIB_MODULES = sys.stdlib_module_names | {"test"}
 SLUG_PATTERN = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
+# Kubernetes names its objects (and labels them) after the slug, in at most 63 characters; the
+# migration Job adds "-migrate".
+MAX_SLUG_LENGTH = 63 - len("-migrate")
 EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 
 
@@ -77,6 +88,12 @@ def slug_problem(slug: str) -> str | None:
         return (
             f"project slug {slug!r} must start with a letter and hold only lowercase letters, "
             "digits and single hyphens: start project_name with a letter, e.g. 'My Agent'"
+        )
+    if len(slug) > MAX_SLUG_LENGTH:
+        return (
+            f"project slug {slug!r} is {len(slug)} characters, longer than the "
+            f"{MAX_SLUG_LENGTH} that Kubernetes names leave room for: choose a shorter "
+            "project_name, e.g. 'Support Desk'"
         )
     if slug in DEPENDENCY_DISTRIBUTIONS:
         return (

@@ -1,6 +1,7 @@
 """The hooks: refused answers leave nothing behind, answers are data and never code."""
 
 import ast
+import re
 import subprocess
 import sys
 import tomllib
@@ -24,6 +25,7 @@ REFUSED = {
     "dependency-jwt": (["project_name=JWT"], "would shadow the 'jwt' dependency"),
     "dependency-distribution": (["project_name=PyJWT"], "is the name of a dependency"),
     "dependency-distribution-only": (["project_name=Python JSON Logger"], "name of a dependency"),
+    "name-too-long-for-kubernetes": (["project_name=" + "Agent " * 10], "Kubernetes names"),
     "email-without-at": (["author_email=me.example.com"], "is not an email address"),
     "email-without-domain": (["author_email=me@localhost"], "is not an email address"),
 }
@@ -68,6 +70,38 @@ def test_post_gen_hook_is_safe_to_run_twice(bake: Bake, tmp_path: Path) -> None:
     assert not (project.package_dir / "tools.py").exists()
 
 
+def test_every_dependency_of_the_generated_project_is_a_refused_name(bake: Bake) -> None:
+    """Every third-party module the generated code imports would be shadowed by a package of its
+    name, and every distribution its pyproject.toml names would be a dependency of itself: the
+    pre-generation hook refuses them all. (uv refuses the names of dependencies' dependencies at
+    `make install`, in a line that says so.)"""
+    hook: dict[str, object] = {}
+    exec(render_hook((TEMPLATE_DIR / "hooks" / "pre_gen_project.py").read_text()), hook)
+    project = bake(agentcore=True)  # every module there is
+
+    imported = set()
+    for path in project.path.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.partition(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.partition(".")[0])
+    third_party = imported - sys.stdlib_module_names - {project.package_name}
+    assert third_party - hook["DEPENDENCY_MODULES"] == set()
+
+    pyproject = tomllib.loads(project.read("pyproject.toml"))
+    requirements = [
+        *pyproject["project"]["dependencies"],
+        *pyproject["build-system"]["requires"],
+        *(r for group in pyproject["dependency-groups"].values() for r in group),
+    ]
+    for requirement in requirements:
+        name = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement).group().lower()
+        slug = re.sub(r"[._-]+", "-", name)
+        refused = hook["slug_problem"](slug) or hook["package_problem"](slug.replace("-", "_"))
+        assert refused, f"{requirement}: a project of that name would depend on itself"
+
+
 def render_hook(source: str, **answers: object) -> str:
     """Render a hook as cookiecutter would, from the default answers plus these."""
     from cookiecutter.environment import StrictEnvironment
@@ -103,15 +137,36 @@ def test_injected_code_in_answers_never_runs(tmp_path: Path) -> None:
 QUOTING = 'Say "hi" to C:\\agents\\new — über naïve ✓ 😀\nsecond line\twith a tab'
 
 
-def test_awkward_description_gives_valid_toml_and_python(bake: Bake) -> None:
-    project = bake(description=QUOTING, author_name="Zoë 'Q' O\"Brien \\")
+# Typographic quotes and dashes, as word processors and phones type them.
+NAME_IN_QUOTES = 'Bob\u2019s "Best" Agent \u2013 v2'
+
+
+def test_awkward_answers_give_valid_toml_and_python_that_passes_ruff(bake: Bake) -> None:
+    project = bake(
+        project_name=NAME_IN_QUOTES,
+        description=QUOTING,
+        author_name="Zoë 'Q' O\"Brien \\",
+    )
 
     pyproject = tomllib.loads(project.read("pyproject.toml"))
     assert pyproject["project"]["description"] == " ".join(QUOTING.split())
     assert pyproject["project"]["authors"][0]["name"] == "Zoë 'Q' O\"Brien \\"
     module = ast.parse(project.read(f"src/{project.package_name}/__init__.py"))
     assert ast.get_docstring(module, clean=False) == QUOTING
+    assert ast.literal_eval(module.body[1].value) == NAME_IN_QUOTES
     assert QUOTING in project.read("README.md")
+    ruff = [sys.executable, "-m", "ruff"]
+    subprocess.run([*ruff, "check", "--no-cache", "."], cwd=project.path, check=True)
+    subprocess.run([*ruff, "format", "--check", "--no-cache", "."], cwd=project.path, check=True)
+
+
+def test_a_name_in_double_quotes_is_single_quoted_in_python(bake: Bake) -> None:
+    """As `ruff format` would quote it: the fewer escapes."""
+    project = bake(project_name='The "Best" Agent', description='Talks to "Claude"')
+
+    assert project.read(f"src/{project.package_name}/__init__.py") == (
+        "'Talks to \"Claude\"'\n\nPROJECT_NAME = 'The \"Best\" Agent'\n"
+    )
 
 
 @pytest.mark.parametrize("hook", ["pre_gen_project.py", "post_gen_project.py"])

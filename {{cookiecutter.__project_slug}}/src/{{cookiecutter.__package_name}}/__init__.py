@@ -1,1 +1,3 @@
-{{ cookiecutter.description | quoted }}
+{{ cookiecutter.description | python_string }}
+
+PROJECT_NAME = {{ cookiecutter.project_name | python_string }}

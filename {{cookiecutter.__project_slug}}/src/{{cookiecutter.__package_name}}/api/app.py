@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from starlette.concurrency import run_in_threadpool
 from strands.models import Model
 
+from .. import PROJECT_NAME
 from .. import __doc__ as project_description
 from ..agent import build_model
 from ..config import Settings, get_settings
@@ -101,7 +102,7 @@ def create_app(
             yield
 
     app = FastAPI(
-        title={{ cookiecutter.project_name | quoted }},
+        title=PROJECT_NAME,
         description=project_description,
         version="0.1.0",
         lifespan=lifespan,
