@@ -151,6 +151,55 @@ def test_headers_sent_behind_a_request_still_being_answered_count_too(tmp_path: 
         assert server.client.get("/health").status_code == 200
 
 
+@pytest.mark.parametrize("refused", ["body too large", "another host"])
+def test_a_request_refused_before_its_body_was_read_loses_the_connection(
+    tmp_path: Path, refused: str
+) -> None:
+    """Answered before its body was read (413 for the size it declares, 400 for another host),
+    a request kept its connection for as long as its client trickled the rest of the body: uvicorn
+    reads and drops it, and waits for its end."""
+    with server_process(f"sqlite:///{tmp_path / 'test.db'}", serve=True) as server:
+        if refused == "body too large":
+            head = request_head(server, "Content-Length: 100000000")
+        else:
+            head = request_head(server, "Content-Length: 1000").replace(
+                b"Host: 127.0.0.1", b"Host: elsewhere.example"
+            )
+        with connect(server) as sock:
+            sock.sendall(head)
+            response = read_response(sock)
+            sock.sendall(b"x")  # more of the body, which the server must not wait for
+            sock.settimeout(2)
+            assert closed_by_server(sock)
+
+    assert response.headers["connection"] == "close"
+    assert response.status_code == (413 if refused == "body too large" else 400)
+
+
+def test_headers_after_a_chunked_body_count_too(tmp_path: Path) -> None:
+    """The headers a chunked body may end with (trailers) were neither counted nor bounded: one
+    client grew the process by 1.7 GB in 6 s. A body sent in many small chunks still passes."""
+    padding = b"X-Padding: %s\r\n" % (b"a" * 16_000)
+    body = json.dumps({"prompt": "x" * 4_000, "session_id": "chunked"}).encode()
+    pieces = [body[i : i + 10] for i in range(0, len(body), 10)]
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces)
+    database_url = f"sqlite:///{tmp_path / 'test.db'}"
+    with server_process(database_url, serve=True, MAX_HEADER_BYTES="1024") as server:
+        with connect(server) as sock:
+            sock.sendall(request_head(server, "Transfer-Encoding: chunked") + b"1\r\n{\r\n0\r\n")
+            try:
+                for _ in range(100):  # 1.6 MB, were nothing counted
+                    sock.sendall(padding)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # closed while they were sent
+            assert closed_by_server(sock)
+        with connect(server) as sock:
+            sock.sendall(request_head(server, "Transfer-Encoding: chunked") + chunks + b"0\r\n\r\n")
+            answered = read_response(sock)
+
+    assert answered.status_code == 200, answered.text
+
+
 def test_requests_and_streamed_turns_outlast_the_deadlines(
     database_url: str, engine: Engine
 ) -> None:

@@ -86,6 +86,12 @@ def turn_error_code(error: BaseException) -> str:
     return turn_error(error).code
 
 
+# The headers of an answer sent before the request's body was read whole: what is left of it may
+# still be on its way, so the connection can carry no next request (and uvicorn would otherwise
+# read and drop the rest for as long as it keeps coming).
+CLOSE_CONNECTION = {"Connection": "close"}
+
+
 def error_response(
     status_code: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:

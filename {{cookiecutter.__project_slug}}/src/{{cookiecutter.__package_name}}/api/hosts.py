@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import error_response
+from .errors import CLOSE_CONNECTION, error_response
 
 PROBES = {"/health", "/ready"}
 # What the inner app of the check sends: the host was allowed.
@@ -45,4 +45,5 @@ class AllowedHostsMiddleware:
             await self.app(scope, receive, send)
             return
         message = "The Host header names none of the hosts this service answers to (ALLOWED_HOSTS)."
-        await error_response(400, "invalid_host", message)(scope, receive, send)
+        response = error_response(400, "invalid_host", message, CLOSE_CONNECTION)
+        await response(scope, receive, send)

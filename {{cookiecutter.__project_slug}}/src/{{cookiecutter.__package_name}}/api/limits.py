@@ -9,7 +9,7 @@ import asyncio
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import error_response
+from .errors import CLOSE_CONNECTION, error_response
 
 
 class BodyLimitsMiddleware:
@@ -69,13 +69,13 @@ class BodyLimitsMiddleware:
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = f"The request body is larger than {self.max_bytes} bytes (MAX_BODY_BYTES)."
-        await error_response(413, "request_too_large", message)(scope, receive, send)
+        response = error_response(413, "request_too_large", message, CLOSE_CONNECTION)
+        await response(scope, receive, send)
 
     async def _timed_out(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = (
             f"The request body took longer than {self.timeout:g} seconds to arrive "
             "(REQUEST_BODY_TIMEOUT)."
         )
-        # The rest of the body may still be on its way: the connection can carry no next request.
-        response = error_response(408, "request_timeout", message, {"Connection": "close"})
+        response = error_response(408, "request_timeout", message, CLOSE_CONNECTION)
         await response(scope, receive, send)
