@@ -16,6 +16,7 @@ from .database import create_engine, migrate_if_embedded
 from .logs import log_config
 from .server import HeaderLimitsProtocol
 from .session_store import InvalidIdError, validate_id
+from .session_store.records import LOCAL_PRINCIPAL
 
 
 def is_loopback(host: str) -> bool:
@@ -28,9 +29,14 @@ def is_loopback(host: str) -> bool:
 def principal(text: str) -> str:
     """A principal named on the command line: refused by argparse, in one line, unless valid."""
     try:
-        return validate_id("principal", text)
+        validate_id("principal", text)
     except InvalidIdError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+    if text == LOCAL_PRINCIPAL:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is AUTH_MODE=none's principal, which no key may prove: choose another name"
+        )
+    return text
 
 
 def serve(settings: Settings, args: argparse.Namespace) -> None:

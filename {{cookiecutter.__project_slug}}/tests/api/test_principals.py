@@ -179,6 +179,23 @@ def test_create_api_key_refuses_an_invalid_principal_in_one_line(
     assert "invalid principal 'a/b'" in capsys.readouterr().err
 
 
+def test_no_credential_proves_the_open_modes_principal(
+    make_api: MakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """AUTH_MODE=none's principal, "local", owns what that mode stored and the sessions stored
+    before principals existed: a key for it, made past the command line's refusal, proves
+    nothing."""
+    api = make_api()
+    key = create_api_key(api.client.app.state.engine, "local")
+
+    response = api.client.get("/sessions", headers={"Authorization": f"Bearer {key}"})
+    with pytest.raises(SystemExit):
+        command_line(["create-api-key", "local"])
+
+    assert_error(response, 401, "unauthorized")
+    assert "AUTH_MODE=none's principal" in capsys.readouterr().err
+
+
 def test_open_mode_needs_no_credential_and_says_so(
     make_api: MakeApi, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -313,8 +330,9 @@ def test_a_jwt_from_a_provider_whose_clock_runs_ahead_is_accepted(
         {"exp": 1},
         {"nbf": int(time.time()) + 600},
         {"sub": ""},
+        {"sub": "local"},
     ],
-    ids=["audience", "issuer", "expired", "not-yet-valid", "no-principal"],
+    ids=["audience", "issuer", "expired", "not-yet-valid", "no-principal", "open-modes-principal"],
 )
 def test_a_jwt_that_does_not_hold_is_refused(
     make_api: MakeApi, signing_key: rsa.RSAPrivateKey, jwks_url: str, claims: dict

@@ -141,6 +141,12 @@ async def authenticate(
             message = "The identity provider's signing keys cannot be fetched; retry shortly."
             retry = {"Retry-After": str(JWKS_RETRY_SECONDS)}
             raise ApiError(503, "auth_unavailable", message, headers=retry) from None
+    if principal == LOCAL_PRINCIPAL:
+        # AUTH_MODE=none's principal owns the sessions of that mode, of SqlSessionRepository used
+        # without a principal, and those stored before principals existed: no credential
+        # proves it, or a token whose subject is "local" would read them all.
+        logger.warning("refused a credential for the principal %r, AUTH_MODE=none's", principal)
+        principal = None
     if principal is None:
         what = "an API key" if authenticator.mode == "api_keys" else "a valid JWT"
         raise ApiError(
