@@ -4,12 +4,12 @@
 """
 
 import argparse
-import ipaddress
 import sys
 
 import uvicorn
 from sqlalchemy import Engine
 
+from .api.security import is_loopback
 from .api_keys import create_api_key, list_api_keys, revoke_api_key
 from .config import EngineSettings, Settings, get_settings, settings_or_exit
 from .database import create_engine, migrate_if_embedded
@@ -17,13 +17,6 @@ from .logs import log_config
 from .server import HeaderLimitsProtocol
 from .session_store import InvalidIdError, validate_id
 from .session_store.records import LOCAL_PRINCIPAL
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: it may resolve to anything
-        return False
 
 
 def principal(text: str) -> str:

@@ -160,8 +160,8 @@ class Settings(EngineSettings):
     jwt_audience: str | None = None
     jwt_algorithms: list[str] = ["RS256"]
     jwt_principal_claim: str = "sub"
-    # AUTH_MODE=none answers whoever reaches it: `serve` refuses to listen beyond this machine
-    # (an address other than loopback) unless this is true.
+    # AUTH_MODE=none has no credential to check: unless this is true, it answers only clients on
+    # this machine (others get 403), and `serve` refuses to listen on an address beyond it.
     allow_open_access: bool = False
 
     # Signs the `GET /sessions` cursors, so that a client can pass back only those it was given.

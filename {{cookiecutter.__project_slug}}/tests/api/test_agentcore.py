@@ -9,10 +9,11 @@ from uuid import uuid4
 import httpx
 import pytest
 from fastapi.sse import ServerSentEvent
-from sqlalchemy import Engine
+from sqlalchemy import Engine, delete
 
 from {{ cookiecutter.__package_name }}.api import agentcore
 from {{ cookiecutter.__package_name }}.api.agentcore import SESSION_HEADER
+from {{ cookiecutter.__package_name }}.session_store.tables import sessions
 
 from ..support.http import assert_error
 from ..support.server import running_server
@@ -25,6 +26,8 @@ def runtime(database_url: str, engine: Engine) -> Iterator[httpx.Client]:
     enough for /ping to see it."""
     with running_server(database_url, ECHO_WORD_DELAY="0.05") as client:
         yield client
+    with engine.begin() as connection:  # the next tests on this database start with no session
+        connection.execute(delete(sessions))
 
 
 def runtime_session() -> str:

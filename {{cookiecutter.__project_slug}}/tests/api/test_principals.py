@@ -11,9 +11,11 @@ from contextlib import contextmanager
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import Engine
 
+from {{ cookiecutter.__package_name }}.api.app import create_app
 from {{ cookiecutter.__package_name }}.api_keys import create_api_key, revoke_api_key
 from {{ cookiecutter.__package_name }}.cli import main as command_line
 from {{ cookiecutter.__package_name }}.principal_limits import (
@@ -22,7 +24,7 @@ from {{ cookiecutter.__package_name }}.principal_limits import (
 )
 
 from ..conftest import Api
-from ..support.databases import drop_other_connections
+from ..support.databases import drop_other_connections, settings_for
 from ..support.http import QuietHandler, assert_error, local_http_server
 from ..support.scripted_model import GatedModel
 
@@ -249,6 +251,21 @@ def test_open_mode_is_not_served_beyond_this_machine(monkeypatch: pytest.MonkeyP
 
     with pytest.raises(SystemExit, match="ALLOW_OPEN_ACCESS=true"):
         command_line(["serve", "--host", "0.0.0.0"])
+
+
+@pytest.mark.parametrize("allow_open_access", [False, True])
+def test_open_mode_answers_other_machines_only_when_allowed(
+    database_url: str, allow_open_access: bool
+) -> None:
+    """Served by plain `uvicorn --host 0.0.0.0`, which `serve`'s refusal above does not stop."""
+    settings = settings_for(database_url, auth_mode="none", allow_open_access=allow_open_access)
+    with TestClient(create_app(settings), client=("192.0.2.7", 50000)) as client:
+        response = client.get("/sessions")
+
+    if allow_open_access:
+        assert response.status_code == 200, response.text
+    else:
+        assert_error(response, 403, "open_access_refused")
 
 
 # JWT: tokens signed by a key of a local JWKS, as an identity provider would publish it.

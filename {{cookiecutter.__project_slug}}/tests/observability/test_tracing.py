@@ -119,7 +119,7 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from {{ cookiecutter.__package_name }}.main import app
 
-with TestClient(app) as client:
+with TestClient(app, client=("127.0.0.1", 50000)) as client:
     status = client.post("/process", json={"prompt": "Hi"}).status_code
     statements_traced = SQLAlchemyInstrumentor().is_instrumented_by_opentelemetry
 print(json.dumps({

@@ -209,7 +209,8 @@ def documented(*groups: dict[int, str]) -> dict[int | str, dict]:
 ANY_ROUTE_ERRORS = {
     400: "The Host header names none of ALLOWED_HOSTS (invalid_host)",
     401: "Missing or invalid credential: an API key or a JWT, by AUTH_MODE (unauthorized)",
-    403: "AUTH_MODE=none: a browser's request for another site's page (cross_site_request)",
+    403: "AUTH_MODE=none: a client on another machine (open_access_refused), or a browser's "
+    "request for another site's page (cross_site_request)",
     408: "The request body took longer than REQUEST_BODY_TIMEOUT to arrive (request_timeout)",
     413: "Request body larger than MAX_BODY_BYTES (request_too_large)",
     422: "Invalid parameters or body (invalid_request)",

@@ -7,6 +7,7 @@ only what a page of this service, or of CORS_ALLOW_ORIGINS, asks for.
 """
 
 import asyncio
+import ipaddress
 import logging
 import threading
 import time
@@ -125,7 +126,14 @@ async def authenticate(
     """The caller's principal; 401 unless the request proves one."""
     authenticator: Authenticator = request.app.state.authenticator
     if authenticator.mode == "none":
-        if from_another_site(request, request.app.state.settings.cors_allow_origins):
+        settings = request.app.state.settings
+        if not settings.allow_open_access and not from_this_machine(request):
+            message = (
+                "AUTH_MODE=none answers only clients on the service's own machine: set "
+                "AUTH_MODE=api_keys or jwt, or ALLOW_OPEN_ACCESS=true if that is what you want."
+            )
+            raise ApiError(403, "open_access_refused", message)
+        if from_another_site(request, settings.cors_allow_origins):
             message = (
                 "With AUTH_MODE=none, a browser may send this only from the service's own pages "
                 "or from an origin of CORS_ALLOW_ORIGINS."
@@ -156,6 +164,20 @@ async def authenticate(
             headers={"WWW-Authenticate": "Bearer"},
         )
     return principal
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def from_this_machine(request: Request) -> bool:
+    """Whether the client is on the service's machine: `serve` refuses to listen beyond it with
+    AUTH_MODE=none, but `uvicorn --host 0.0.0.0` does not ask. (Behind a proxy that is trusted
+    (FORWARDED_ALLOW_IPS), the client is the one the proxy names.)"""
+    return request.client is not None and is_loopback(request.client.host)
 
 
 def from_another_site(request: Request, allowed_origins: list[str]) -> bool:
