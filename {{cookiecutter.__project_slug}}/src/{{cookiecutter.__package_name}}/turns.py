@@ -60,6 +60,14 @@ class ToolResult:
     content: list[ToolResultContent]  # what the tool returned: text, JSON, images, documents
 
 
+@dataclass(frozen=True)
+class ModelRetry:
+    """The model's call failed (throttled) and is made again after `delay` seconds: the text it
+    streamed since the last tool result is withdrawn, and the new call streams its own."""
+
+    delay: float
+
+
 class Usage(BaseModel):
     input_tokens: int
     output_tokens: int
@@ -75,7 +83,7 @@ class TurnResult(BaseModel):
     usage: Usage
 
 
-TurnEvent = TextDelta | ToolUse | ToolResult | TurnResult
+TurnEvent = TextDelta | ToolUse | ToolResult | ModelRetry | TurnResult
 
 
 class OverloadedError(Exception):
@@ -411,7 +419,8 @@ class TurnRunner:
         )
 
     def _pass_on(self, turn: Turn, event: dict[str, Any]) -> None:
-        """Emit the turn's text, tool uses and tool results from the SDK's stream events."""
+        """Emit the turn's text, tool uses, tool results and the model's retries from the SDK's
+        stream events."""
         if "data" in event:
             if not turn.streamed_text:
                 turn.streamed_text = True
@@ -425,6 +434,8 @@ class TurnRunner:
                 elif "toolResult" in block:
                     done = block["toolResult"]
                     turn.emit(ToolResult(done["toolUseId"], done["status"], done["content"]))
+        elif "event_loop_throttled_delay" in event:  # ModelRetryStrategy calls the model again
+            turn.emit(ModelRetry(event["event_loop_throttled_delay"]))
 
     async def _give_up(self, work: UnitOfWork) -> None:
         async with self.connections:

@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from strands.types.exceptions import ModelThrottledException
 
 from {{ cookiecutter.__package_name }} import agent as agent_module
 from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository
 
 from ..conftest import Api
 from ..support.http import assert_error
-from ..support.scripted_model import GatedModel, ToolCall
+from ..support.scripted_model import FailsMidAnswer, GatedModel, ToolCall
 from ..support.tools import failing_lookup_order, lookup_order
 
 MakeApi = Callable[..., Api]
@@ -64,6 +65,24 @@ def test_a_reply_streams_as_one_text_part(make_api: MakeApi) -> None:
         {"type": "text-end", "id": "text-1"},
         {"type": "finish-step"},
         {"type": "finish", "finishReason": "stop"},
+    ]
+
+
+def test_text_of_a_call_retried_mid_answer_ends_its_part_and_the_retry_starts_another(
+    make_api: MakeApi,
+) -> None:
+    """The protocol has no way to withdraw text: the retried call's is a part of its own."""
+    throttled = FailsMidAnswer("Half", ModelThrottledException("busy"))
+    api = make_api([throttled, "Whole."], model_max_attempts=2)
+
+    parts = chat(api.client, chat_body("chat-1", "Hi"))
+
+    assert parts[2:7] == [
+        {"type": "text-start", "id": "text-1"},
+        {"type": "text-delta", "id": "text-1", "delta": "Half"},
+        {"type": "text-end", "id": "text-1"},
+        {"type": "text-start", "id": "text-2"},
+        {"type": "text-delta", "id": "text-2", "delta": "Whole."},
     ]
 
 

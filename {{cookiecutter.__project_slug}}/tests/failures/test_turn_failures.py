@@ -20,7 +20,7 @@ from {{ cookiecutter.__package_name }}.turns import ModelFailures
 
 from ..conftest import Api
 from ..support.databases import new_api_key, settings_for
-from ..support.scripted_model import GatedModel, ScriptedModel, ToolCall
+from ..support.scripted_model import FailsMidAnswer, GatedModel, ScriptedModel, ToolCall
 from ..support.sse import parse_events
 
 MakeApi = Callable[..., Api]
@@ -233,6 +233,30 @@ def test_a_second_turn_on_a_busy_session_gets_409_after_the_wait_timeout(
     assert busy.json()["error"]["code"] == deleted.json()["error"]["code"] == "session_busy"
     assert other.result().status_code == 200
     assert roles(api) == ["user", "assistant"]
+
+
+def test_text_of_a_call_throttled_mid_answer_is_withdrawn_when_it_is_retried(
+    make_api: MakeApi,
+) -> None:
+    """The SDK calls the model again: without `retry` a client showed the first call's text and
+    then the second's, where the session stores only the second."""
+    throttled = FailsMidAnswer("Half an", ModelThrottledException("busy"))
+    api = make_api([throttled, "A whole answer."], model_max_attempts=2)
+
+    body = {"prompt": "hi", "session_id": "s"}
+    events = parse_events(api.client.post("/process-streaming", json=body).text)
+
+    assert [(event.event, event.data) for event in events[1:-1]] == [
+        ("text", {"text": "Half"}),
+        ("text", {"text": " an"}),
+        ("retry", {"delay": 2}),
+        ("text", {"text": "A"}),
+        ("text", {"text": " whole"}),
+        ("text", {"text": " answer."}),
+    ]
+    assert events[-1].data["response"] == "A whole answer."
+    stored = api.repository.list_messages("s", "default")
+    assert [message.message["content"] for message in stored][1] == [{"text": "A whole answer."}]
 
 
 def test_a_throttled_call_is_retried_before_giving_up(make_api: MakeApi) -> None:

@@ -36,14 +36,23 @@ class CutShort:
     reply: str | ToolCall
 
 
-Reply = str | ToolCall | RedactPrompt | CutShort | Exception
+@dataclass(frozen=True)
+class FailsMidAnswer:
+    """A reply that streams `text`, then fails with `error`, as a provider throttled mid-answer."""
+
+    text: str
+    error: Exception
+
+
+Reply = str | ToolCall | RedactPrompt | CutShort | FailsMidAnswer | Exception
 
 
 class ScriptedModel(Model):
     """Answers each model call with the next scripted reply; records what it was shown.
 
     A str streams as text (word by word), a ToolCall as a toolUse block, a CutShort as its reply
-    stopped at max_tokens, an Exception is raised.
+    stopped at max_tokens, a FailsMidAnswer as its text and then its error; an Exception is
+    raised.
     """
 
     def __init__(self, replies: Iterable[Reply] = ()) -> None:
@@ -80,13 +89,15 @@ class ScriptedModel(Model):
             yield {"contentBlockStop": {}}
             yield {"messageStop": {"stopReason": "max_tokens" if cut_short else "tool_use"}}
         else:
-            text = reply.text if isinstance(reply, RedactPrompt) else reply
+            text = reply if isinstance(reply, str) else reply.text
             if isinstance(reply, RedactPrompt):
                 yield {"redactContent": {"redactUserContentMessage": reply.replacement}}
             yield {"contentBlockStart": {"start": {}}}
             for index, word in enumerate(text.split(" ")):
                 chunk = word if index == 0 else f" {word}"
                 yield {"contentBlockDelta": {"delta": {"text": chunk}}}
+            if isinstance(reply, FailsMidAnswer):
+                raise reply.error
             yield {"contentBlockStop": {}}
             yield {"messageStop": {"stopReason": "max_tokens" if cut_short else "end_turn"}}
         usage = {"inputTokens": 10, "outputTokens": 5, "totalTokens": 15}

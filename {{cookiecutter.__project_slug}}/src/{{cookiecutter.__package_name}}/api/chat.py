@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import AfterValidator, BaseModel, Field
 
-from ..turns import TextDelta, ToolResult, ToolUse, Turn, TurnEvent, TurnResult
+from ..turns import ModelRetry, TextDelta, ToolResult, ToolUse, Turn, TurnEvent, TurnResult
 from .dependencies import AppSettings, Runner
 from .errors import ANY_ROUTE_ERRORS, BODY_ERRORS, TURN_ERRORS, documented, turn_error
 from .schemas import SessionId, TurnRequest, storable_text
@@ -143,6 +143,10 @@ class UIMessageParts:
                 self.open_text = f"text-{self.text_parts}"
                 parts.append({"type": "text-start", "id": self.open_text})
             parts.append({"type": "text-delta", "id": self.open_text, "delta": event.text})
+        elif isinstance(event, ModelRetry):
+            # The protocol cannot withdraw the failed call's text: the new call's text is a part
+            # of its own.
+            parts += self.end_text()
         elif isinstance(event, ToolUse):
             parts += self.end_text()
             tool_input = {"toolCallId": event.id, "toolName": event.name, "input": event.input}

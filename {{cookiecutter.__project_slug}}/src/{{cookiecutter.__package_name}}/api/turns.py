@@ -7,7 +7,7 @@ from uuid import uuid4
 from fastapi import APIRouter, Depends, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from ..turns import TextDelta, ToolResult, ToolUse, Turn, TurnEvent, TurnResult
+from ..turns import ModelRetry, TextDelta, ToolResult, ToolUse, Turn, TurnEvent, TurnResult
 from .dependencies import AppSettings, Runner
 from .errors import (
     ANY_ROUTE_ERRORS,
@@ -73,6 +73,8 @@ def server_sent_event(event: TurnEvent) -> ServerSentEvent:
         return ServerSentEvent(event="tool_use", data=data)
     if isinstance(event, ToolResult):
         return ServerSentEvent(event="tool_result", data={"id": event.id, "status": event.status})
+    if isinstance(event, ModelRetry):
+        return ServerSentEvent(event="retry", data={"delay": event.delay})
     return ServerSentEvent(event="done", data=event)
 
 
@@ -82,7 +84,8 @@ def server_sent_event(event: TurnEvent) -> ServerSentEvent:
     responses={
         200: {
             "description": "Events: `session` (first), `text`, `tool_use`, `tool_result`, "
-            "then `done` (last) or `error`."
+            "`retry` (the model is called again: the `text` since the last `tool_result` is "
+            "withdrawn), then `done` (last) or `error`."
         }
     },
 )

@@ -157,6 +157,11 @@ function appendText(bubble, text) {
   scrollToEnd();
 }
 
+// The model is called again: the text it streamed since its last tool call is withdrawn.
+function withdrawText(bubble) {
+  if (bubble.lastElementChild?.classList.contains("text")) bubble.lastElementChild.remove();
+}
+
 function scrollToEnd() {
   $("messages").scrollTop = $("messages").scrollHeight;
 }
@@ -217,6 +222,7 @@ async function send(prompt) {
       if (event === "text") appendText(answer, data.text);
       if (event === "tool_use") showToolCall(answer, data.id, data.name, data.input);
       if (event === "tool_result") showToolResult(data.id, data.status);
+      if (event === "retry") withdrawText(answer);
       if (event === "error") throw new ApiError(null, data.code, data.message);
     }
   } catch (error) {
