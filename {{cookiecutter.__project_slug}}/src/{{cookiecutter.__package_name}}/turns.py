@@ -98,6 +98,15 @@ class TurnTimeoutError(Exception):
     """The turn took longer than TURN_TIMEOUT."""
 
 
+class TurnCancelledError(Exception):
+    """The turn was cancelled (POST /sessions/{id}/cancel); nothing of it was stored."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(
+            f"The turn of session {session_id!r} was cancelled; nothing of it was stored."
+        )
+
+
 class ModelError(Exception):
     """The model failed: `error` is what its provider raised. Its message, the provider's, is
     logged; the client gets the error's type only (api/errors.py)."""
@@ -150,6 +159,7 @@ class Turn:
         self.task: asyncio.Task[None] | None = None
         self.ending = False  # saving or giving up: its lease is no longer the lease keeper's
         self.lease_lost = False
+        self.cancelled = False
         self._queue: asyncio.Queue[TurnEvent | BaseException] = asyncio.Queue()
 
     @property
@@ -325,6 +335,8 @@ class TurnRunner:
                     turn.ending = True
                     await self._store.save(turn.work)
             except asyncio.CancelledError:
+                if turn.cancelled:
+                    raise TurnCancelledError(turn.session_id) from None
                 if not turn.lease_lost:
                     raise
                 raise LeaseLostError(turn.session_id) from None
@@ -376,7 +388,9 @@ class TurnRunner:
 
     @staticmethod
     def _log_failure(turn: Turn, error: BaseException) -> None:
-        if isinstance(error, ModelError | TurnTimeoutError):
+        if isinstance(error, TurnCancelledError):
+            logger.info("turn cancelled: session_id=%s", turn.session_id)
+        elif isinstance(error, ModelError | TurnTimeoutError):
             logger.warning("turn failed: session_id=%s: %s", turn.session_id, error)
         elif isinstance(error, LeaseLostError):
             logger.warning("turn not stored: session_id=%s: %s", turn.session_id, error)
@@ -436,6 +450,20 @@ class TurnRunner:
                     turn.emit(ToolResult(done["toolUseId"], done["status"], done["content"]))
         elif "event_loop_throttled_delay" in event:  # ModelRetryStrategy calls the model again
             turn.emit(ModelRetry(event["event_loop_throttled_delay"]))
+
+    async def cancel(self, principal: str, session_id: str) -> bool:
+        """Stop the principal's running turn of the session, storing nothing of it; whether one
+        was running. On this replica it stops at once; on another, once its lease keeper finds
+        its lease taken (within a third of SESSION_LEASE_SECONDS). The session is free at once."""
+        turn = self._running.get((principal, session_id))
+        if turn is None:
+            async with self.connections:
+                return await self._store.revoke(principal, session_id)
+        if turn.ending or turn.task is None:  # being saved: too late to stop
+            return False
+        turn.cancelled = True
+        turn.task.cancel()
+        return True
 
     async def _give_up(self, work: UnitOfWork) -> None:
         async with self.connections:

@@ -21,7 +21,13 @@ from ..session_store import (
     NotFoundError,
     SessionBusyError,
 )
-from ..turns import ClientGoneError, ModelError, OverloadedError, TurnTimeoutError
+from ..turns import (
+    ClientGoneError,
+    ModelError,
+    OverloadedError,
+    TurnCancelledError,
+    TurnTimeoutError,
+)
 from .schemas import ErrorResponse
 
 logger = logging.getLogger(__name__)
@@ -63,6 +69,8 @@ def turn_error(error: BaseException) -> ApiError:
         return limit_error(error)
     if isinstance(error, SessionBusyError):
         return ApiError(409, "session_busy", str(error))
+    if isinstance(error, TurnCancelledError):
+        return ApiError(409, "turn_cancelled", str(error))
     if isinstance(error, TurnTimeoutError):
         return ApiError(504, "model_timeout", str(error))
     if isinstance(error, ModelError):
@@ -222,7 +230,8 @@ ANY_ROUTE_ERRORS = {
 BODY_ERRORS = {400: "the body is not JSON (invalid_json)"}
 SESSION_ERRORS = {404: "Unknown session (session_not_found)"}
 TURN_ERRORS = {
-    409: "Another turn of the session is still running after SESSION_WAIT_TIMEOUT (session_busy)",
+    409: "Another turn of the session is still running after SESSION_WAIT_TIMEOUT "
+    "(session_busy), or the turn was cancelled (turn_cancelled)",
     413: "the prompt is longer than MAX_PROMPT_CHARS (prompt_too_long)",
     429: "The service holds MAX_CONCURRENT_TURNS turns (overloaded), or the caller is past "
     "MAX_TURNS_PER_PRINCIPAL or TURNS_PER_MINUTE (too_many_turns; retry after Retry-After), "

@@ -85,6 +85,11 @@ class SessionDetail(SessionSummary):
     agents: list[AgentSummary]
 
 
+class Cancellation(BaseModel):
+    session_id: str
+    cancelled: bool = Field(description="Whether a turn of the session was running, and stopped.")
+
+
 class HistoryMessage(BaseModel):
     message_id: int
     role: Literal["user", "assistant"]

@@ -1,7 +1,8 @@
-"""The /sessions routes: create, list, inspect, read the history of, and delete sessions.
+"""The /sessions routes: create, list, inspect, read the history of, and delete sessions, and
+cancel their running turns.
 
 The handlers are plain `def`: FastAPI runs them on its thread pool, so their (synchronous)
-database calls never block the event loop.
+database calls never block the event loop. Cancelling runs on the event loop, where the turns are.
 """
 
 from datetime import datetime
@@ -9,13 +10,14 @@ from typing import Annotated
 from uuid import uuid4
 
 from fastapi import APIRouter, Depends, Path, Query, Response
+from starlette.concurrency import run_in_threadpool
 from strands.types.session import Session, SessionType, encode_bytes_values
 
 from ..principal_limits import too_many_sessions
 from ..session_store import NotFoundError
 from ..turns import message_text
 from .cursors import sign_cursor, verify_cursor
-from .dependencies import AppSettings, CursorSecret, Repository
+from .dependencies import AppSettings, CursorSecret, Repository, Runner
 from .errors import (
     ANY_ROUTE_ERRORS,
     BODY_ERRORS,
@@ -27,6 +29,7 @@ from .errors import (
 from .schemas import (
     MAX_OFFSET,
     AgentSummary,
+    Cancellation,
     History,
     HistoryMessage,
     SessionCreate,
@@ -35,7 +38,7 @@ from .schemas import (
     SessionList,
     SessionSummary,
 )
-from .security import authenticate
+from .security import Principal, authenticate
 
 router = APIRouter(
     prefix="/sessions",
@@ -183,3 +186,18 @@ def delete_session(session_id: SessionIdPath, repository: Repository) -> Respons
     except NotFoundError:
         raise session_not_found(session_id) from None
     return Response(status_code=204)
+
+
+@router.post("/{session_id}/cancel", responses=documented(SESSION_ERRORS))
+async def cancel_turn(
+    session_id: SessionIdPath, runner: Runner, principal: Principal, repository: Repository
+) -> Cancellation:
+    """Stop the session's running turn, on whichever replica runs it: nothing of it is stored, its
+    client gets `turn_cancelled` (`turn_not_stored` from another replica), and the session is
+    free for the next turn at once. As a front end's Stop button needs: the model is not left
+    answering, and the next prompt does not wait for it."""
+    if await runner.cancel(principal, session_id):
+        return Cancellation(session_id=session_id, cancelled=True)
+    if await run_in_threadpool(repository.read_session, session_id) is None:
+        raise session_not_found(session_id)
+    return Cancellation(session_id=session_id, cancelled=False)

@@ -101,6 +101,14 @@ class Leases:
             .values(lease_expires_at=expiry)
             .returning(sessions.c.lease_id)
         )
+        # Takes the lease from the turn that holds it, whichever it is (the turn is cancelled):
+        # returns the session's id if one held it.
+        self.revoke = (
+            update(sessions)
+            .where(*this_session, sessions.c.lease_expires_at > now)
+            .values(lease_id=None, lease_expires_at=None)
+            .returning(sessions.c.session_id)
+        )
         # Gives the lease back without saving anything (the turn failed), unless a save released it.
         self.give_up = (
             update(sessions)

@@ -71,8 +71,9 @@ class LeaseLostError(SessionException):
 
     def __init__(self, session_id: str) -> None:
         super().__init__(
-            f"The turn lost its claim on session {session_id!r} (its replica stalled or could "
-            "not reach the database for longer than the lease lasts) and was not stored."
+            f"The turn lost its claim on session {session_id!r} (it was cancelled, or its replica "
+            "stalled or could not reach the database for longer than the lease lasts) and was "
+            "not stored."
         )
 
 
@@ -217,6 +218,13 @@ class TurnStore:
         )
         async with self._autocommit.connect() as connection:
             await connection.execute(delete(sessions).where(*lease))
+
+    async def revoke(self, principal: str, session_id: str) -> bool:
+        """Take the lease from the session's running turn, on whichever replica it runs: that
+        turn can no longer save, and the session is free at once. Whether a turn held it."""
+        values = {"key_principal": principal, "key_session": session_id}
+        async with self._autocommit.connect() as connection:
+            return (await connection.execute(self.leases.revoke, values)).first() is not None
 
     async def renew(self, works: list[UnitOfWork]) -> set[str]:
         """Extend the leases of running turns; the lease ids still held."""

@@ -1,0 +1,66 @@
+"""POST /sessions/{id}/cancel, a front end's Stop button: the turn stops on whichever replica runs
+it, stores nothing, and its session is free for the next turn at once."""
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository
+
+from ..conftest import Api
+from ..support.databases import TEST_PRINCIPAL
+from ..support.http import assert_error
+from ..support.scripted_model import GatedModel
+from ..support.server import running_server
+from ..support.sse import parse_events
+
+
+def test_a_turn_cancelled_on_its_replica_stops_at_once_and_stores_nothing(
+    make_api: Callable[..., Api],
+) -> None:
+    release = threading.Event()
+    model = GatedModel(release.wait)  # the model thinks until released
+    api = make_api(model=model)
+    assert api.client.post("/sessions", json={"session_id": "s"}).status_code == 201
+
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(api.client.post, "/process", json={"prompt": "Hi", "session_id": "s"})
+        assert model.entered.wait(10)
+        cancelled = api.client.post("/sessions/s/cancel")
+        stopped = running.result(timeout=10)
+    release.set()
+    after = api.client.post("/process", json={"prompt": "Again", "session_id": "s"})
+
+    assert cancelled.json() == {"session_id": "s", "cancelled": True}
+    assert_error(stopped, 409, "turn_cancelled")
+    assert after.status_code == 200, after.text
+    history = api.client.get("/sessions/s/history").json()["messages"]
+    assert [message["text"] for message in history] == ["Again", "done"]
+    assert api.client.post("/sessions/s/cancel").json() == {"session_id": "s", "cancelled": False}
+    assert_error(api.client.post("/sessions/unknown/cancel"), 404, "session_not_found")
+
+
+def test_a_turn_cancelled_from_another_replica_stores_nothing_and_frees_its_session(
+    database_url: str, repository: SqlSessionRepository
+) -> None:
+    """The replica that runs the turn learns of it from its lease, taken in the database: the
+    next turn, on the other replica, starts without waiting for it (SESSION_WAIT_TIMEOUT=0)."""
+    slow = {"ECHO_WORD_DELAY": "0.2", "SESSION_WAIT_TIMEOUT": "0"}
+    body = {"prompt": "an answer of many words, one every fifth of a second", "session_id": "s"}
+    with (
+        running_server(database_url, **slow) as first,
+        running_server(database_url, **slow) as other,
+        first.stream("POST", "/process-streaming", json=body) as stream,
+    ):
+        lines = stream.iter_lines()
+        next(line for line in lines if line == "event: text")  # the turn is answering
+        cancelled = other.post("/sessions/s/cancel")
+        after = other.post("/process", json={"prompt": "Hi", "session_id": "s"})
+        events = parse_events("\n".join(lines))
+
+    assert cancelled.json() == {"session_id": "s", "cancelled": True}
+    assert after.status_code == 200, after.text
+    assert events[-1].event == "error"
+    assert events[-1].data["code"] == "turn_not_stored"
+    stored = repository.for_principal(TEST_PRINCIPAL).list_messages("s", "default")
+    assert [message.message["content"][0]["text"] for message in stored] == ["Hi", "You said: Hi"]
