@@ -6,16 +6,15 @@ nothing, keeps its connection, and a place under `--limit-concurrency`, as long 
 does its httptools parser bound the headers' size, before the body or after it (the trailers a
 chunked body may end with): one client sending headers without end grows the process by gigabytes
 in seconds. Here a request's headers must arrive within REQUEST_HEADER_TIMEOUT of the connection
-being opened, or of the request's first byte, or the connection is closed; and all that is not its
-body must fit in MAX_HEADER_BYTES (and a few bytes per chunk of a chunked body), or the client
-gets 431 and the connection is closed. The body has limits of its own, in the app
-(api/limits.py).
+being opened, or of the request's first byte, or the connection is closed; and its headers, those
+after the body too, must fit in MAX_HEADER_BYTES, or the client gets 431 and the connection is
+closed. The body has limits of its own, in the app (api/limits.py).
 
 It extends the httptools protocol, the parser uvicorn chooses when it is installed (as
 uvicorn[standard] installs it) and the one BENCHMARKS.md measured. It uses the protocol's
 attributes `loop`, `transport` and `cycle` and its parser callbacks `on_message_begin`,
-`on_headers_complete`, `on_body`, `on_chunk_header` and `on_message_complete`, which uvicorn does
-not document: tests/api/test_slow_clients.py fails if a release changes them. Without `serve`:
+`on_headers_complete`, `on_body` and `on_message_complete`, which uvicorn does not document:
+tests/api/test_slow_clients.py fails if a release changes them. Without `serve`:
 `uvicorn --http {{ cookiecutter.__package_name }}.server:HeaderLimitsProtocol`.
 """
 
@@ -28,9 +27,6 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from .api.errors import CLOSE_CONNECTION, error_response
 from .config import get_settings
 
-# What each chunk of a chunked body may add beside its data: its size in hex and two line ends.
-CHUNK_FRAMING_BYTES = 32
-
 
 class HeaderLimitsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -40,32 +36,32 @@ class HeaderLimitsProtocol(HttpToolsProtocol):
         self.max_header_bytes = settings.max_header_bytes
         self.header_deadline: asyncio.TimerHandle | None = None  # set while headers are read
         self.reading_request = False  # from a request's first byte to its last
-        self.header_bytes = 0  # of the request being read: all that is not its body
-        self.chunks = 0  # of its body, if chunked
-        self.body_bytes_read = 0  # in the data being parsed
+        self.header_bytes = 0  # of the request being read
+        self.body_in_read = False  # whether the data being parsed holds some of its body
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.start_header_deadline()
 
     def data_received(self, data: bytes) -> None:
-        self.body_bytes_read = 0
+        self.body_in_read = False
         super().data_received(data)
         # Counted after the parser has read them, which tells whether these bytes belong to a
-        # request (its callbacks below mark where one begins and ends) and how many of them are
-        # its body, which does not count. (So headers that end in the read that passes the limit
-        # get through: the bound is the limit and one read, some 256 KiB.)
-        if self.reading_request:
-            self.header_bytes += len(data) - self.body_bytes_read
-            limit = self.max_header_bytes + CHUNK_FRAMING_BYTES * self.chunks
-            if self.header_bytes > limit and not self.transport.is_closing():
+        # request (its callbacks below mark where one begins and ends) and whether they hold any
+        # of its body. A read of a request that holds none holds its headers: those before the
+        # body, or those that a chunked body may end with (trailers, which uvicorn keeps too).
+        # (So headers that end in the read that passes the limit, or in a read with some of the
+        # body, get through: the bound is the limit and one read, some 256 KiB.)
+        if self.reading_request and not self.body_in_read:
+            self.header_bytes += len(data)
+            if self.header_bytes > self.max_header_bytes and not self.transport.is_closing():
                 self.refuse_headers()
 
     def on_message_begin(self) -> None:
         # A request's first byte: of the first, of the next after a response, or of one sent
         # behind a request still being answered (pipelined), whose headers count all the same.
         super().on_message_begin()
-        self.reading_request, self.header_bytes, self.chunks = True, 0, 0
+        self.reading_request, self.header_bytes = True, 0
         if self.header_deadline is None:
             self.start_header_deadline()
 
@@ -74,11 +70,8 @@ class HeaderLimitsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
-        self.body_bytes_read += len(body)
+        self.body_in_read = True
         super().on_body(body)
-
-    def on_chunk_header(self) -> None:  # a chunk of a chunked body, or its end (and trailers)
-        self.chunks += 1
 
     def on_message_complete(self) -> None:
         self.reading_request = False

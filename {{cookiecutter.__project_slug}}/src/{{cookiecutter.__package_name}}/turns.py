@@ -160,6 +160,7 @@ class Turn:
         self.ending = False  # saving or giving up: its lease is no longer the lease keeper's
         self.lease_lost = False
         self.cancelled = False
+        self.started = False  # its task has taken its first step
         self._queue: asyncio.Queue[TurnEvent | BaseException] = asyncio.Queue()
 
     @property
@@ -174,6 +175,13 @@ class Turn:
 
     def emit(self, item: TurnEvent | BaseException) -> None:
         self._queue.put_nowait(item)
+
+    def cancel(self) -> None:
+        """Stop the turn where it is, or as it starts: its task raises TurnCancelledError. (A task
+        cancelled before its first step would never run, nor so clean up after itself.)"""
+        self.cancelled = True
+        if self.started and self.task is not None:
+            self.task.cancel()
 
     async def events(self) -> AsyncIterator[TurnEvent]:
         """Text deltas, tool uses and tool results as they happen; the TurnResult last. Raises
@@ -219,7 +227,7 @@ class TurnRunner:
         self._lease_keeper: asyncio.Task[None] | None = None
         # Requests (turns, and API keys read) use all but one of the pool's connections at once:
         # lease renewals must never wait behind a burst of them, or the leases would expire (nor
-        # /ready, or a busy replica would look broken).
+        # /ready, or a busy replica would look broken: api/health.py).
         self.connections = asyncio.Semaphore(settings.db_pool_size - 1)
 
     @property
@@ -327,8 +335,11 @@ class TurnRunner:
             raise too_many_sessions(limit)
 
     async def _run(self, turn: Turn, agent: Agent, prompt: str, failures: ModelFailures) -> None:
+        turn.started = True
         try:
             try:
+                if turn.cancelled:  # before the task began
+                    raise TurnCancelledError(turn.session_id)
                 async with asyncio.timeout(self._settings.turn_timeout) as deadline:
                     result = await self._relay(agent, turn, prompt)
                 async with self.connections:
@@ -453,16 +464,17 @@ class TurnRunner:
 
     async def cancel(self, principal: str, session_id: str) -> bool:
         """Stop the principal's running turn of the session, storing nothing of it; whether one
-        was running. On this replica it stops at once; on another, once its lease keeper finds
-        its lease taken (within a third of SESSION_LEASE_SECONDS). The session is free at once."""
+        was running. The session is free when this returns: on this replica the turn has ended;
+        on another, it stops once its lease keeper finds its lease taken (within a third of
+        SESSION_LEASE_SECONDS), and cannot save meanwhile."""
         turn = self._running.get((principal, session_id))
         if turn is None:
             async with self.connections:
                 return await self._store.revoke(principal, session_id)
         if turn.ending or turn.task is None:  # being saved: too late to stop
             return False
-        turn.cancelled = True
-        turn.task.cancel()
+        turn.cancel()
+        await asyncio.wait([turn.task])  # it gives its lease back as it ends
         return True
 
     async def _give_up(self, work: UnitOfWork) -> None:

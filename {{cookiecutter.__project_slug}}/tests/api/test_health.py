@@ -1,6 +1,12 @@
+import asyncio
 from collections.abc import Callable
 
+import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from {{ cookiecutter.__package_name }}.api.health import DatabasePing
 
 from ..conftest import Api
 
@@ -36,3 +42,20 @@ def test_ready_while_session_requests_hold_their_pool(make_api: Callable[..., Ap
         response = api.client.get("/ready")
 
     assert response.status_code == 200, response.text
+
+
+@pytest.mark.anyio
+async def test_probes_at_once_ask_the_database_once(turn_engine: AsyncEngine) -> None:
+    """/ready is open to anyone, and asks on the connection that lease renewals keep: however many
+    probes come together, they share one SELECT 1."""
+    ping = DatabasePing(turn_engine)
+    statements: list[str] = []
+
+    @event.listens_for(turn_engine.sync_engine, "before_cursor_execute")
+    def record(connection: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    await asyncio.gather(*(ping() for _ in range(20)))
+    await ping()  # one after them asks anew
+
+    assert statements.count("SELECT 1") == 2

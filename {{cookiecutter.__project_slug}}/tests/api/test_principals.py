@@ -259,9 +259,14 @@ def test_open_mode_answers_other_machines_only_when_allowed(
 ) -> None:
     """Served by plain `uvicorn --host 0.0.0.0`, which `serve`'s refusal above does not stop."""
     settings = settings_for(database_url, auth_mode="none", allow_open_access=allow_open_access)
-    with TestClient(create_app(settings), client=("192.0.2.7", 50000)) as client:
+    app = create_app(settings)
+    with TestClient(app, client=("192.0.2.7", 50000)) as client:
         response = client.get("/sessions")
+    # This machine, as a server listening on "::" sees an IPv4 client of it.
+    with TestClient(app, client=("::ffff:127.0.0.1", 50000)) as client:
+        local = client.get("/sessions")
 
+    assert local.status_code == 200, local.text
     if allow_open_access:
         assert response.status_code == 200, response.text
     else:

@@ -1,16 +1,21 @@
 """POST /sessions/{id}/cancel, a front end's Stop button: the turn stops on whichever replica runs
 it, stores nothing, and its session is free for the next turn at once."""
 
+import asyncio
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository, turn_store_for
+from {{ cookiecutter.__package_name }}.turns import TurnCancelledError, TurnRunner
 
 from ..conftest import Api
-from ..support.databases import TEST_PRINCIPAL
+from ..support.databases import TEST_PRINCIPAL, settings_for
 from ..support.http import assert_error
-from ..support.scripted_model import GatedModel
+from ..support.scripted_model import GatedModel, ScriptedModel
 from ..support.server import running_server
 from ..support.sse import parse_events
 
@@ -20,16 +25,16 @@ def test_a_turn_cancelled_on_its_replica_stops_at_once_and_stores_nothing(
 ) -> None:
     release = threading.Event()
     model = GatedModel(release.wait)  # the model thinks until released
-    api = make_api(model=model)
+    api = make_api(model=model, session_wait_timeout=0)  # a busy session is refused at once
     assert api.client.post("/sessions", json={"session_id": "s"}).status_code == 201
 
     with ThreadPoolExecutor(1) as pool:
         running = pool.submit(api.client.post, "/process", json={"prompt": "Hi", "session_id": "s"})
         assert model.entered.wait(10)
         cancelled = api.client.post("/sessions/s/cancel")
+        release.set()
+        after = api.client.post("/process", json={"prompt": "Again", "session_id": "s"})
         stopped = running.result(timeout=10)
-    release.set()
-    after = api.client.post("/process", json={"prompt": "Again", "session_id": "s"})
 
     assert cancelled.json() == {"session_id": "s", "cancelled": True}
     assert_error(stopped, 409, "turn_cancelled")
@@ -38,6 +43,35 @@ def test_a_turn_cancelled_on_its_replica_stops_at_once_and_stores_nothing(
     assert [message["text"] for message in history] == ["Again", "done"]
     assert api.client.post("/sessions/s/cancel").json() == {"session_id": "s", "cancelled": False}
     assert_error(api.client.post("/sessions/unknown/cancel"), 404, "session_not_found")
+
+
+async def client_stays() -> bool:
+    return False
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("repository")  # removes the session afterwards
+async def test_a_turn_cancelled_before_its_task_began_ends_and_frees_its_session(
+    database_url: str, turn_engine: AsyncEngine
+) -> None:
+    """A Stop right after a Send: cancelled in the same pass of the event loop that started it.
+    A task cancelled before its first step never runs its own clean-up, and the session stayed
+    busy for good."""
+    settings = settings_for(database_url)
+    store = turn_store_for(turn_engine, settings.session_lease_seconds)
+    runner = TurnRunner(settings, store, lambda: ScriptedModel(["Again."]))
+
+    turn = await runner.start("s", TEST_PRINCIPAL, "Hi", client_stays)
+    cancelled = await runner.cancel(TEST_PRINCIPAL, "s")  # no step of the turn's task between
+    with pytest.raises(TurnCancelledError):
+        async with asyncio.timeout(10):  # it never ended
+            await turn.result()
+    again = await (await runner.start("s", TEST_PRINCIPAL, "Again", client_stays)).result()
+    await runner.shutdown()
+
+    assert cancelled
+    assert again.response == "Again."
+    assert runner.turns_in_flight == 0
 
 
 def test_a_turn_cancelled_from_another_replica_stores_nothing_and_frees_its_session(

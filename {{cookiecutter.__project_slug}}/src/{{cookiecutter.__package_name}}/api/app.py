@@ -64,7 +64,7 @@ def create_app(
             model = model_factory or partial(build_model, config)
             runner = TurnRunner(config, store, model, app_metrics, turn_error_code)
             app.state.settings, app.state.engine = config, engine
-            app.state.turn_engine = turn_engine
+            app.state.database_ping = health.DatabasePing(turn_engine)
             app.state.repository, app.state.runner = SqlSessionRepository(engine), runner
             app.state.authenticator = Authenticator(config, turn_engine, runner.connections)
             if config.auth_mode == "none":

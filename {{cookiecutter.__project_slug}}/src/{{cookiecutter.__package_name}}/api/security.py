@@ -168,16 +168,20 @@ async def authenticate(
 
 def is_loopback(host: str) -> bool:
     try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:  # a host name: it may resolve to anything
-        return False
+        return host == "localhost"
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped  # an IPv4 client of a server listening on "::"
+    return address.is_loopback
 
 
 def from_this_machine(request: Request) -> bool:
     """Whether the client is on the service's machine: `serve` refuses to listen beyond it with
-    AUTH_MODE=none, but `uvicorn --host 0.0.0.0` does not ask. (Behind a proxy that is trusted
-    (FORWARDED_ALLOW_IPS), the client is the one the proxy names.)"""
-    return request.client is not None and is_loopback(request.client.host)
+    AUTH_MODE=none, but `uvicorn --host 0.0.0.0` does not ask. A Unix socket's client has no
+    address, and is. (Behind a proxy that FORWARDED_ALLOW_IPS trusts, the client is the one the
+    proxy names.)"""
+    return request.client is None or is_loopback(request.client.host)
 
 
 def from_another_site(request: Request, allowed_origins: list[str]) -> bool:
