@@ -43,9 +43,9 @@ def migrated_database(stack: ExitStack, project: Path) -> str:
 
 
 def new_api_key(project: Path, database_url: str) -> str:
-    """A key for the principal AUTH_MODE=none gives every caller, by the project's own command:
-    both sides continue the same sessions with and without keys."""
-    command = [str(project / ".venv" / "bin" / "my-agent"), "create-api-key", "local"]
+    """A key, made by the project's own command, for a principal of the benchmarks' own (no key
+    may prove AUTH_MODE=none's, `local`)."""
+    command = [str(project / ".venv" / "bin" / "my-agent"), "create-api-key", "bench"]
     env = {**os.environ, "DATABASE_URL": database_url}
     done = subprocess.run(command, cwd=project, env=env, check=True, capture_output=True)
     return done.stdout.decode().split()[-1]  # the key is printed last

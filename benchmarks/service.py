@@ -28,7 +28,6 @@ from my_agent.api_keys import create_api_key
 from my_agent.config import Settings
 from my_agent.database import create_engine as create_project_engine
 from my_agent.database import upgrade_schema
-from my_agent.session_store.records import LOCAL_PRINCIPAL
 from sqlalchemy import create_engine, make_url, text
 from tests.support.databases import temporary_database
 
@@ -267,9 +266,9 @@ def main() -> None:
     with temporary_database(os.environ["BENCH_DATABASE_URL"], "bench") as database_url:
         engine = create_project_engine(Settings(_env_file=None, database_url=database_url))
         upgrade_schema(engine)
-        # The principal AUTH_MODE=none gives every caller: with and without the key, the load
-        # continues the same sessions.
-        api_key = create_api_key(engine, LOCAL_PRINCIPAL)
+        # With the key, the load runs on sessions of its principal; without, on AUTH_MODE=none's
+        # (which no key may prove): the same load on as many sessions.
+        api_key = create_api_key(engine, "bench")
         engine.dispose()
         stores = {"database": (DATABASE_APP, None), "memory": (MEMORY_APP, None)}
         auth_modes = {"api_keys": (DATABASE_APP, api_key), "none": (DATABASE_APP, None)}

@@ -19,8 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from cookiecutter.main import cookiecutter
-
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent
 BENCH_DIR = TEMPLATE_DIR / "build" / "bench"
 POSTGRES_URL = os.environ.get(
@@ -42,12 +40,15 @@ def bake_seconds(repeat: int = 5) -> float:
 
 def bake(template: Path, output: Path) -> Path:
     """The default project as `template` renders it (the benchmarks import its package name,
-    my_agent)."""
+    my_agent). In a process of its own, started in the template's directory: two revisions of
+    the template have each their own `local_extensions`, which one process would import once,
+    from the first directory on its path."""
     shutil.rmtree(output, ignore_errors=True)
-    answers = {"project_name": "My Agent"}
-    return Path(
-        cookiecutter(str(template), no_input=True, output_dir=str(output), extra_context=answers)
+    command = [sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(output), "."]
+    subprocess.run(
+        [*command, "project_name=My Agent"], cwd=template, check=True, stdout=subprocess.DEVNULL
     )
+    return output / "my-agent"
 
 
 def template_at(revision: str) -> Path:
