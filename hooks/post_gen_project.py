@@ -24,6 +24,8 @@ AGENTCORE = json.loads("{{ cookiecutter.agentcore | tojson }}")
 # so the password repeated inside DATABASE_URL stays consistent.
 POSTGRES_PASSWORD_PLACEHOLDER = "change-me-postgres-password"
 CURSOR_SECRET_PLACEHOLDER = "change-me-cursor-secret"
+# The settings of .env.example that the answers choose.
+ANSWERED_SETTINGS = ("MODEL_PROVIDER", "AUTH_MODE")
 
 PACKAGE_DIR = Path("src") / PACKAGE_NAME
 
@@ -55,12 +57,36 @@ def remove_agentcore() -> None:
     remove(PACKAGE_DIR / "api" / "agentcore.py", Path("tests", "api", "test_agentcore.py"))
 
 
+def env_settings(text: str) -> dict[str, str]:
+    """The NAME=value lines of an env file; comments and blank lines skipped."""
+    lines = (line.strip() for line in text.splitlines())
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+
+
+def warn_of_stale_settings(kept: str, example: str) -> None:
+    """Say which settings that follow the answers an existing .env, kept for its secrets, still
+    sets otherwise (a bake over a project with other answers, `cookiecutter -f`)."""
+    kept_settings, new_settings = env_settings(kept), env_settings(example)
+    stale = [
+        f"{name}={kept_settings[name]}"
+        for name in ANSWERED_SETTINGS
+        if name in kept_settings and kept_settings[name] != new_settings.get(name)
+    ]
+    if stale:
+        print(
+            f"WARNING: kept .env and its secrets, but it still sets {', '.join(stale)}, unlike "
+            "this bake's .env.example: edit .env to match",
+            file=sys.stderr,
+        )
+
+
 def write_env_file() -> None:
     """Create .env from .env.example with fresh secrets; keep an existing .env and its secrets."""
     env_file = Path(".env")
-    if env_file.exists():
-        return
     text = Path(".env.example").read_text(encoding="utf-8")
+    if env_file.exists():
+        warn_of_stale_settings(env_file.read_text(encoding="utf-8"), text)
+        return
     text = text.replace(POSTGRES_PASSWORD_PLACEHOLDER, secrets.token_urlsafe(24))
     text = text.replace(CURSOR_SECRET_PLACEHOLDER, secrets.token_urlsafe(32))
     # Created readable by its owner only: written first and chmod-ed after, the secrets would be

@@ -102,6 +102,25 @@ def test_every_dependency_of_the_generated_project_is_a_refused_name(bake: Bake)
         assert refused, f"{requirement}: a project of that name would depend on itself"
 
 
+def test_a_bake_over_a_project_with_other_answers_says_what_its_kept_env_still_sets(
+    tmp_path: Path,
+) -> None:
+    """`cookiecutter -f` keeps .env for its secrets: its MODEL_PROVIDER and AUTH_MODE are the
+    earlier answers', which the warning names."""
+    output_dir = tmp_path / "out"
+    assert run_cookiecutter_cli(output_dir, "model_provider=anthropic").returncode == 0
+    env_before = (output_dir / "my-agent" / ".env").read_text(encoding="utf-8")
+
+    again = run_cookiecutter_cli(output_dir, "-f", "model_provider=openai", "auth_mode=api_keys")
+
+    assert again.returncode == 0, again.stderr
+    assert (output_dir / "my-agent" / ".env").read_text(encoding="utf-8") == env_before
+    warnings = [line for line in again.stderr.splitlines() if line.startswith("WARNING: ")]
+    assert len(warnings) == 1, again.stderr
+    assert "MODEL_PROVIDER=anthropic" in warnings[0]
+    assert "AUTH_MODE" not in warnings[0]
+
+
 def render_hook(source: str, **answers: object) -> str:
     """Render a hook as cookiecutter would, from the default answers plus these."""
     from cookiecutter.environment import StrictEnvironment
