@@ -23,6 +23,7 @@ from {{ cookiecutter.__package_name }}.session_store import (
     turn_store_for,
 )
 from {{ cookiecutter.__package_name }}.session_store.tables import sessions
+from {{ cookiecutter.__package_name }}.turns import TurnRunner
 
 from .support.databases import ALLOWED_HOSTS, TEST_PRINCIPAL, postgres_database, settings_for
 from .support.scripted_model import Reply, ScriptedModel
@@ -96,6 +97,35 @@ async def turn_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 def store(turn_engine: AsyncEngine, repository: SqlSessionRepository) -> TurnStore:
     """The service's turn store on the test database (its sessions removed after the test)."""
     return turn_store_for(turn_engine, lease_seconds=3)
+
+
+MakeRunner = Callable[[ScriptedModel], TurnRunner]
+
+
+@pytest.fixture
+async def make_runner(
+    database_url: str, turn_engine: AsyncEngine, repository: SqlSessionRepository
+) -> AsyncIterator[MakeRunner]:
+    """A turn runner keeping one-second leases (renewed every third of a second), without the
+    app around it; its sessions are removed after the test."""
+    runners: list[TurnRunner] = []
+
+    def make(model: ScriptedModel) -> TurnRunner:
+        settings = settings_for(database_url, session_lease_seconds=1)
+        store = turn_store_for(turn_engine, settings.session_lease_seconds)
+        runner = TurnRunner(settings, store, lambda: model)
+        runner.start_keeping_leases()
+        runners.append(runner)
+        return runner
+
+    yield make
+    for runner in runners:
+        await runner.shutdown()
+
+
+async def client_stays() -> bool:
+    """`TurnRunner.start`'s `client_gone` for a client that never leaves."""
+    return False
 
 
 @dataclass

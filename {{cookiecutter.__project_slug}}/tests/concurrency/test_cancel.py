@@ -7,13 +7,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository, turn_store_for
-from {{ cookiecutter.__package_name }}.turns import TurnCancelledError, TurnRunner
+from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository
+from {{ cookiecutter.__package_name }}.turns import TurnCancelledError
 
-from ..conftest import Api
-from ..support.databases import TEST_PRINCIPAL, settings_for
+from ..conftest import Api, MakeRunner, client_stays
+from ..support.databases import TEST_PRINCIPAL
 from ..support.http import assert_error
 from ..support.scripted_model import GatedModel, ScriptedModel
 from ..support.server import running_server
@@ -45,21 +44,14 @@ def test_a_turn_cancelled_on_its_replica_stops_at_once_and_stores_nothing(
     assert_error(api.client.post("/sessions/unknown/cancel"), 404, "session_not_found")
 
 
-async def client_stays() -> bool:
-    return False
-
-
 @pytest.mark.anyio
-@pytest.mark.usefixtures("repository")  # removes the session afterwards
 async def test_a_turn_cancelled_before_its_task_began_ends_and_frees_its_session(
-    database_url: str, turn_engine: AsyncEngine
+    make_runner: MakeRunner,
 ) -> None:
     """A Stop right after a Send: cancelled in the same pass of the event loop that started it.
     A task cancelled before its first step never runs its own clean-up, and the session stayed
     busy for good."""
-    settings = settings_for(database_url)
-    store = turn_store_for(turn_engine, settings.session_lease_seconds)
-    runner = TurnRunner(settings, store, lambda: ScriptedModel(["Again."]))
+    runner = make_runner(ScriptedModel(["Again."]))
 
     turn = await runner.start("s", TEST_PRINCIPAL, "Hi", client_stays)
     cancelled = await runner.cancel(TEST_PRINCIPAL, "s")  # no step of the turn's task between
@@ -67,7 +59,6 @@ async def test_a_turn_cancelled_before_its_task_began_ends_and_frees_its_session
         async with asyncio.timeout(10):  # it never ended
             await turn.result()
     again = await (await runner.start("s", TEST_PRINCIPAL, "Again", client_stays)).result()
-    await runner.shutdown()
 
     assert cancelled
     assert again.response == "Again."

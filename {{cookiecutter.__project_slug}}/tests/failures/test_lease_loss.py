@@ -3,53 +3,24 @@ stores nothing, leaves the other replica's lease alone, and its client still get
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from {{ cookiecutter.__package_name }}.session_store import (
     LeaseLostError,
     SqlSessionRepository,
     TurnStore,
     UnitOfWork,
-    turn_store_for,
 )
 from {{ cookiecutter.__package_name }}.session_store.tables import sessions
-from {{ cookiecutter.__package_name }}.turns import ModelError, TurnRunner
+from {{ cookiecutter.__package_name }}.turns import ModelError
 
-from ..support.databases import settings_for
+from ..conftest import MakeRunner, client_stays
 from ..support.scripted_model import GatedModel, ScriptedModel
 
 pytestmark = pytest.mark.anyio
-
-MakeRunner = Callable[[ScriptedModel], TurnRunner]
-
-
-@pytest.fixture
-async def make_runner(
-    database_url: str, turn_engine: AsyncEngine, repository: SqlSessionRepository
-) -> AsyncIterator[MakeRunner]:
-    """A turn runner keeping one-second leases (renewed every third of a second)."""
-    runners: list[TurnRunner] = []
-
-    def make(model: ScriptedModel) -> TurnRunner:
-        settings = settings_for(database_url, session_lease_seconds=1)
-        store = turn_store_for(turn_engine, settings.session_lease_seconds)
-        runner = TurnRunner(settings, store, lambda: model)
-        runner.start_keeping_leases()
-        runners.append(runner)
-        return runner
-
-    yield make
-    for runner in runners:
-        await runner.shutdown()
-
-
-async def client_stays() -> bool:
-    return False
 
 
 def take_over(engine: Engine, session_id: str = "s") -> None:
