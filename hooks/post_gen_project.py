@@ -28,15 +28,31 @@ CURSOR_SECRET_PLACEHOLDER = "change-me-cursor-secret"
 ANSWERED_SETTINGS = ("MODEL_PROVIDER", "AUTH_MODE")
 
 PACKAGE_DIR = Path("src") / PACKAGE_NAME
+# The template's checkout: a folder of an option turned off loses the template's files only, so
+# that a bake over an existing project (`cookiecutter -f`) keeps what its owner added there (their
+# own workflows, overlays). Empty where cookiecutter's caller gives none: cruft, which renders
+# into a new folder, where every file is the template's.
+TEMPLATE_DIR = {{ cookiecutter._repo_dir | default("") | tojson }}
 
 
 def remove(*paths: Path | str) -> None:
-    """Delete files or directories; a path that is already gone is fine."""
+    """Delete files; one that is already gone is fine."""
     for path in map(Path, paths):
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+
+
+def remove_template_folder(folder: Path) -> None:
+    """Delete the files that the template holds in `folder`, then its folders left empty."""
+    if not TEMPLATE_DIR:
+        if folder.is_dir():
+            shutil.rmtree(folder)
+        return
+    template_folder = Path(TEMPLATE_DIR, {{ "{{cookiecutter.__project_slug}}" | tojson }}, folder)
+    inside = [folder / path.relative_to(template_folder) for path in template_folder.rglob("*")]
+    remove(*(path for path in inside if path.is_file()))
+    for path in sorted([folder, *inside], key=lambda path: len(path.parts), reverse=True):
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
 
 
 def remove_example_tools() -> None:
@@ -45,12 +61,12 @@ def remove_example_tools() -> None:
 
 
 def remove_github_actions() -> None:
-    remove(".github")
+    remove_template_folder(Path(".github"))
 
 
 def remove_kubernetes() -> None:
-    remove(Path("deploy", "kubernetes"), Path("tests", "test_kubernetes.py"))
-    remove(Path("tests", "support", "kustomize.py"))
+    remove_template_folder(Path("deploy", "kubernetes"))
+    remove(Path("tests", "test_kubernetes.py"), Path("tests", "support", "kustomize.py"))
 
 
 def remove_agentcore() -> None:

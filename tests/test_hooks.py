@@ -121,6 +121,46 @@ def test_a_bake_over_a_project_with_other_answers_says_what_its_kept_env_still_s
     assert "AUTH_MODE" not in warnings[0]
 
 
+def test_a_bake_over_a_project_with_options_turned_off_keeps_the_owners_files_there(
+    tmp_path: Path,
+) -> None:
+    """`cookiecutter -f` with github_actions and kubernetes off removes the template's workflow
+    and manifests, and nothing that the project's owner added beside them."""
+    output_dir = tmp_path / "out"
+    assert run_cookiecutter_cli(output_dir).returncode == 0
+    project = output_dir / "my-agent"
+    owners = [
+        Path(".github", "CODEOWNERS"),
+        Path(".github", "workflows", "release.yml"),
+        Path("deploy", "kubernetes", "overlays", "production", "kustomization.yaml"),
+    ]
+    for path in owners:
+        (project / path).parent.mkdir(parents=True, exist_ok=True)
+        (project / path).write_text("the owner's\n", encoding="utf-8")
+
+    again = run_cookiecutter_cli(output_dir, "-f", "github_actions=no", "kubernetes=no")
+
+    assert again.returncode == 0, again.stderr
+    for path in owners:
+        assert (project / path).read_text(encoding="utf-8") == "the owner's\n", path
+    left = {
+        str(path.relative_to(project))
+        for folder in (".github", "deploy/kubernetes")
+        for path in (project / folder).rglob("*")
+        if path.is_file()
+    }
+    assert left == set(map(str, owners))
+    assert not (project / "tests" / "test_kubernetes.py").exists()
+
+
+def test_a_bake_with_options_turned_off_has_no_folder_of_theirs(bake: Bake) -> None:
+    project = bake(github_actions=False, kubernetes=False)
+
+    assert not project.has_file(".github")
+    assert not project.has_file("deploy/kubernetes")
+    assert project.has_file("deploy/compose")
+
+
 def render_hook(source: str, **answers: object) -> str:
     """Render a hook as cookiecutter would, from the default answers plus these."""
     from cookiecutter.environment import StrictEnvironment
@@ -129,6 +169,7 @@ def render_hook(source: str, **answers: object) -> str:
 
     context = generate_context(str(TEMPLATE_DIR / "cookiecutter.json"), extra_context=answers)
     context["cookiecutter"] = prompt_for_config(context, no_input=True)
+    context["cookiecutter"]["_repo_dir"] = str(TEMPLATE_DIR)  # as cookiecutter adds it
     env = StrictEnvironment(context=context, keep_trailing_newline=True)
     return env.from_string(source).render(**context)
 
