@@ -34,7 +34,13 @@ from .config import Settings
 from .database import replace_unstorable
 from .metrics import Metrics
 from .principal_limits import PrincipalLimits, too_many_sessions
-from .session_store import LeaseLostError, SessionBusyError, TurnStore, UnitOfWork
+from .session_store import (
+    LeaseLostError,
+    LeaseRevokedError,
+    SessionBusyError,
+    TurnStore,
+    UnitOfWork,
+)
 
 logger = logging.getLogger(__name__)
 # OpenTelemetry's no-op tracer unless tracing is on (tracing.py).
@@ -352,6 +358,8 @@ class TurnRunner:
                     raise
                 raise LeaseLostError(turn.session_id) from None
             except Exception as error:
+                if isinstance(error, LeaseRevokedError):  # cancelled from another replica
+                    raise TurnCancelledError(turn.session_id) from None
                 if isinstance(error, TimeoutError) and deadline.expired():
                     timeout = self._settings.turn_timeout
                     message = f"The turn took longer than {timeout:g} s (TURN_TIMEOUT)."
@@ -465,7 +473,7 @@ class TurnRunner:
     async def cancel(self, principal: str, session_id: str) -> bool:
         """Stop the principal's running turn of the session, storing nothing of it; whether one
         was running. The session is free when this returns: on this replica the turn has ended;
-        on another, it stops once its lease keeper finds its lease taken (within a third of
+        on another, it stops once its lease keeper finds its lease revoked (within a third of
         SESSION_LEASE_SECONDS), and cannot save meanwhile."""
         turn = self._running.get((principal, session_id))
         if turn is None:
@@ -488,26 +496,31 @@ class TurnRunner:
 
     async def _keep_leases(self) -> None:
         """Renew the leases of the running turns every third of a lease's length; stop the turns
-        whose lease was lost."""
+        whose lease was lost, or revoked (cancelled from another replica)."""
         while True:
             await asyncio.sleep(self._settings.session_lease_seconds / 3)
             running = [turn for turn in self._running.values() if not turn.ending]
             if not running:
                 continue
             try:
-                held = await self._store.renew([turn.work for turn in running])
+                lost = await self._store.renew([turn.work for turn in running])
             except Exception as error:  # the database is unreachable: try again next time
                 logger.warning("could not renew %d session leases: %s", len(running), error)
                 continue
             for turn in running:
-                if turn.work.lease_id not in held and not turn.ending and turn.task is not None:
-                    logger.warning(
-                        "lost the lease of session %s of %s: stopping its turn",
-                        turn.session_id,
-                        turn.work.principal,
-                    )
-                    turn.lease_lost = True
-                    turn.task.cancel()
+                error = lost.get(turn.work.lease_id)
+                if error is None or turn.ending or turn.task is None:
+                    continue
+                if isinstance(error, LeaseRevokedError):
+                    turn.cancel()
+                    continue
+                logger.warning(
+                    "lost the lease of session %s of %s: stopping its turn",
+                    turn.session_id,
+                    turn.work.principal,
+                )
+                turn.lease_lost = True
+                turn.task.cancel()
 
     async def shutdown(self) -> None:
         """Admit no more turns; let the running ones finish and be stored."""

@@ -65,27 +65,34 @@ async def test_a_turn_cancelled_before_its_task_began_ends_and_frees_its_session
     assert runner.turns_in_flight == 0
 
 
+@pytest.mark.parametrize("next_turn", ["at once", "after the stop"])
 def test_a_turn_cancelled_from_another_replica_stores_nothing_and_frees_its_session(
-    database_url: str, repository: SqlSessionRepository
+    database_url: str, repository: SqlSessionRepository, next_turn: str
 ) -> None:
-    """The replica that runs the turn learns of it from its lease, taken in the database: the
-    next turn, on the other replica, starts without waiting for it (SESSION_WAIT_TIMEOUT=0)."""
+    """The replica that runs the turn learns of it from its lease, revoked in the database: the
+    next turn, on the other replica, starts without waiting for it (SESSION_WAIT_TIMEOUT=0).
+    The cancelled turn had created the session, which it deletes as it stops, unless the next
+    turn took it first."""
     slow = {"ECHO_WORD_DELAY": "0.2", "SESSION_WAIT_TIMEOUT": "0"}
     body = {"prompt": "an answer of many words, one every fifth of a second", "session_id": "s"}
     with (
         running_server(database_url, **slow) as first,
         running_server(database_url, **slow) as other,
-        first.stream("POST", "/process-streaming", json=body) as stream,
     ):
-        lines = stream.iter_lines()
-        next(line for line in lines if line == "event: text")  # the turn is answering
-        cancelled = other.post("/sessions/s/cancel")
-        after = other.post("/process", json={"prompt": "Hi", "session_id": "s"})
-        events = parse_events("\n".join(lines))
+        with first.stream("POST", "/process-streaming", json=body) as stream:
+            lines = stream.iter_lines()
+            next(line for line in lines if line == "event: text")  # the turn is answering
+            cancelled = other.post("/sessions/s/cancel")
+            if next_turn == "at once":
+                after = other.post("/process", json={"prompt": "Hi", "session_id": "s"})
+            events = parse_events("\n".join(lines))
+        if next_turn == "after the stop":
+            assert_error(other.get("/sessions/s"), 404, "session_not_found")
+            after = other.post("/process", json={"prompt": "Hi", "session_id": "s"})
 
     assert cancelled.json() == {"session_id": "s", "cancelled": True}
     assert after.status_code == 200, after.text
     assert events[-1].event == "error"
-    assert events[-1].data["code"] == "turn_not_stored"
+    assert events[-1].data["code"] == "turn_cancelled"
     stored = repository.for_principal(TEST_PRINCIPAL).list_messages("s", "default")
     assert [message.message["content"][0]["text"] for message in stored] == ["Hi", "You said: Hi"]

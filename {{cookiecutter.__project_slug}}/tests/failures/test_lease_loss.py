@@ -23,14 +23,16 @@ from ..support.scripted_model import GatedModel, ScriptedModel
 pytestmark = pytest.mark.anyio
 
 
-def take_over(engine: Engine, session_id: str = "s") -> None:
-    """What another replica does once the session's lease has expired: take it."""
+def take_over(engine: Engine, work: UnitOfWork) -> None:
+    """The turn's replica stalled past its lease, by its own clock too, and another replica took
+    the session."""
     with engine.begin() as connection:
         connection.execute(
             update(sessions)
-            .where(sessions.c.session_id == session_id)
+            .where(sessions.c.session_id == work.session_id)
             .values(lease_id="another", lease_expires_at=datetime.now(UTC) + timedelta(minutes=1))
         )
+    work.lease_live_until = 0.0
 
 
 def lease_holder(engine: Engine, session_id: str = "s") -> str | None:
@@ -47,7 +49,7 @@ async def test_a_turn_whose_session_was_taken_over_stops_and_stores_nothing(
     turn = await make_runner(model).start("s", "local", "hello", client_stays)
     try:
         assert await asyncio.to_thread(model.entered.wait, 20)
-        take_over(engine)
+        take_over(engine, turn.work)
         # Stopped by the lease keeper, not left waiting for its model.
         with pytest.raises(LeaseLostError):
             await asyncio.wait_for(turn.result(), timeout=10)
@@ -67,7 +69,7 @@ async def test_a_failed_turn_answers_even_when_its_lease_is_lost_as_it_gives_up(
     give_up = TurnStore.give_up
 
     async def slow_give_up(self: TurnStore, work: UnitOfWork) -> None:
-        take_over(engine)
+        take_over(engine, work)
         await asyncio.sleep(1)  # three lease renewals, each finding the lease gone
         await give_up(self, work)
 

@@ -20,6 +20,7 @@ from strands.types.session import SessionAgent, SessionMessage
 from {{ cookiecutter.__package_name }}.database import create_async_engine
 from {{ cookiecutter.__package_name }}.session_store import (
     LeaseLostError,
+    LeaseRevokedError,
     SessionBusyError,
     SqlSessionRepository,
     TurnStore,
@@ -189,14 +190,16 @@ async def test_one_turn_at_a_time_per_session(store: TurnStore) -> None:
     await store.give_up(await store.begin("s", "default", "local"))
 
 
-async def expire(engine: Engine, session_id: str = "s") -> None:
-    """What a replica that stalled past its lease finds: the lease expired."""
+async def stall(engine: Engine, work: UnitOfWork) -> None:
+    """What a replica that stalled past its turn's lease finds: the lease expired, in the database
+    and by the replica's own clock."""
     with engine.begin() as connection:
         connection.execute(
             update(sessions)
-            .where(sessions.c.session_id == session_id)
+            .where(sessions.c.session_id == work.session_id)
             .values(lease_expires_at=datetime.now(UTC) - timedelta(seconds=1))
         )
+    work.lease_live_until = 0.0
 
 
 async def test_a_turn_that_lost_its_lease_writes_nothing(
@@ -204,11 +207,13 @@ async def test_a_turn_that_lost_its_lease_writes_nothing(
 ) -> None:
     stalled = await store.begin("s", "default", "local")
     await agent_for(stalled, ["Too late."]).invoke_async("stalled")
-    await expire(engine)
+    await stall(engine, stalled)
     await turn(store, "taken over", ["In time."])  # another replica takes the session
 
-    with pytest.raises(LeaseLostError, match="lost its claim on session 's'"):
+    with pytest.raises(LeaseLostError, match="lost its claim on session 's'") as lost:
         await store.save(stalled)
+
+    assert not isinstance(lost.value, LeaseRevokedError)
 
     assert stored(repository) == [("user", "taken over"), ("assistant", "In time.")]
 
@@ -218,7 +223,7 @@ async def test_an_expired_lease_is_not_saved_even_if_nobody_took_it(
 ) -> None:
     stalled = await store.begin("s", "default", "local")
     await agent_for(stalled, ["Too late."]).invoke_async("stalled")
-    await expire(engine)
+    await stall(engine, stalled)
 
     with pytest.raises(LeaseLostError):
         await store.save(stalled)
@@ -250,13 +255,35 @@ async def test_a_turn_that_waited_for_another_turns_save_reads_what_it_saved(
 async def test_renewing_keeps_the_leases_still_held(store: TurnStore, engine: Engine) -> None:
     kept = await store.begin("kept", "default", "local")
     lost = await store.begin("lost", "default", "local")
-    await expire(engine, "lost")
+    await stall(engine, lost)
 
-    assert await store.renew([kept, lost]) == {kept.lease_id}
-    assert await store.renew([]) == set()
+    renewed = await store.renew([kept, lost])
+    assert list(renewed) == [lost.lease_id]
+    assert type(renewed[lost.lease_id]) is LeaseLostError
+    assert await store.renew([]) == {}
 
-    await expire(engine, "kept")  # renewal came too late: a lease once lost stays lost
-    assert await store.renew([kept]) == set()
+    await stall(engine, kept)  # renewal came too late: a lease once lost stays lost
+    assert list(await store.renew([kept])) == [kept.lease_id]
+
+
+async def test_a_revoked_lease_stops_its_turn_as_cancelled_and_frees_its_session(
+    store: TurnStore, repository: SqlSessionRepository
+) -> None:
+    """POST /sessions/{id}/cancel on another replica than the turn's: its renewal and its save
+    find the lease revoked, not lost; the session it created goes as it gives up."""
+    running = await store.begin("s", "default", "local")
+    await agent_for(running, ["Stopped."]).invoke_async("hello")
+
+    assert await store.revoke("local", "s")
+    assert not await store.revoke("local", "s"), "revoked once"
+    assert isinstance((await store.renew([running]))[running.lease_id], LeaseRevokedError)
+    with pytest.raises(LeaseRevokedError):
+        await store.save(running)
+    await store.give_up(running)
+
+    assert repository.read_session("s") is None
+    await turn(store, "again", ["Hi."])
+    assert stored(repository) == [("user", "again"), ("assistant", "Hi.")]
 
 
 async def test_a_lease_given_up_frees_the_session_at_once(store: TurnStore) -> None:

@@ -193,9 +193,9 @@ async def cancel_turn(
     session_id: SessionIdPath, runner: Runner, principal: Principal, repository: Repository
 ) -> Cancellation:
     """Stop the session's running turn, on whichever replica runs it: nothing of it is stored, its
-    client gets `turn_cancelled` (`turn_not_stored` from another replica), and the session is
-    free for the next turn at once. As a front end's Stop button needs: the model is not left
-    answering, and the next prompt does not wait for it."""
+    client gets `turn_cancelled`, and the session is free for the next turn at once. As a front
+    end's Stop button needs: the model is not left answering, and the next prompt does not wait
+    for it."""
     if await runner.cancel(principal, session_id):
         return Cancellation(session_id=session_id, cancelled=True)
     if await run_in_threadpool(repository.read_session, session_id) is None:

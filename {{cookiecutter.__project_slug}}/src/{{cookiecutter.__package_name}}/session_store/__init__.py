@@ -13,7 +13,13 @@ from .records import (
 )
 from .repository import InvalidCursorError, SessionPage, SqlSessionRepository
 from .tables import metadata
-from .turn_store import LeaseLostError, TurnStore, again_if_dropped, turn_store_for
+from .turn_store import (
+    LeaseLostError,
+    LeaseRevokedError,
+    TurnStore,
+    again_if_dropped,
+    turn_store_for,
+)
 from .unit_of_work import UnitOfWork
 
 __all__ = [
@@ -21,6 +27,7 @@ __all__ = [
     "InvalidCursorError",
     "InvalidIdError",
     "LeaseLostError",
+    "LeaseRevokedError",
     "NotFoundError",
     "SessionBusyError",
     "SessionPage",

@@ -102,11 +102,12 @@ class Leases:
             .returning(sessions.c.lease_id)
         )
         # Takes the lease from the turn that holds it, whichever it is (the turn is cancelled):
-        # returns the session's id if one held it.
+        # returns the session's id if one held it. The lease expires now and keeps its id, so
+        # that the turn can still give it back, or discard the session it created.
         self.revoke = (
             update(sessions)
             .where(*this_session, sessions.c.lease_expires_at > now)
-            .values(lease_id=None, lease_expires_at=None)
+            .values(lease_expires_at=now)
             .returning(sessions.c.session_id)
         )
         # Gives the lease back without saving anything (the turn failed), unless a save released it.

@@ -9,6 +9,7 @@ more CPU than the database, so round trips are what the store saves on.
 """
 
 import itertools
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
 from operator import itemgetter
@@ -77,6 +78,11 @@ class LeaseLostError(SessionException):
         )
 
 
+class LeaseRevokedError(LeaseLostError):
+    """The turn's lease was taken from it while it was live: the turn was cancelled
+    (POST /sessions/{id}/cancel), from whichever replica."""
+
+
 # The statements of a turn, built once: building one costs more than running it.
 _THIS_AGENT = (
     agents.c.principal == bindparam("key_principal"),
@@ -114,6 +120,7 @@ class TurnStore:
 
     def __init__(self, engine: AsyncEngine, lease_seconds: float) -> None:
         self.leases = Leases(engine.dialect, lease_seconds)
+        self._lease_seconds = lease_seconds
         # Connections for a statement that is a transaction of its own, and for a save of several.
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._transactional = engine
@@ -124,7 +131,18 @@ class TurnStore:
         session is busy. A turn that creates its session counts its principal's sessions too."""
         # Had the take run before the connection dropped, the session would only look busy until
         # that lease expires.
-        return await again_if_dropped(lambda: self._begin(session_id, agent_id, principal))
+        sent = time.monotonic()
+        work = await again_if_dropped(lambda: self._begin(session_id, agent_id, principal))
+        work.lease_live_until = sent + self._lease_seconds
+        return work
+
+    def _lost(self, work: UnitOfWork, sent: float) -> LeaseLostError:
+        """Why a statement sent at `sent` (time.monotonic()) found the turn's lease gone: revoked
+        if it could not have expired yet, as nothing else takes a live lease; else lost. (A
+        statement that reached the database only after the lease's last moment reads as revoked
+        too: the client is told that its turn was cancelled, not that it was not stored.)"""
+        revoked = sent < work.lease_live_until
+        return (LeaseRevokedError if revoked else LeaseLostError)(work.session_id)
 
     async def _begin(self, session_id: str, agent_id: str, principal: str) -> UnitOfWork:
         validate_id("agent id", agent_id)
@@ -157,8 +175,8 @@ class TurnStore:
             raise
 
     async def save(self, work: UnitOfWork) -> None:
-        """Write the turn and release its lease, in one transaction; LeaseLostError, and nothing
-        written, if the turn no longer holds the lease."""
+        """Write the turn and release its lease, in one transaction; LeaseLostError (or
+        LeaseRevokedError), and nothing written, if the turn no longer holds the lease."""
         # The database may have restarted while the model ran, or the connection dropped before
         # the save's answer came back.
         await again_if_dropped(lambda: self._save(work), lambda: self._save_again(work))
@@ -177,9 +195,10 @@ class TurnStore:
     async def _save(self, work: UnitOfWork) -> None:
         key = _agent_key(work)
         release = self.leases.release_values(work.principal, work.session_id, work.lease_id)
+        sent = time.monotonic()
         async with self._transactional.begin() as connection:
             if (await connection.execute(self.leases.release, release)).first() is None:
-                raise LeaseLostError(work.session_id)
+                raise self._lost(work, sent)
             if work.agent_created:
                 await connection.execute(_INSERT_AGENT, _agent_row(work))
             elif work.agent_changed:
@@ -226,11 +245,19 @@ class TurnStore:
         async with self._autocommit.connect() as connection:
             return (await connection.execute(self.leases.revoke, values)).first() is not None
 
-    async def renew(self, works: list[UnitOfWork]) -> set[str]:
-        """Extend the leases of running turns; the lease ids still held."""
+    async def renew(self, works: list[UnitOfWork]) -> dict[str, LeaseLostError]:
+        """Extend the leases of running turns; those no longer held, by lease id, with why."""
         values = {"leases": [(work.principal, work.session_id, work.lease_id) for work in works]}
+        sent = time.monotonic()
         async with self._autocommit.connect() as connection:
-            return set((await connection.execute(self.leases.renew, values)).scalars())
+            held = set((await connection.execute(self.leases.renew, values)).scalars())
+        lost = {}
+        for work in works:
+            if work.lease_id in held:
+                work.lease_live_until = sent + self._lease_seconds
+            else:
+                lost[work.lease_id] = self._lost(work, sent)
+        return lost
 
 
 class PostgresTurnStore(TurnStore):
@@ -393,9 +420,10 @@ class PostgresTurnStore(TurnStore):
             row = _agent_row(work)
             values |= {f"agent_{name}": row[name] for name in (*_AGENT_CHANGES, "created_at")}
             statement = self._save_agent_and_messages
+        sent = time.monotonic()
         async with self._autocommit.connect() as connection:
             if not (await connection.execute(statement, values)).scalar_one():
-                raise LeaseLostError(work.session_id)
+                raise self._lost(work, sent)
 
 
 def turn_store_for(engine: AsyncEngine, lease_seconds: float) -> TurnStore:

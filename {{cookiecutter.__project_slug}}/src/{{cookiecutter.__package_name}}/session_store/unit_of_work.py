@@ -37,6 +37,9 @@ class UnitOfWork(SessionRepository):
     agent_id: str
     lease_id: str
     principal: str
+    # time.monotonic() until which the lease cannot have expired: the turn store's last take or
+    # renewal of it was sent at that time minus the lease's length.
+    lease_live_until: float = 0.0
     # Whether the turn's lease created the session (its first turn), and then how many sessions
     # its principal keeps, this one included (for MAX_SESSIONS_PER_PRINCIPAL).
     new_session: bool = False
