@@ -113,7 +113,7 @@ async def make_runner(
     def make(model: ScriptedModel) -> TurnRunner:
         settings = settings_for(database_url, session_lease_seconds=1)
         store = turn_store_for(turn_engine, settings.session_lease_seconds)
-        runner = TurnRunner(settings, store, lambda: model)
+        runner = TurnRunner(settings, store, model)
         runner.start_keeping_leases()
         runners.append(runner)
         return runner
@@ -147,7 +147,7 @@ def make_api(database_url: str, engine: Engine) -> Iterator[Callable[..., Api]]:
         ) -> Api:
             model = model or ScriptedModel(replies)
             config = settings_for(database_url, **settings)
-            app = create_app(config, model_factory=lambda: model)
+            app = create_app(config, model=model)
             # Calls from this machine, as a developer's would (AUTH_MODE=none answers no other).
             client = stack.enter_context(TestClient(app, client=("127.0.0.1", 50000)))
             key = create_api_key(app.state.engine, TEST_PRINCIPAL)

@@ -49,7 +49,8 @@ def check_model_provider(settings: Settings) -> None:
 
 
 def build_model(settings: Settings) -> Model:
-    """The model for one turn. Providers are imported here because only one extra is installed."""
+    """The model of the process's turns. Providers are imported here because only one extra is
+    installed."""
     provider = settings.model_provider
     if provider == "echo":
         return EchoModel(word_delay=settings.echo_word_delay)

@@ -214,7 +214,7 @@ class TurnRunner:
         self,
         settings: Settings,
         store: TurnStore,
-        model_factory: Callable[[], Model],
+        model: Model,
         metrics: Metrics | None = None,
         error_code: Callable[[BaseException], str] = lambda error: type(error).__name__,
     ) -> None:
@@ -222,7 +222,7 @@ class TurnRunner:
         its client gets."""
         self._settings = settings
         self._store = store
-        self._model_factory = model_factory
+        self._model = model
         self._metrics = metrics or Metrics()
         self._error_code = error_code
         self._admitted = 0
@@ -295,8 +295,7 @@ class TurnRunner:
                     raise ClientGoneError()
                 turn = Turn(work, span, asked_at)
                 failures = ModelFailures()
-                model = self._model_factory()
-                agent = build_agent(self._settings, work, session_id, model, hooks=[failures])
+                agent = build_agent(self._settings, work, session_id, self._model, hooks=[failures])
             except BaseException:
                 await self._give_up(work)
                 raise

@@ -7,8 +7,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from {{ cookiecutter.__package_name }} import agent as agent_module
+from {{ cookiecutter.__package_name }}.api import app as app_module
+from {{ cookiecutter.__package_name }}.config import Settings
+from {{ cookiecutter.__package_name }}.echo import EchoModel
 
 from ..conftest import Api
+from ..support.databases import new_api_key, settings_for
 from ..support.scripted_model import CutShort, ToolCall
 from ..support.sse import parse_events, streamed_text
 from ..support.tools import lookup_order
@@ -21,6 +25,28 @@ def stream(client: TestClient, **body: object) -> list:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         return parse_events(response.read().decode())
+
+
+@pytest.mark.usefixtures("repository")  # removes the sessions afterwards
+def test_every_turn_of_a_process_runs_on_one_model(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A provider's client is built once per process, not per turn (boto3's, for Bedrock, is the
+    costliest)."""
+    built: list[EchoModel] = []
+
+    def build_model(settings: Settings) -> EchoModel:
+        built.append(EchoModel())
+        return built[-1]
+
+    monkeypatch.setattr(app_module, "build_model", build_model)
+    headers = {"Authorization": f"Bearer {new_api_key(database_url)}"}
+    with TestClient(app_module.create_app(settings_for(database_url)), headers=headers) as client:
+        answers = [client.post("/process", json={"prompt": f"Hi {n}"}) for n in range(3)]
+
+    expected = [f"You said: Hi {n}" for n in range(3)]
+    assert [answer.json()["response"] for answer in answers] == expected
+    assert len(built) == 1
 
 
 def test_two_turns_on_one_session(make_api: MakeApi) -> None:

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from strands import Agent
 from strands.hooks import AfterModelCallEvent
-from strands.models import Model
 from strands.types.exceptions import ModelThrottledException
 
+from {{ cookiecutter.__package_name }} import turns
 from {{ cookiecutter.__package_name }}.api.app import create_app
 from {{ cookiecutter.__package_name }}.session_store import UnitOfWork
 from {{ cookiecutter.__package_name }}.turns import ModelFailures
@@ -173,12 +174,13 @@ def tracebacks(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 
 @pytest.mark.usefixtures("repository")  # removes the sessions afterwards
 def test_a_turn_that_fails_to_start_is_500_logged_once(
-    database_url: str, caplog: pytest.LogCaptureFixture
+    database_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken_model() -> Model:
+    def broken_agent(*args: object, **kwargs: object) -> Agent:
         raise RuntimeError("a bug of ours")
 
-    app = create_app(settings_for(database_url), model_factory=broken_model)
+    monkeypatch.setattr(turns, "build_agent", broken_agent)
+    app = create_app(settings_for(database_url))
     key = new_api_key(database_url)
     with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as client:
         response = client.post("/process", json={"prompt": "hi", "session_id": "s"})

@@ -47,7 +47,7 @@ def traced_client(
     sent its last batch of spans to the exporter."""
     exporter = InMemorySpanExporter()
     config = settings_for(database_url, **settings)
-    app = create_app(config, model_factory=lambda: model, span_exporter=exporter)
+    app = create_app(config, model=model, span_exporter=exporter)
     key = new_api_key(database_url)
     with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as client:
         yield client, exporter

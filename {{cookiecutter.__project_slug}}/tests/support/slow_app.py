@@ -64,4 +64,4 @@ class ToolCallingEchoModel(EchoModel):
 def create_slow_app() -> FastAPI:
     agent.TOOLS = [slow_tool]
     delay = get_settings().echo_word_delay
-    return create_app(model_factory=lambda: ToolCallingEchoModel(word_delay=delay))
+    return create_app(model=ToolCallingEchoModel(word_delay=delay))

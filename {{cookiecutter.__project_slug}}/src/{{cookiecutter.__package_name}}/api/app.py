@@ -3,10 +3,9 @@
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
-from functools import partial
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -41,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 def create_app(
     settings: Settings | None = None,
-    model_factory: Callable[[], Model] | None = None,
+    model: Model | None = None,
     span_exporter: SpanExporter | None = None,
 ) -> FastAPI:
     """Build the application. Tests pass their own settings, a scripted model, and a span
@@ -61,8 +60,11 @@ def create_app(
             cleanup.push_async_callback(turn_engine.dispose)
             await run_in_threadpool(migrate_if_embedded, engine)
             store = turn_store_for(turn_engine, config.session_lease_seconds)
-            model = model_factory or partial(build_model, config)
-            runner = TurnRunner(config, store, model, app_metrics, turn_error_code)
+            # One model for every turn of the process: the SDK's models keep nothing of a
+            # conversation, and a provider's client is costly to build (boto3's, for Bedrock,
+            # above all: CPU, memory and a credentials lookup, on the event loop).
+            turn_model = model or build_model(config)
+            runner = TurnRunner(config, store, turn_model, app_metrics, turn_error_code)
             app.state.settings, app.state.engine = config, engine
             app.state.database_ping = health.DatabasePing(turn_engine)
             app.state.repository, app.state.runner = SqlSessionRepository(engine), runner
