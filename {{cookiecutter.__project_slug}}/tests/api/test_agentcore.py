@@ -86,6 +86,20 @@ def test_bad_invocations_get_json_errors(runtime: httpx.Client) -> None:
     assert_error(no_key, 401, "unauthorized")
 
 
+def test_an_invocation_without_a_content_type_is_read_as_json(runtime: httpx.Client) -> None:
+    """As boto3's invoke_agent_runtime sends it unless its caller names a content type."""
+    answer = runtime.post("/invocations", content=b'{"prompt": "Hello"}')
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["response"] == "You said: Hello"
+
+
+def test_ping_answers_whatever_the_host(runtime: httpx.Client) -> None:
+    """As /health and /ready do: the runtime probes by address."""
+    assert runtime.get("/ping", headers={"Host": "10.0.3.7:8080"}).status_code == 200
+    assert_error(runtime.get("/sessions", headers={"Host": "10.0.3.7:8080"}), 400, "invalid_host")
+
+
 def test_ping_is_busy_while_a_turn_runs(runtime: httpx.Client) -> None:
     """It needs no credential; its time is when its status last changed."""
     prompt = " ".join(["word"] * 20)  # echoed back in about a second

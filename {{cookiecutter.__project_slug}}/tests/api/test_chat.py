@@ -197,6 +197,34 @@ def test_a_bad_chat_request_is_422(api: Api, body: dict[str, Any]) -> None:
     assert_error(response, 422, "invalid_request")
 
 
+def test_only_the_new_message_is_read_and_validated(make_api: MakeApi) -> None:
+    """The earlier messages of a chat are the client's copy of what the service stores: however
+    many there are, and whatever they hold, they cost no validation."""
+    api = make_api(["Hello."])
+    body = chat_body("chat-1", "Hi")
+    body["messages"] = [1, {"role": "robot"}, *[{"parts": [1] * 10}] * 10_000, *body["messages"]]
+
+    parts = chat(api.client, body)
+
+    assert [part["delta"] for part in parts if part["type"] == "text-delta"] == ["Hello."]
+
+
+@pytest.mark.parametrize(
+    ("bad_parts", "says"),
+    [(50, "; and 40 more"), (300_000, "at most 100 items after validation, not 300000")],
+)
+def test_a_new_message_of_many_bad_parts_gets_a_short_422(
+    api: Api, bad_parts: int, says: str
+) -> None:
+    body = {"id": "chat-1", "messages": [{"role": "user", "parts": [1] * bad_parts}]}
+
+    response = api.client.post("/chat", json=body)
+
+    assert_error(response, 422, "invalid_request")
+    assert response.json()["error"]["message"].endswith(says)
+    assert len(response.content) < 2_000
+
+
 IMAGE = {"type": "file", "mediaType": "image/png", "url": "data:image/png;base64,iVBORw0KGgo="}
 
 

@@ -106,7 +106,9 @@ async def encoded(events: AsyncIterable[ServerSentEvent]) -> AsyncIterator[bytes
 
 def create_router() -> APIRouter:
     """The two routes, with the /ping status of one application."""
-    router = APIRouter(tags=["agentcore"])
+    # A body without a Content-Type is read as JSON: boto3's invoke_agent_runtime sends none
+    # unless its caller names one.
+    router = APIRouter(tags=["agentcore"], strict_content_type=False)
     changes = StatusChanges()
 
     @router.get("/ping")

@@ -44,7 +44,7 @@ class UIMessage(BaseModel):
     """A message as the AI SDK sends it; of the last one, only its text parts are read."""
 
     role: Literal["system", "user", "assistant"]
-    parts: list[dict[str, Any]]
+    parts: list[dict[str, Any]] = Field(max_length=100)  # a text part, and rarely a few more
 
 
 def ui_text(message: UIMessage) -> str:
@@ -55,13 +55,17 @@ def ui_text(message: UIMessage) -> str:
     )
 
 
-def ends_with_user_text(messages: list[UIMessage]) -> list[UIMessage]:
-    if messages[-1].role != "user":
+def ends_with_user_text(messages: list[Any]) -> list[Any]:
+    """The messages, the last validated as the user's new one. The earlier ones are not read, nor
+    validated: a long chat costs nothing, and a body of a million bad parts no seconds of the
+    event loop."""
+    new = UIMessage.model_validate(messages[-1])
+    if new.role != "user":
         raise ValueError("the last message must be the user's new message")
-    if any(part.get("type") == "file" for part in messages[-1].parts):
+    if any(part.get("type") == "file" for part in new.parts):
         raise ValueError("file parts (images, documents) are not supported: send text")
-    storable_text(ui_text(messages[-1]))
-    return messages
+    storable_text(ui_text(new))
+    return [*messages[:-1], new]
 
 
 def no_edit(message_id: str | None) -> None:
@@ -76,7 +80,7 @@ class ChatRequest(BaseModel):
     """What the AI SDK's `DefaultChatTransport` sends; its other fields are ignored."""
 
     id: SessionId = Field(description="The chat id: the session, created if new.")
-    messages: Annotated[list[UIMessage], AfterValidator(ends_with_user_text)] = Field(
+    messages: Annotated[list[Any], AfterValidator(ends_with_user_text)] = Field(
         min_length=1,
         description="The chat's messages; the last, the user's, is the prompt. The service "
         "keeps the history: earlier messages are ignored.",

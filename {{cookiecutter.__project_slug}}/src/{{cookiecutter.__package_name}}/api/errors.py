@@ -107,6 +107,8 @@ def error_response(
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
+# The problems of an invalid request that its 422 names: a body can hold many thousands.
+MAX_PROBLEMS_SHOWN = 10
 # Codes for the statuses Starlette raises itself (unknown route, wrong method, ...).
 # FastAPI raises the 400 for a body it cannot decode as text (not UTF-8).
 _HTTP_CODES = {
@@ -138,8 +140,10 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(400, "invalid_json", "The request body is not valid JSON.")
         message = "; ".join(
             f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
-            for problem in problems
+            for problem in problems[:MAX_PROBLEMS_SHOWN]
         )
+        if len(problems) > MAX_PROBLEMS_SHOWN:
+            message += f"; and {len(problems) - MAX_PROBLEMS_SHOWN} more"
         return error_response(422, "invalid_request", message)
 
     @app.exception_handler(HTTPException)

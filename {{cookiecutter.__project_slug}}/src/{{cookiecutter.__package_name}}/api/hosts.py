@@ -13,7 +13,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import CLOSE_CONNECTION, error_response
 
-PROBES = {"/health", "/ready"}
+# /ping: AgentCore's probe, where the project serves it (api/agentcore.py).
+PROBES = {"/health", "/ready", "/ping"}
 # What the inner app of the check sends: the host was allowed.
 _ALLOWED: Message = {"type": "allowed_host"}
 
