@@ -8,6 +8,7 @@ import sys
 
 import uvicorn
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from .api.security import is_loopback
 from .api_keys import create_api_key, list_api_keys, revoke_api_key
@@ -104,5 +105,11 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"no unrevoked key {args.key_id!r}: list-api-keys shows the keys")
         else:
             print(f"revoked {args.key_id}")
+    except SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+        sys.exit(
+            f"could not use the database of DATABASE_URL ({reason}): is it up, and migrated "
+            "(make migrate)?"
+        )
     finally:
         engine.dispose()

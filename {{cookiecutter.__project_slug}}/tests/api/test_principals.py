@@ -24,7 +24,7 @@ from {{ cookiecutter.__package_name }}.principal_limits import (
 )
 
 from ..conftest import Api
-from ..support.databases import drop_other_connections, settings_for
+from ..support.databases import drop_other_connections, postgres_database, settings_for
 from ..support.http import QuietHandler, assert_error, local_http_server
 from ..support.scripted_model import GatedModel
 
@@ -169,6 +169,34 @@ def test_the_command_line_makes_lists_and_revokes_keys(
     assert key.partition(".")[2] not in listed, "the secret is shown only once"
     command_line(["list-api-keys"])
     assert "revoked" in capsys.readouterr().out
+
+
+def key_command_failure(monkeypatch: pytest.MonkeyPatch, database_url: str) -> str:
+    """What `list-api-keys` exits with on this database."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("DB_CONNECT_TIMEOUT", "2")
+    with pytest.raises(SystemExit) as exit:
+        command_line(["list-api-keys"])
+    assert isinstance(exit.value.code, str) and "\n" not in exit.value.code, "one line"
+    assert exit.value.code.endswith("is it up, and migrated (make migrate)?")
+    return exit.value.code
+
+
+@pytest.mark.postgresql
+def test_the_key_commands_say_in_one_line_that_the_database_is_not_migrated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The service never migrates PostgreSQL itself: a key asked for before `make migrate` gets
+    a line that says so, not a traceback."""
+    with postgres_database() as unmigrated:
+        assert 'relation "api_keys" does not exist' in key_command_failure(monkeypatch, unmigrated)
+
+
+def test_the_key_commands_say_in_one_line_that_the_database_is_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    nothing_listens = "postgresql+psycopg://postgres@127.0.0.1:1/postgres"
+    assert "connection" in key_command_failure(monkeypatch, nothing_listens)
 
 
 def test_create_api_key_refuses_an_invalid_principal_in_one_line(
