@@ -30,7 +30,7 @@ def _encode_bytes(value: Any) -> Any:
 
 
 # `default` is only consulted for values json cannot encode, so messages without bytes pay nothing.
-# NaN and the infinities are not JSON (PostgreSQL's jsonb refuses them): dumping them raises.
+# NaN and the infinities are not JSON (PostgreSQL refuses them): dumping them raises.
 _dumps = partial(
     json.dumps,
     default=_encode_bytes,
@@ -46,8 +46,8 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def replace_unstorable(text: str) -> str:
-    """`text` as a JSON column stores it: what none can hold, NUL (PostgreSQL's jsonb refuses
-    it) and half a surrogate pair, is U+FFFD, the replacement character, on both databases."""
+    """`text` as a JSON column stores it: what none can hold, NUL (PostgreSQL's text cannot) and
+    half a surrogate pair, is U+FFFD, the replacement character, on both databases."""
     return _SURROGATE.sub("\ufffd", text.replace("\x00", "\ufffd"))
 
 

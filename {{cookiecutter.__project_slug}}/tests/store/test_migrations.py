@@ -15,7 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, inspect, text
-from strands.types.session import Session, SessionType
+from strands.types.session import Session, SessionAgent, SessionType
 
 from {{ cookiecutter.__package_name }}.api.app import create_app
 from {{ cookiecutter.__package_name }}.database import (
@@ -135,6 +135,42 @@ def test_migrations_are_not_bound_by_the_statement_timeout() -> None:
         setup.dispose()
 
 
+def json_column_types(engine: Engine) -> set[str]:
+    query = text(
+        "SELECT DISTINCT data_type FROM information_schema.columns WHERE table_schema = "
+        "current_schema() AND column_name IN ('state', 'conversation_manager_state', "
+        "'internal_state', 'message', 'redact_message')"
+    )
+    with engine.connect() as connection:
+        return set(connection.execute(query).scalars())
+
+
+@pytest.mark.postgresql
+def test_0005_keeps_json_as_written_and_keeps_what_jsonb_held() -> None:
+    """Before 0005 PostgreSQL held JSON as jsonb, which sorted keys: what it held reads as it
+    was stored then, and what is written from 0005 on, as it is written. Down, and up, again."""
+    with postgres_database() as url:
+        engine = create_engine(settings_for(url))
+        upgrade_schema(engine, "0004")
+        repository = SqlSessionRepository(engine, "alice")
+        repository.create_session(Session("chat", SessionType.AGENT))
+        repository.create_agent("chat", SessionAgent("before", {"b": 1, "a": 2}, {}))
+        assert json_column_types(engine) == {"jsonb"}
+
+        upgrade_schema(engine)
+        repository.create_agent("chat", SessionAgent("after", {"b": 1, "a": 2}, {}))
+
+        assert json_column_types(engine) == {"json"}
+        assert list(repository.read_agent("chat", "before").state) == ["a", "b"]
+        assert list(repository.read_agent("chat", "after").state) == ["b", "a"]
+        command.downgrade(alembic_config(engine), "0004")
+        assert json_column_types(engine) == {"jsonb"}
+        upgrade_schema(engine)
+        assert repository.read_agent("chat", "after").state == {"a": 2, "b": 1}
+        assert schema_differences(engine) == []
+        engine.dispose()
+
+
 def test_no_downgrade_below_0004_while_principals_share_a_session_id(
     empty_engine: Engine,
 ) -> None:
@@ -161,7 +197,7 @@ def test_alembic_command_line_migrates_database_url(empty_database_url: str) -> 
             [*alembic, *arguments], cwd=PROJECT_DIR, env=env, capture_output=True, text=True
         )
         assert result.returncode == 0, result.stderr
-    assert "0004 (head)" in result.stdout
+    assert "0005 (head)" in result.stdout
 
 
 def test_the_app_migrates_the_embedded_sqlite_database_at_start_up() -> None:

@@ -1,5 +1,6 @@
 """The repository contract on SQLite and on PostgreSQL: every method, its results, its errors."""
 
+import json
 from base64 import urlsafe_b64encode
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -343,6 +344,25 @@ def test_message_round_trips_unchanged(repository: SqlSessionRepository) -> None
     read = repository.read_message("s-1", "default", 0)
     assert read == message
     assert read.message["content"][1]["image"]["source"]["bytes"] == PNG
+
+
+# Keys out of order, and numbers whose form a decimal type would change.
+AS_WRITTEN = {"zeta": 1e16, "alpha": 1.2345e30, "mid": [2.0, 1e-7, 10**20], "a": {"y": 1, "x": 2}}
+
+
+@pytest.mark.usefixtures("agent")
+def test_json_reads_back_as_it_was_written(repository: SqlSessionRepository) -> None:
+    """Keys in their order and numbers of their type, as the SDK's own stores give them back: a
+    model is shown its tool calls as it made them, and 1e16 stays a float."""
+    use = {"toolUse": {"toolUseId": "t-1", "name": "lookup", "input": AS_WRITTEN}}
+    repository.create_message(
+        "s-1", "default", SessionMessage({"role": "assistant", "content": [use]}, message_id=0)
+    )
+    repository.update_agent("s-1", SessionAgent("default", AS_WRITTEN, {}))
+
+    stored = repository.read_message("s-1", "default", 0).message["content"][0]["toolUse"]["input"]
+    for read in (stored, repository.read_agent("s-1", "default").state):
+        assert json.dumps(read) == json.dumps(AS_WRITTEN)
 
 
 @pytest.mark.usefixtures("agent")

@@ -2,6 +2,7 @@
 to save it, nothing written by a turn that fails or lost its lease."""
 
 import asyncio
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -34,6 +35,7 @@ from ..support.databases import drop_other_connections, settings_for
 from ..support.scripted_model import RedactPrompt, Reply, ScriptedModel, ToolCall
 from ..support.tcp_proxy import answer_cutting_proxy
 from ..support.tools import lookup_order
+from .test_repository import AS_WRITTEN
 
 pytestmark = pytest.mark.anyio
 
@@ -140,6 +142,24 @@ async def test_numbers_that_json_cannot_hold_are_stored_as_null(
     tool_use = restored.messages[1]["content"][0]["toolUse"]
     assert tool_use["input"] == {"order_id": "A-7", "weight_kg": None}
     assert stored(repository)[-1] == ("assistant", "It shipped.")
+    await store.give_up(work)
+
+
+async def test_a_turn_reads_its_json_back_as_it_was_written(store: TurnStore) -> None:
+    """Tool inputs in their key order and numbers of their type: the model is shown its own calls
+    as it made them, and an agent whose state did not change is not written again."""
+    call = ToolCall("lookup_order", {"order_id": "A-7", **AS_WRITTEN})
+    replies: list[Reply] = [call, "It shipped."]
+    await turn(store, "Where is A-7?", replies, tools=[lookup_order], state=AS_WRITTEN)
+
+    work = await store.begin("s", "default", "local")
+    restored = agent_for(work, ["Still shipped."], tools=[lookup_order])
+    await restored.invoke_async("And now?")
+
+    tool_input = restored.messages[1]["content"][0]["toolUse"]["input"]
+    assert json.dumps(tool_input) == json.dumps({"order_id": "A-7", **AS_WRITTEN})
+    assert json.dumps(restored.state.get()) == json.dumps(AS_WRITTEN)
+    assert not work.agent_changed
     await store.give_up(work)
 
 

@@ -16,7 +16,6 @@ from sqlalchemy import (
     Table,
     TypeDecorator,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 
 ID_LENGTH = 128
 
@@ -53,10 +52,12 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-# JSONB on PostgreSQL (validated, compact, queryable); JSON text on SQLite.
-Json = JSON().with_variant(JSONB(), "postgresql")
+# JSON kept as written, on PostgreSQL (its json type) as on SQLite: a conversation reads back as
+# it was stored. jsonb would sort objects' keys, so that a model saw its own tool calls reordered,
+# and store numbers as decimals, so that 1e16 came back an integer.
+Json = JSON()
 # Stores Python None as SQL NULL rather than the JSON text 'null'.
-NullableJson = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+NullableJson = JSON(none_as_null=True)
 
 
 # PostgreSQL returns timestamptz values in UTC as they are (the connections' time zone is UTC):

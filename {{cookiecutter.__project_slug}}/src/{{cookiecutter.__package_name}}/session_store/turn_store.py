@@ -16,6 +16,7 @@ from operator import itemgetter
 from typing import Any, TypeVar
 
 from sqlalchemy import (
+    JSON,
     Integer,
     and_,
     bindparam,
@@ -29,7 +30,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from strands.types.exceptions import SessionException
@@ -268,7 +268,7 @@ class PostgresTurnStore(TurnStore):
     database aggregates, the messages its conversation manager keeps. To save, the release (an
     update that returns the session when the lease was still held) comes first, and the writes
     of the agent and of the messages read from it: when the lease was lost, they write nothing.
-    The turn's messages travel as one JSON array, expanded into rows by jsonb_to_recordset.
+    The turn's messages travel as one JSON array, expanded into rows by json_to_recordset.
     """
 
     def __init__(self, engine: AsyncEngine, lease_seconds: float) -> None:
@@ -351,11 +351,11 @@ class PostgresTurnStore(TurnStore):
             set_={name: new_agent.excluded[name] for name in _AGENT_CHANGES},
         ).cte("saved_agent")
         new_messages = (
-            func.jsonb_to_recordset(bindparam("new_messages", type_=JSONB))
+            func.json_to_recordset(bindparam("new_messages", type_=JSON))
             .table_valued(
                 column("message_id", Integer),
-                column("message", JSONB),
-                column("redact_message", JSONB),
+                column("message", JSON),
+                column("redact_message", JSON),
                 column("created_at", UtcDateTime()),
                 column("updated_at", UtcDateTime()),
             )
@@ -455,7 +455,7 @@ def _message_rows(work: UnitOfWork, message_ids: Iterable[int]) -> list[dict[str
 
 
 def _json_records(work: UnitOfWork) -> list[dict[str, Any]]:
-    """The turn's new messages as JSON records for jsonb_to_recordset, where a missing key reads
+    """The turn's new messages as JSON records for json_to_recordset, where a missing key reads
     as NULL and the SDK's timestamps (ISO 8601 text) read as they are written."""
     records = []
     for message_id in work.new_message_ids:

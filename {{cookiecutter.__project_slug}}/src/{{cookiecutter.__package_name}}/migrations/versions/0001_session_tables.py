@@ -9,12 +9,14 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
-from {{ cookiecutter.__package_name }}.session_store.tables import (
-    ID_LENGTH,
-    Json,
-    NullableJson,
-    UtcDateTime,
+from {{ cookiecutter.__package_name }}.session_store.tables import ID_LENGTH, UtcDateTime
+
+# The JSON columns as this revision made them: jsonb on PostgreSQL, until 0005.
+Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+NullableJson = sa.JSON(none_as_null=True).with_variant(
+    postgresql.JSONB(none_as_null=True), "postgresql"
 )
 
 revision: str = "0001"
