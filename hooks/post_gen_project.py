@@ -28,31 +28,36 @@ CURSOR_SECRET_PLACEHOLDER = "change-me-cursor-secret"
 ANSWERED_SETTINGS = ("MODEL_PROVIDER", "AUTH_MODE")
 
 PACKAGE_DIR = Path("src") / PACKAGE_NAME
-# The template's checkout: a folder of an option turned off loses the template's files only, so
-# that a bake over an existing project (`cookiecutter -f`) keeps what its owner added there (their
-# own workflows, overlays). Empty where cookiecutter's caller gives none: cruft, which renders
-# into a new folder, where every file is the template's.
-TEMPLATE_DIR = {{ cookiecutter._repo_dir | default("") | tojson }}
+# The files of the options that can be turned off: removing these only, a bake over an existing
+# project (`cookiecutter -f`) keeps what its owner added beside them (workflows, overlays).
+GITHUB_ACTIONS_FILES = [".github/dependabot.yml", ".github/workflows/ci.yml"]
+KUBERNETES_FILES = [
+    f"deploy/kubernetes/{name}"
+    for name in (
+        "base/configmap.yaml",
+        "base/deployment.yaml",
+        "base/hpa.yaml",
+        "base/kustomization.yaml",
+        "base/networkpolicy.yaml",
+        "base/pdb.yaml",
+        "base/service.yaml",
+        "base/serviceaccount.yaml",
+        "migration/job.yaml",
+        "migration/kustomization.yaml",
+        "overlays/example/kustomization.yaml",
+        "overlays/example/migration/kustomization.yaml",
+    )
+]
 
 
 def remove(*paths: Path | str) -> None:
-    """Delete files; one that is already gone is fine."""
+    """Delete files, then the folders they leave empty; a file that is already gone is fine."""
     for path in map(Path, paths):
         path.unlink(missing_ok=True)
-
-
-def remove_template_folder(folder: Path) -> None:
-    """Delete the files that the template holds in `folder`, then its folders left empty."""
-    if not TEMPLATE_DIR:
-        if folder.is_dir():
-            shutil.rmtree(folder)
-        return
-    template_folder = Path(TEMPLATE_DIR, {{ "{{cookiecutter.__project_slug}}" | tojson }}, folder)
-    inside = [folder / path.relative_to(template_folder) for path in template_folder.rglob("*")]
-    remove(*(path for path in inside if path.is_file()))
-    for path in sorted([folder, *inside], key=lambda path: len(path.parts), reverse=True):
-        if path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
+        for folder in path.parents:
+            if folder == Path(".") or not folder.is_dir() or any(folder.iterdir()):
+                break
+            folder.rmdir()
 
 
 def remove_example_tools() -> None:
@@ -61,12 +66,11 @@ def remove_example_tools() -> None:
 
 
 def remove_github_actions() -> None:
-    remove_template_folder(Path(".github"))
+    remove(*GITHUB_ACTIONS_FILES)
 
 
 def remove_kubernetes() -> None:
-    remove_template_folder(Path("deploy", "kubernetes"))
-    remove(Path("tests", "test_kubernetes.py"), Path("tests", "support", "kustomize.py"))
+    remove(*KUBERNETES_FILES, "tests/test_kubernetes.py", "tests/support/kustomize.py")
 
 
 def remove_agentcore() -> None:

@@ -153,6 +153,19 @@ def test_a_bake_over_a_project_with_options_turned_off_keeps_the_owners_files_th
     assert not (project / "tests" / "test_kubernetes.py").exists()
 
 
+def test_the_post_gen_hook_names_every_file_of_the_options_it_removes() -> None:
+    hook: dict[str, object] = {}
+    exec(render_hook((TEMPLATE_DIR / "hooks" / "post_gen_project.py").read_text()), hook)
+    project = TEMPLATE_DIR / "{{cookiecutter.__project_slug}}"
+
+    for folder, named in [
+        (".github", hook["GITHUB_ACTIONS_FILES"]),
+        ("deploy/kubernetes", hook["KUBERNETES_FILES"]),
+    ]:
+        files = {str(path.relative_to(project)) for path in (project / folder).rglob("*")}
+        assert set(named) == {name for name in files if (project / name).is_file()}
+
+
 def test_a_bake_with_options_turned_off_has_no_folder_of_theirs(bake: Bake) -> None:
     project = bake(github_actions=False, kubernetes=False)
 
@@ -169,7 +182,6 @@ def render_hook(source: str, **answers: object) -> str:
 
     context = generate_context(str(TEMPLATE_DIR / "cookiecutter.json"), extra_context=answers)
     context["cookiecutter"] = prompt_for_config(context, no_input=True)
-    context["cookiecutter"]["_repo_dir"] = str(TEMPLATE_DIR)  # as cookiecutter adds it
     env = StrictEnvironment(context=context, keep_trailing_newline=True)
     return env.from_string(source).render(**context)
 
