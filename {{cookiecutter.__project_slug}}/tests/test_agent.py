@@ -32,6 +32,11 @@ def test_the_template_provider_builds_without_calling_it(monkeypatch: pytest.Mon
     assert 500 in (config.get("max_tokens"), config.get("params", {}).get("max_tokens"))
     custom = build_model(settings.model_copy(update={"model_id": "my-model"}))
     assert custom.get_config()["model_id"] == "my-model"
+{%- if cookiecutter.model_provider == "bedrock" %}
+    # One client serves every turn of the process, with a pooled connection for each.
+    assert model.client.meta.config.max_pool_connections == settings.max_concurrent_turns
+    assert model.client.meta.config.read_timeout == 120
+{%- endif %}
 
 
 def test_the_echo_model_answers_offline(repository: SqlSessionRepository) -> None:

@@ -56,9 +56,18 @@ def build_model(settings: Settings) -> Model:
         return EchoModel(word_delay=settings.echo_word_delay)
     model_id = settings.model_id or DEFAULT_MODEL_IDS[provider]
     if provider == "bedrock":
-        from strands.models.bedrock import BedrockModel
+        from botocore.config import Config
+        from strands.models.bedrock import DEFAULT_READ_TIMEOUT, BedrockModel
 
-        return BedrockModel(model_id=model_id, max_tokens=settings.model_max_tokens)
+        # The client serves every turn: as many pooled connections as turns may stream at once
+        # (botocore keeps 10, and opens and drops the others). A config given replaces the
+        # SDK's, whose read timeout is kept.
+        client = Config(
+            max_pool_connections=settings.max_concurrent_turns, read_timeout=DEFAULT_READ_TIMEOUT
+        )
+        return BedrockModel(
+            model_id=model_id, max_tokens=settings.model_max_tokens, boto_client_config=client
+        )
     if provider == "anthropic":
         from strands.models.anthropic import AnthropicModel
 

@@ -211,7 +211,10 @@ def test_only_the_new_message_is_read_and_validated(make_api: MakeApi) -> None:
 
 @pytest.mark.parametrize(
     ("bad_parts", "says"),
-    [(50, "; and 40 more"), (300_000, "at most 100 items after validation, not 300000")],
+    [
+        (50, "; and 40 more"),
+        (300_000, "body.messages.0.parts: List should have at most 100 items"),
+    ],
 )
 def test_a_new_message_of_many_bad_parts_gets_a_short_422(
     api: Api, bad_parts: int, says: str
@@ -221,7 +224,7 @@ def test_a_new_message_of_many_bad_parts_gets_a_short_422(
     response = api.client.post("/chat", json=body)
 
     assert_error(response, 422, "invalid_request")
-    assert response.json()["error"]["message"].endswith(says)
+    assert says in response.json()["error"]["message"]
     assert len(response.content) < 2_000
 
 

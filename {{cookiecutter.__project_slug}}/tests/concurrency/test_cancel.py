@@ -7,8 +7,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository
+from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository, turn_store_for
 from {{ cookiecutter.__package_name }}.turns import TurnCancelledError
 
 from ..conftest import Api, MakeRunner, client_stays
@@ -63,6 +64,27 @@ async def test_a_turn_cancelled_before_its_task_began_ends_and_frees_its_session
     assert cancelled
     assert again.response == "Again."
     assert runner.turns_in_flight == 0
+
+
+@pytest.mark.anyio
+async def test_a_turn_whose_lease_another_replica_revoked_stops_at_its_next_renewal(
+    make_runner: MakeRunner, turn_engine: AsyncEngine, repository: SqlSessionRepository
+) -> None:
+    """Its model is stopped, not left answering until the turn would save: the lease keeper
+    finds the lease revoked within a third of its length (here a second)."""
+    release = threading.Event()
+    model = GatedModel(lambda: release.wait(timeout=60))
+    turn = await make_runner(model).start("s", TEST_PRINCIPAL, "Hi", client_stays)
+    other_replica = turn_store_for(turn_engine, lease_seconds=1)
+    try:
+        assert await asyncio.to_thread(model.entered.wait, 20)
+        assert await other_replica.revoke(TEST_PRINCIPAL, "s")
+        with pytest.raises(TurnCancelledError):
+            await asyncio.wait_for(turn.result(), timeout=10)
+    finally:
+        release.set()
+
+    assert repository.for_principal(TEST_PRINCIPAL).read_session("s") is None, "it was new"
 
 
 @pytest.mark.parametrize("next_turn", ["at once", "after the stop"])

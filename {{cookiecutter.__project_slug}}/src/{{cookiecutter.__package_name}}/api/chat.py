@@ -14,7 +14,7 @@ from uuid import uuid4
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 from ..turns import ModelRetry, TextDelta, ToolResult, ToolUse, Turn, TurnEvent, TurnResult
 from .dependencies import AppSettings, Runner
@@ -55,11 +55,22 @@ def ui_text(message: UIMessage) -> str:
     )
 
 
+def new_message(messages: list[Any]) -> UIMessage:
+    """The last message, validated; a problem of it is located at its place in the list."""
+    index = len(messages) - 1
+    try:
+        return UIMessage.model_validate(messages[index])
+    except ValidationError as error:
+        problems = error.errors(include_url=False)
+        located = [{**problem, "loc": (index, *problem["loc"])} for problem in problems]
+        raise ValidationError.from_exception_data(error.title, located) from None
+
+
 def ends_with_user_text(messages: list[Any]) -> list[Any]:
     """The messages, the last validated as the user's new one. The earlier ones are not read, nor
     validated: a long chat costs nothing, and a body of a million bad parts no seconds of the
     event loop."""
-    new = UIMessage.model_validate(messages[-1])
+    new = new_message(messages)
     if new.role != "user":
         raise ValueError("the last message must be the user's new message")
     if any(part.get("type") == "file" for part in new.parts):

@@ -136,12 +136,12 @@ class TurnStore:
         work.lease_live_until = sent + self._lease_seconds
         return work
 
-    def _lost(self, work: UnitOfWork, sent: float) -> LeaseLostError:
-        """Why a statement sent at `sent` (time.monotonic()) found the turn's lease gone: revoked
-        if it could not have expired yet, as nothing else takes a live lease; else lost. (A
-        statement that reached the database only after the lease's last moment reads as revoked
-        too: the client is told that its turn was cancelled, not that it was not stored.)"""
-        revoked = sent < work.lease_live_until
+    @staticmethod
+    def _lost(work: UnitOfWork) -> LeaseLostError:
+        """Why a statement whose answer just came found the turn's lease gone: revoked if the
+        lease could not have expired yet when the database ran it, as nothing else takes a live
+        lease; else lost."""
+        revoked = time.monotonic() < work.lease_live_until
         return (LeaseRevokedError if revoked else LeaseLostError)(work.session_id)
 
     async def _begin(self, session_id: str, agent_id: str, principal: str) -> UnitOfWork:
@@ -195,10 +195,9 @@ class TurnStore:
     async def _save(self, work: UnitOfWork) -> None:
         key = _agent_key(work)
         release = self.leases.release_values(work.principal, work.session_id, work.lease_id)
-        sent = time.monotonic()
         async with self._transactional.begin() as connection:
             if (await connection.execute(self.leases.release, release)).first() is None:
-                raise self._lost(work, sent)
+                raise self._lost(work)
             if work.agent_created:
                 await connection.execute(_INSERT_AGENT, _agent_row(work))
             elif work.agent_changed:
@@ -253,10 +252,10 @@ class TurnStore:
             held = set((await connection.execute(self.leases.renew, values)).scalars())
         lost = {}
         for work in works:
-            if work.lease_id in held:
+            if work.lease_id in held:  # for the lease's length from when it was renewed, or later
                 work.lease_live_until = sent + self._lease_seconds
             else:
-                lost[work.lease_id] = self._lost(work, sent)
+                lost[work.lease_id] = self._lost(work)
         return lost
 
 
@@ -420,10 +419,9 @@ class PostgresTurnStore(TurnStore):
             row = _agent_row(work)
             values |= {f"agent_{name}": row[name] for name in (*_AGENT_CHANGES, "created_at")}
             statement = self._save_agent_and_messages
-        sent = time.monotonic()
         async with self._autocommit.connect() as connection:
             if not (await connection.execute(statement, values)).scalar_one():
-                raise self._lost(work, sent)
+                raise self._lost(work)
 
 
 def turn_store_for(engine: AsyncEngine, lease_seconds: float) -> TurnStore:

@@ -38,7 +38,7 @@ class UnitOfWork(SessionRepository):
     lease_id: str
     principal: str
     # time.monotonic() until which the lease cannot have expired: the turn store's last take or
-    # renewal of it was sent at that time minus the lease's length.
+    # renewal of it was sent at that time minus the lease's length, and ran after.
     lease_live_until: float = 0.0
     # Whether the turn's lease created the session (its first turn), and then how many sessions
     # its principal keeps, this one included (for MAX_SESSIONS_PER_PRINCIPAL).
