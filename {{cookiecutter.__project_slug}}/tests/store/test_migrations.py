@@ -15,6 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import OperationalError
 from strands.types.session import Session, SessionAgent, SessionType
 
 from {{ cookiecutter.__package_name }}.api.app import create_app
@@ -168,6 +169,25 @@ def test_0005_keeps_json_as_written_and_keeps_what_jsonb_held() -> None:
         upgrade_schema(engine)
         assert repository.read_agent("chat", "after").state == {"a": 2, "b": 1}
         assert schema_differences(engine) == []
+        engine.dispose()
+
+
+@pytest.mark.postgresql
+def test_a_migration_that_waits_for_a_lock_gives_up_and_leaves_the_database_as_it_was() -> None:
+    """Waiting, it would hold up every query of its table behind it."""
+    with postgres_database() as url:
+        engine = create_engine(settings_for(url))
+        upgrade_schema(engine, "0004")
+        reader = engine.connect()
+        reader.execute(text("SELECT count(*) FROM messages"))  # a transaction that read the table
+
+        with pytest.raises(OperationalError, match="lock timeout"):
+            upgrade_schema(engine)
+
+        reader.close()
+        assert json_column_types(engine) == {"jsonb"}, "0005 is undone whole"
+        upgrade_schema(engine)
+        assert json_column_types(engine) == {"json"}
         engine.dispose()
 
 

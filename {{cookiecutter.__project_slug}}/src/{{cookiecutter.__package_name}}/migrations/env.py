@@ -8,6 +8,9 @@ from {{ cookiecutter.__package_name }}.config import EngineSettings, settings_or
 from {{ cookiecutter.__package_name }}.database import create_engine
 from {{ cookiecutter.__package_name }}.session_store import metadata
 
+# How long a migration waits for a table's lock on PostgreSQL (a query that holds it), then fails.
+LOCK_TIMEOUT = "10s"
+
 
 def run_migrations() -> None:
     engine: Engine | None = context.config.attributes.get("engine")
@@ -36,6 +39,10 @@ def run_migrations() -> None:
                         # DB_STATEMENT_TIMEOUT_MS bounds a request's statements; a migration may
                         # rewrite a whole table. Unbounded for this transaction only.
                         connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
+                        # A migration waiting for a table's lock holds up every query of that
+                        # table behind it: it gives up after LOCK_TIMEOUT instead, undone whole,
+                        # and is run again (the Kubernetes Job retries).
+                        connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
                     context.run_migrations()
                 connection.commit()
             finally:
