@@ -110,5 +110,8 @@ class MemoryTurnStore:
         del self.sessions[key], self.leases[key]
         self.sessions_kept[work.principal] -= 1
 
-    async def renew(self, works: Iterable[UnitOfWork]) -> set[str]:
-        return {work.lease_id for work in works}
+    async def renew(self, works: Iterable[UnitOfWork]) -> dict[str, None]:
+        """Every lease is held: in one process nothing takes it. The turn stores of the template
+        return the leases lost, by id, with why; those before 2026-11-27, the ids still held.
+        The held ids, each lost for no reason, read right to both (`--against` runs either)."""
+        return dict.fromkeys(work.lease_id for work in works)
