@@ -29,9 +29,12 @@ def loadtest(client: httpx.Client, *arguments: str) -> dict:
 def test_the_load_test_reports_completed_turns_and_refusals(
     database_url: str, engine: Engine
 ) -> None:
-    with running_server(database_url, ECHO_WORD_DELAY="0.02") as client:
+    # Leases long enough that a CI machine starved of CPU loses none: not what this tests.
+    leases = {"SESSION_LEASE_SECONDS": "30"}
+    with running_server(database_url, ECHO_WORD_DELAY="0.02", **leases) as client:
         report = loadtest(client, "--conversations", "20", "--turns", "2")
-    with running_server(database_url, ECHO_WORD_DELAY="0.05", MAX_CONCURRENT_TURNS="5") as client:
+    crowded_server = {"ECHO_WORD_DELAY": "0.05", "MAX_CONCURRENT_TURNS": "5", **leases}
+    with running_server(database_url, **crowded_server) as client:
         crowded = loadtest(client, "--conversations", "30")
 
     assert report["turns"] == report["completed"] == 40

@@ -3,6 +3,7 @@ stores nothing, leaves the other replica's lease alone, and its client still get
 
 import asyncio
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,17 +23,19 @@ from ..support.scripted_model import GatedModel, ScriptedModel
 
 pytestmark = pytest.mark.anyio
 
+LEASE_SECONDS = 1  # make_runner's
+
 
 def take_over(engine: Engine, work: UnitOfWork) -> None:
-    """The turn's replica stalled past its lease, by its own clock too, and another replica took
-    the session."""
+    """The turn's replica stalls past its lease (its event loop held, as a stalled process's is),
+    and another replica takes the session meanwhile."""
+    time.sleep(LEASE_SECONDS + 0.2)
     with engine.begin() as connection:
         connection.execute(
             update(sessions)
             .where(sessions.c.session_id == work.session_id)
             .values(lease_id="another", lease_expires_at=datetime.now(UTC) + timedelta(minutes=1))
         )
-    work.lease_live_until = 0.0
 
 
 def lease_holder(engine: Engine, session_id: str = "s") -> str | None:
