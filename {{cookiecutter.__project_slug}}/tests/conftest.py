@@ -100,6 +100,8 @@ def store(turn_engine: AsyncEngine, repository: SqlSessionRepository) -> TurnSto
 
 
 MakeRunner = Callable[[ScriptedModel], TurnRunner]
+# The leases of make_runner's runners: renewed every third of a second.
+RUNNER_LEASE_SECONDS = 1
 
 
 @pytest.fixture
@@ -111,7 +113,7 @@ async def make_runner(
     runners: list[TurnRunner] = []
 
     def make(model: ScriptedModel) -> TurnRunner:
-        settings = settings_for(database_url, session_lease_seconds=1)
+        settings = settings_for(database_url, session_lease_seconds=RUNNER_LEASE_SECONDS)
         store = turn_store_for(turn_engine, settings.session_lease_seconds)
         runner = TurnRunner(settings, store, model)
         runner.start_keeping_leases()

@@ -33,9 +33,11 @@ def test_the_template_provider_builds_without_calling_it(monkeypatch: pytest.Mon
     custom = build_model(settings.model_copy(update={"model_id": "my-model"}))
     assert custom.get_config()["model_id"] == "my-model"
 {%- if cookiecutter.model_provider == "bedrock" %}
+    from strands.models.bedrock import DEFAULT_READ_TIMEOUT
+
     # One client serves every turn of the process, with a pooled connection for each.
     assert model.client.meta.config.max_pool_connections == settings.max_concurrent_turns
-    assert model.client.meta.config.read_timeout == 120
+    assert model.client.meta.config.read_timeout == DEFAULT_READ_TIMEOUT  # the SDK's, kept
 {%- endif %}
 
 

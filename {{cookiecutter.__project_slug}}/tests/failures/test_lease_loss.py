@@ -18,18 +18,16 @@ from {{ cookiecutter.__package_name }}.session_store import (
 from {{ cookiecutter.__package_name }}.session_store.tables import sessions
 from {{ cookiecutter.__package_name }}.turns import ModelError
 
-from ..conftest import MakeRunner, client_stays
+from ..conftest import RUNNER_LEASE_SECONDS, MakeRunner, client_stays
 from ..support.scripted_model import GatedModel, ScriptedModel
 
 pytestmark = pytest.mark.anyio
-
-LEASE_SECONDS = 1  # make_runner's
 
 
 def take_over(engine: Engine, work: UnitOfWork) -> None:
     """The turn's replica stalls past its lease (its event loop held, as a stalled process's is),
     and another replica takes the session meanwhile."""
-    time.sleep(LEASE_SECONDS + 0.2)
+    time.sleep(RUNNER_LEASE_SECONDS + 0.2)
     with engine.begin() as connection:
         connection.execute(
             update(sessions)
