@@ -71,6 +71,8 @@ class PrincipalLimits:
             del self._running[principal]
         if not started and (starts := self._started.get(principal)):
             starts.pop()
+            if not starts:
+                del self._started[principal]
 
     def _forget_idle(self, now: float) -> None:
         """Forget the principals that started no turn in the last minute: a replica that serves

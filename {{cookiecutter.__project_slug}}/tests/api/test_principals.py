@@ -507,6 +507,23 @@ def test_principals_idle_for_a_minute_are_forgotten() -> None:
     limits.admit("busy")
 
 
+def test_a_turn_refused_before_it_started_leaves_the_limits_working() -> None:
+    """Its start is forgotten (and its principal, if that was its only start), so that the
+    minute's sweep finds no principal without a start: it once raised on every later turn."""
+    now = [0.0]
+    limits = PrincipalLimits(turns_at_once=5, turns_per_minute=1, clock=lambda: now[0])
+    limits.admit("alice")
+    limits.release("alice", started=False)  # its session was busy
+    limits.admit("alice")  # the refused turn does not count against the minute
+    limits.release("alice", started=False)
+
+    now[0] = 61.0
+    limits.admit("bob")
+    limits.admit("alice")
+
+    assert limits.remembered() == 2
+
+
 def test_a_principal_keeps_at_most_its_sessions(make_api: MakeApi) -> None:
     api = make_api(["Hi.", "Again."], max_sessions_per_principal=2)
     assert api.client.post("/sessions", json={"session_id": "a"}).status_code == 201
