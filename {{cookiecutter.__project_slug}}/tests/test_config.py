@@ -5,7 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.__package_name }}.config import Settings, describe, get_settings
+from {{ cookiecutter.__package_name }}.config import (
+    Settings,
+    describe,
+    get_settings,
+    settings_or_exit,
+)
 
 
 def test_defaults_come_from_the_template_answers() -> None:
@@ -54,8 +59,23 @@ def test_jwt_mode_needs_its_identity_provider(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("AUTH_MODE", "jwt")
     monkeypatch.setenv("JWT_ISSUER", "https://id.example/")
 
-    with pytest.raises(ValueError, match="AUTH_MODE=jwt needs JWT_JWKS_URL, JWT_AUDIENCE"):
-        Settings(_env_file=None)
+    with pytest.raises(SystemExit) as exited:
+        settings_or_exit(lambda: Settings(_env_file=None))
+
+    assert str(exited.value) == "Invalid settings: AUTH_MODE=jwt needs JWT_JWKS_URL, JWT_AUDIENCE"
+
+
+def test_a_list_setting_that_is_not_json_is_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ALLOWED_HOSTS", "agent.example.com")
+
+    with pytest.raises(SystemExit) as exited:
+        settings_or_exit(lambda: Settings(_env_file=None))
+
+    line = str(exited.value)
+    assert line.startswith("Invalid settings: ") and '"allowed_hosts"' in line
+    assert line.endswith('(a list is JSON: ALLOWED_HOSTS=["api.example.com"])')
 
 
 PLACEHOLDERS = {

@@ -14,7 +14,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 # echo is an offline model for local development, demos and load tests: it needs no credentials.
 ModelProvider = Literal["bedrock", "anthropic", "openai", "ollama", "litellm", "echo"]
@@ -190,7 +190,8 @@ class Settings(EngineSettings):
                 if not getattr(self, name)
             ]
             if missing:
-                raise ValueError(f"AUTH_MODE=jwt needs {', '.join(missing)}")
+                message = f"AUTH_MODE=jwt needs {', '.join(missing)}"
+                raise PydanticCustomError("jwt_settings_missing", message)
         return self
 
     @field_validator("cursor_secret")
@@ -211,9 +212,10 @@ SettingsT = TypeVar("SettingsT", bound=EngineSettings)
 
 
 def describe(error: ValidationError) -> str:
-    """What is wrong with the settings, on one line, by the name of each variable."""
+    """What is wrong with the settings, on one line, by the name of each variable (none for a
+    problem of several)."""
     return "; ".join(
-        f"{'.'.join(map(str, problem['loc'])).upper()}: {problem['msg']}"
+        ": ".join(filter(None, [".".join(map(str, problem["loc"])).upper(), problem["msg"]]))
         for problem in error.errors()
     )
 
@@ -224,6 +226,9 @@ def settings_or_exit(read: Callable[[], SettingsT]) -> SettingsT:
         return read()
     except ValidationError as error:
         raise SystemExit(f"Invalid settings: {describe(error)}") from None
+    except SettingsError as error:  # a list setting that is not JSON
+        hint = 'a list is JSON: ALLOWED_HOSTS=["api.example.com"]'
+        raise SystemExit(f"Invalid settings: {error} ({hint})") from None
 
 
 @lru_cache
