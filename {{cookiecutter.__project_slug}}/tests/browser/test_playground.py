@@ -105,6 +105,45 @@ def test_a_second_tab_is_told_that_the_conversation_is_busy(
     assert page.texts("assistant")[-1] == f"You said: {long_prompt}"
 
 
+def test_stop_ends_the_turn_stores_nothing_and_gives_the_prompt_back(
+    page: Playground, new_key: NewKey, server: Server
+) -> None:
+    key = new_key()
+    page.sign_in(key)
+    long_prompt = " ".join(["word"] * 60)  # 3 s of streaming
+
+    # The first turn of a new conversation: stopped, nothing of the conversation is kept.
+    page.send(long_prompt)
+    page.wait_for(lambda: page.find("#stop").is_enabled() and page.texts("assistant"))
+    assert not page.find("#send").is_displayed()
+    page.find("#stop").click()
+
+    assert page.wait_for(page.error).startswith("Stopped: nothing of this message was stored.")
+    assert page.texts("user") == page.texts("assistant") == []
+    assert page.find("#prompt").get_attribute("value") == long_prompt  # to edit or send again
+    assert page.find("#conversation-title").text == "New conversation"
+    assert page.find("#send").is_displayed() and not page.find("#stop").is_displayed()
+    page.find("#prompt").clear()
+
+    # A turn of a conversation that has one already: stopped, the next is answered at once.
+    assert page.send_and_wait("hello") == "You said: hello"
+    page.send(long_prompt)
+    page.wait_for(lambda: page.find("#stop").is_enabled() and len(page.texts("assistant")) == 2)
+    page.find("#stop").click()
+    page.wait_for(page.error)
+    page.find("#prompt").clear()
+    assert page.send_and_wait("still there?") == "You said: still there?"
+
+    session_id = page.wait_for(page.sessions)[0].get_attribute("data-session-id")
+    history = server.client.get(
+        f"/sessions/{session_id}/history", headers={"Authorization": f"Bearer {key}"}
+    )
+    stored = [message["content"][0]["text"] for message in history.json()["messages"]]
+    assert stored == ["hello", "You said: hello", "still there?", "You said: still there?"]
+    assert len(page.sessions()) == 1
+    assert page.script_problems() == []
+
+
 def test_errors_of_the_service_are_said_in_words(page: Playground, new_key: NewKey) -> None:
     page.sign_in(new_key())
     page.driver.execute_script("document.getElementById('prompt').value = 'x'.repeat(501)")

@@ -121,6 +121,7 @@ const WORDS = {
   too_many_turns: "You are sending too many messages at once.",
   too_many_sessions: "You keep too many conversations: delete some first.",
   overloaded: "The service is busy with other conversations.",
+  turn_cancelled: "Stopped: nothing of this message was stored.",
   model_error: "The model failed to answer. Nothing of this message was stored: send it again.",
   model_timeout: "The model took too long to answer. Nothing of this message was stored.",
   model_throttled: "The model provider is throttling requests.",

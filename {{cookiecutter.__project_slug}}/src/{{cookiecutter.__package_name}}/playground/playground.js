@@ -90,7 +90,9 @@ function formatTime(iso) {
 function stopReading() {
   runningTurn?.abort();
   runningTurn = null;
-  $("send").disabled = false;
+  $("send").hidden = false;
+  $("stop").hidden = true;
+  $("stop").disabled = true;
 }
 
 function newConversation() {
@@ -208,7 +210,9 @@ async function send(prompt) {
   const answer = bubbleFor("assistant");
   answer.setAttribute("aria-busy", "true");
   const turn = (runningTurn = new AbortController());
-  $("send").disabled = true; // one turn at a time from this page
+  // One turn at a time from this page: Stop instead of Send, usable once the turn has started.
+  $("send").hidden = true;
+  $("stop").hidden = false;
   let created = false;
   try {
     const body = sessionId ? { prompt, session_id: sessionId } : { prompt };
@@ -219,6 +223,7 @@ async function send(prompt) {
         $("conversation-title").textContent = `Conversation ${sessionId.slice(0, 8)}`;
         $("delete-conversation").hidden = false;
       }
+      if (event === "session") $("stop").disabled = false;
       if (event === "text") appendText(answer, data.text);
       if (event === "tool_use") showToolCall(answer, data.id, data.name, data.input);
       if (event === "tool_result") showToolResult(data.id, data.status);
@@ -232,6 +237,7 @@ async function send(prompt) {
       question.remove();
       answer.remove();
       if (!$("prompt").value) $("prompt").value = prompt;
+      if (created) forgetCreatedSession(); // the service deleted the session the turn created
     }
     throw error;
   } finally {
@@ -239,6 +245,19 @@ async function send(prompt) {
     if (runningTurn === turn) stopReading();
     if (created) loadSessions().catch(showError);
   }
+}
+
+// Stop the running turn: the service stores nothing of it and frees the conversation at once;
+// its stream then ends with turn_cancelled, and the prompt comes back to be edited or sent again.
+async function stopTurn() {
+  $("stop").disabled = true;
+  await api.request("POST", `/sessions/${encodeURIComponent(sessionId)}/cancel`);
+}
+
+function forgetCreatedSession() {
+  sessionId = null;
+  $("conversation-title").textContent = "New conversation";
+  $("delete-conversation").hidden = true;
 }
 
 function submit(event) {
@@ -259,6 +278,7 @@ $("prompt").addEventListener("keydown", (event) => {
     $("composer").requestSubmit();
   }
 });
+$("stop").addEventListener("click", () => stopTurn().catch(showError));
 $("new-conversation").addEventListener("click", newConversation);
 $("more-sessions").addEventListener("click", () => loadSessions({ more: true }).catch(showError));
 $("delete-conversation").addEventListener("click", () => deleteConversation().catch(showError));
