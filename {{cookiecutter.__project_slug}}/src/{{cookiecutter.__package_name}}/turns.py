@@ -373,8 +373,9 @@ class TurnRunner:
             self._metrics.turns_failed.labels(code=code).inc()
             turn.span.set_attribute("turn.outcome", code)
             turn.span.set_status(trace.StatusCode.ERROR, code)
-            if not isinstance(error, LeaseLostError):
-                await self._give_up(turn.work)
+            # Even with its lease lost: a session the turn created and no other turn took since
+            # is deleted (give_up's statements change nothing of a lease that is not the turn's).
+            await self._give_up(turn.work)
             turn.emit(error)
             if not isinstance(error, Exception):
                 raise

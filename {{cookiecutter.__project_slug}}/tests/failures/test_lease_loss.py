@@ -61,6 +61,25 @@ async def test_a_turn_whose_session_was_taken_over_stops_and_stores_nothing(
     assert lease_holder(engine) == "another", "the other replica's lease is not given back"
 
 
+async def test_a_session_created_by_a_turn_that_lost_its_lease_is_not_kept(
+    make_runner: MakeRunner, repository: SqlSessionRepository
+) -> None:
+    """As any failed turn's: an empty session left behind would count against its principal's
+    MAX_SESSIONS_PER_PRINCIPAL."""
+    release = threading.Event()
+    model = GatedModel(lambda: release.wait(timeout=60))
+    turn = await make_runner(model).start("new", "local", "hello", client_stays)
+    try:
+        assert await asyncio.to_thread(model.entered.wait, 20)
+        time.sleep(RUNNER_LEASE_SECONDS + 0.2)  # its replica stalls past the lease
+        with pytest.raises(LeaseLostError):
+            await asyncio.wait_for(turn.result(), timeout=10)
+    finally:
+        release.set()
+
+    assert repository.read_session("new") is None
+
+
 async def test_a_failed_turn_answers_even_when_its_lease_is_lost_as_it_gives_up(
     make_runner: MakeRunner,
     engine: Engine,
