@@ -57,7 +57,7 @@ def test_the_ai_sdk_chat_client_holds_a_conversation(database_url: str, engine: 
             "CHAT_ID": "ai-sdk-chat",
         }
         run = subprocess.run(
-            ["node", "chat.mjs", "My name is Ada.", "Look me up with the tool."],
+            ["node", "chat.mjs", "My name is Ada.", "Look me up with the tool.", "--regenerate"],
             cwd=client_dir,
             env=environment,
             capture_output=True,
@@ -94,4 +94,6 @@ def test_the_ai_sdk_chat_client_holds_a_conversation(database_url: str, engine: 
         ("assistant", ""),  # the tool's use
         ("user", ""),  # its result
         ("assistant", "You said: notes on turns"),
-    ]
+    ]  # and nothing of the regenerate, refused:
+    assert chat["regenerated"]["status"] == "error"
+    assert "submit-message" in chat["regenerated"]["error"]

@@ -1,5 +1,6 @@
-// Sends messages to POST /chat through the Vercel AI SDK's own chat client, as `useChat` does,
-// and prints the chat's messages as the SDK assembled them (JSON).
+// Sends messages to POST /chat through the Vercel AI SDK's own chat client, as `useChat` does
+// with the transport the README shows, and prints the chat's messages as the SDK assembled them,
+// then (with --regenerate) what asking to regenerate the last reply came to (JSON).
 //
 //   CHAT_URL=http://127.0.0.1:8000/chat CHAT_API_KEY=... CHAT_ID=... node chat.mjs "Hi" "Bye"
 import { AbstractChat, DefaultChatTransport } from "ai";
@@ -32,13 +33,22 @@ const chat = new Chat({
   transport: new DefaultChatTransport({
     api: process.env.CHAT_URL,
     headers: { Authorization: `Bearer ${process.env.CHAT_API_KEY}` },
+    // As the README shows it: only the new message, with what says a regenerate or an edit.
+    prepareSendMessagesRequest: ({ id, messages, trigger, messageId }) => ({
+      body: { id, messages: messages.slice(-1), trigger, messageId },
+    }),
   }),
 });
 
-for (const text of process.argv.slice(2)) {
+const texts = process.argv.slice(2).filter((argument) => argument !== "--regenerate");
+for (const text of texts) {
   await chat.sendMessage({ text });
   if (chat.status !== "ready") break;
 }
-console.log(
-  JSON.stringify({ status: chat.status, error: chat.error?.message, messages: chat.messages }),
-);
+const sent = { status: chat.status, error: chat.error?.message, messages: chat.messages };
+let regenerated = null;
+if (process.argv.includes("--regenerate")) {
+  await chat.regenerate();
+  regenerated = { status: chat.status, error: chat.error?.message };
+}
+console.log(JSON.stringify({ ...sent, regenerated }));
