@@ -386,6 +386,10 @@ class TurnRunner:
             except Exception:  # the turn is stored and answered: only its bookkeeping failed
                 logger.exception("could not record a finished turn")
         finally:
+            # The tokens of every turn, a failed one's too: they were spent all the same.
+            usage = agent.event_loop_metrics.accumulated_usage
+            self._metrics.input_tokens.inc(usage["inputTokens"])
+            self._metrics.output_tokens.inc(usage["outputTokens"])
             turn.span.end()
             self._admitted -= 1
             self._limits.release(turn.work.principal)
@@ -401,8 +405,6 @@ class TurnRunner:
         )
         self._metrics.turns_finished.inc()
         self._metrics.turn_duration.observe(time.monotonic() - turn.asked_at)
-        self._metrics.input_tokens.inc(usage.input_tokens)
-        self._metrics.output_tokens.inc(usage.output_tokens)
         turn.span.set_attribute("turn.outcome", "ok")
 
     @staticmethod

@@ -8,6 +8,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from ..conftest import Api
+from ..support.scripted_model import ToolCall
 from ..support.server import free_port, running_server
 
 MakeApi = Callable[..., Api]
@@ -27,7 +28,10 @@ def value(samples: dict, name: str, **labels: str) -> float:
 
 
 def test_turns_are_counted_by_outcome(make_api: MakeApi) -> None:
-    api = make_api(["Hello there.", RuntimeError("provider exploded"), "Again."])
+    # The second turn calls a tool (which does not exist), then its model fails.
+    api = make_api(
+        ["Hello there.", ToolCall("no_such_tool"), RuntimeError("provider exploded"), "Again."]
+    )
     api.client.post("/process", json={"prompt": "one", "session_id": "s"})
     failed = api.client.post("/process", json={"prompt": "two", "session_id": "s"})
     api.client.post("/process-streaming", json={"prompt": "three", "session_id": "s"})
@@ -45,9 +49,9 @@ def test_turns_are_counted_by_outcome(make_api: MakeApi) -> None:
     assert value(samples, "agent_turn_duration_seconds_count") == 2
     assert value(samples, "agent_turn_first_text_seconds_count") == 2, "the failed turn had none"
     assert value(samples, "agent_session_wait_seconds_count") == 3
-    # The scripted model reports 10 tokens in and 5 out a call.
-    assert value(samples, "agent_input_tokens_total") == 20
-    assert value(samples, "agent_output_tokens_total") == 10
+    # The scripted model reports 10 tokens in and 5 out a call: the failed turn's first counts.
+    assert value(samples, "agent_input_tokens_total") == 30
+    assert value(samples, "agent_output_tokens_total") == 15
     for pool in ("turns", "sessions"):
         assert ("agent_db_connections_in_use", (("pool", pool),)) in samples
 
