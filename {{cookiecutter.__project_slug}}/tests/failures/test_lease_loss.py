@@ -24,10 +24,15 @@ from ..support.scripted_model import GatedModel, ScriptedModel
 pytestmark = pytest.mark.anyio
 
 
-def take_over(engine: Engine, work: UnitOfWork) -> None:
-    """The turn's replica stalls past its lease (its event loop held, as a stalled process's is),
-    and another replica takes the session meanwhile."""
+def stall_past_the_lease() -> None:
+    """The turn's replica stalls past its lease: its event loop held, as a stalled process's is."""
     time.sleep(RUNNER_LEASE_SECONDS + 0.2)
+
+
+def take_over(engine: Engine, work: UnitOfWork) -> None:
+    """The turn's replica stalls past its lease, and another replica takes the session
+    meanwhile."""
+    stall_past_the_lease()
     with engine.begin() as connection:
         connection.execute(
             update(sessions)
@@ -71,7 +76,7 @@ async def test_a_session_created_by_a_turn_that_lost_its_lease_is_not_kept(
     turn = await make_runner(model).start("new", "local", "hello", client_stays)
     try:
         assert await asyncio.to_thread(model.entered.wait, 20)
-        time.sleep(RUNNER_LEASE_SECONDS + 0.2)  # its replica stalls past the lease
+        stall_past_the_lease()
         with pytest.raises(LeaseLostError):
             await asyncio.wait_for(turn.result(), timeout=10)
     finally:
