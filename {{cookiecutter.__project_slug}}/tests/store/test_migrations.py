@@ -191,6 +191,26 @@ def test_a_migration_that_waits_for_a_lock_gives_up_and_leaves_the_database_as_i
         engine.dispose()
 
 
+def test_a_migration_that_fails_half_way_on_sqlite_is_undone_whole(tmp_path: Path) -> None:
+    """As on PostgreSQL: Python's sqlite3 would commit each ALTER TABLE by itself, and 0004
+    stopped half-way (an error here; the process killed, as likely) left a column that the next
+    try failed to add again, and so a database that no start-up could migrate."""
+    engine = create_engine(settings_for(f"sqlite:///{tmp_path / 'half-way.db'}"))
+    upgrade_schema(engine, "0003")
+    with engine.begin() as connection:  # in the way of 0004's rebuilding of the messages table
+        connection.execute(text("CREATE TABLE _alembic_tmp_messages (x INTEGER)"))
+
+    with pytest.raises(OperationalError, match="_alembic_tmp_messages already exists"):
+        upgrade_schema(engine)
+
+    assert "principal" not in {column["name"] for column in inspect(engine).get_columns("agents")}
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE _alembic_tmp_messages"))
+    upgrade_schema(engine)
+    assert schema_differences(engine) == []
+    engine.dispose()
+
+
 def test_no_downgrade_below_0004_while_principals_share_a_session_id(
     empty_engine: Engine,
 ) -> None:

@@ -26,6 +26,14 @@ def run_migrations() -> None:
                 # first delete (ON DELETE CASCADE) every row that refers to it. (A no-op inside a
                 # transaction: this is the connection's first statement.)
                 connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                # Python's sqlite3 begins no transaction before DDL, so each ALTER TABLE would
+                # commit by itself, and a migration stopped half-way (an error, the process
+                # killed) would leave a schema that no migration expects. The migration's
+                # statements run in one transaction of our own instead, undone whole, as on
+                # PostgreSQL; IMMEDIATE takes the write lock first, so that a second process
+                # migrating at once waits for this one, then finds nothing left to do.
+                connection.connection.driver_connection.isolation_level = None
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
             try:
                 context.configure(
                     connection=connection,
@@ -48,6 +56,7 @@ def run_migrations() -> None:
             finally:
                 if sqlite:  # the connection goes back to the app's pool: as the pool made it
                     connection.rollback()
+                    connection.connection.driver_connection.isolation_level = ""
                     connection.exec_driver_sql("PRAGMA foreign_keys=ON")
     finally:
         if own_engine:
