@@ -211,6 +211,22 @@ def test_a_migration_that_fails_half_way_on_sqlite_is_undone_whole(tmp_path: Pat
     engine.dispose()
 
 
+def test_processes_migrating_one_new_sqlite_file_at_once_all_succeed(tmp_path: Path) -> None:
+    """As processes started together on the embedded database do, each migrating it as it
+    starts: the first takes the write lock, the others wait for it, then find nothing left to do
+    (they collided in one try of two on "table sessions already exists")."""
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'new.db'}"}
+    command = [sys.executable, "-m", "alembic", "upgrade", "head"]
+    processes = [
+        subprocess.Popen(command, cwd=PROJECT_DIR, env=env, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+
+    errors = [process.communicate(timeout=120)[1] for process in processes]
+
+    assert [process.returncode for process in processes] == [0, 0, 0], errors
+
+
 def test_no_downgrade_below_0004_while_principals_share_a_session_id(
     empty_engine: Engine,
 ) -> None:
