@@ -142,17 +142,23 @@ def _engine_options(settings: EngineSettings) -> dict[str, Any]:
         "max_overflow": 0,
         "pool_timeout": settings.db_pool_timeout,
     }
-    if make_url(settings.database_url).get_backend_name() == "sqlite":
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
         return options | {"connect_args": {"timeout": settings.sqlite_busy_timeout_ms / 1000}}
     server_settings = {
         "statement_timeout": settings.db_statement_timeout_ms,
         # Timestamps then arrive in UTC, as they are stored, with nothing to convert.
         "timezone": "UTC",
     }
+    ours = " ".join(f"-c {name}={value}" for name, value in server_settings.items())
+    # What DATABASE_URL's query asks (`?options=-csearch_path%3Dapp`, a schema of its own on a
+    # shared server) is kept, which connect_args would replace: its options first, so that ours
+    # win where both set one.
+    query = url.query
     connect_args = {
-        "connect_timeout": settings.db_connect_timeout,
-        "application_name": "{{ cookiecutter.__project_slug }}",
-        "options": " ".join(f"-c {name}={value}" for name, value in server_settings.items()),
+        "connect_timeout": query.get("connect_timeout", settings.db_connect_timeout),
+        "application_name": query.get("application_name", "{{ cookiecutter.__project_slug }}"),
+        "options": " ".join(filter(None, [query.get("options"), ours])),
     }
     return options | {"connect_args": connect_args}
 

@@ -69,6 +69,28 @@ async def test_postgresql_connections_get_the_timeouts_and_the_pool_sizes() -> N
 
 @pytest.mark.postgresql
 @pytest.mark.anyio
+async def test_what_database_url_asks_of_postgresql_is_kept() -> None:
+    """Its options (a schema of its own on a shared server) and its application name: the
+    engines' own settings for the connection are added to them, not put in their place."""
+    show = text(
+        "SELECT current_setting('search_path'), current_setting('application_name'), "
+        "current_setting('TimeZone'), current_setting('statement_timeout')"
+    )
+    with postgres_database() as url:
+        settings = settings_for(f"{url}?options=-csearch_path%3Dapp&application_name=mine")
+        engine, turn_engine = create_engine(settings), create_async_engine(settings)
+        with engine.connect() as connection:
+            shown = tuple(connection.execute(show).one())
+        async with turn_engine.connect() as connection:
+            async_shown = tuple((await connection.execute(show)).one())
+        engine.dispose()
+        await turn_engine.dispose()
+
+    assert shown == async_shown == ("app", "mine", "UTC", "10s")
+
+
+@pytest.mark.postgresql
+@pytest.mark.anyio
 async def test_each_statement_for_turns_commits_by_itself_on_postgresql() -> None:
     """No BEGIN before a turn's statement or an API key's read, and so no ROLLBACK after: two
     round trips that a read on a transactional connection pays."""
