@@ -6,6 +6,7 @@ from base64 import urlsafe_b64encode
 from collections.abc import Callable
 
 import pytest
+from strands.types.session import SessionAgent, SessionMessage
 
 from ..conftest import Api
 from ..support.http import assert_error
@@ -67,6 +68,24 @@ def test_history_is_paged_with_limit_and_offset(make_api: MakeApi) -> None:
     assert rest["next_offset"] is None
     other = api.client.get("/sessions/s/history", params={"agent_id": "nobody"}).json()
     assert other["messages"] == []
+
+
+def test_history_pages_follow_message_ids_that_skip_one(api: Api) -> None:
+    """A session written through the SDK's RepositorySessionManager skips an id when a message
+    failed to be written: no page repeats a message, none is left out."""
+    api.client.post("/sessions", json={"session_id": "s"})
+    api.repository.create_agent("s", SessionAgent("default", {}, {}))
+    for message_id in (0, 1, 3, 4, 5):
+        message = {"role": "user", "content": [{"text": f"m{message_id}"}]}
+        api.repository.create_message("s", "default", SessionMessage(message, message_id))
+
+    seen, offset = [], 0
+    while offset is not None:
+        page = api.client.get("/sessions/s/history", params={"limit": 2, "offset": offset}).json()
+        seen += [message["message_id"] for message in page["messages"]]
+        offset = page["next_offset"]
+
+    assert seen == [0, 1, 3, 4, 5]
 
 
 def b64(text: str) -> str:

@@ -169,7 +169,8 @@ def get_history(
         session_id=session_id,
         agent_id=agent_id,
         messages=messages,
-        next_offset=offset + limit if len(stored) > limit else None,
+        # The id of the first message not sent: ids written through the SDK may skip one.
+        next_offset=stored[limit].message_id if len(stored) > limit else None,
     )
 
 
