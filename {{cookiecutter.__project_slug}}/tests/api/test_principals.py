@@ -139,6 +139,20 @@ def test_a_revoked_key_is_refused_at_once(api: Api) -> None:
     assert_error(api.client.get("/sessions", headers=forged), 401, "unauthorized")
 
 
+@pytest.mark.parametrize(
+    "body", ["not JSON", '{"prompt": 42}', '{"prompt": "hi"}'], ids=["not-json", "invalid", "valid"]
+)
+def test_a_body_without_a_valid_credential_gets_401_whatever_it_holds(api: Api, body: str) -> None:
+    """The credential is checked before the body is read: a caller without one learns nothing of
+    how its body would have been taken, and the service holds nothing of it."""
+    headers = {"Authorization": "Bearer not-a-key", "Content-Type": "application/json"}
+
+    response = api.client.post("/process", content=body, headers=headers)
+
+    assert_error(response, 401, "unauthorized")
+    assert response.headers["connection"] == "close"  # the body was not read
+
+
 def test_a_key_is_checked_on_a_fresh_connection_after_the_database_dropped_ours(
     api: Api, engine: Engine
 ) -> None:

@@ -33,7 +33,7 @@ from .hosts import AllowedHostsMiddleware
 from .limits import BodyLimitsMiddleware
 from .playground import install_playground
 from .request_ids import RequestIdMiddleware
-from .security import Authenticator
+from .security import AuthenticateBeforeBodyMiddleware, Authenticator
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +116,7 @@ def create_app(
         max_bytes=config.max_body_bytes,
         timeout=config.request_body_timeout,
     )
+    app.add_middleware(AuthenticateBeforeBodyMiddleware)
     app.add_middleware(DroppedStreamMiddleware)
     # Middleware added later runs earlier: the error middleware sees every inner one's failure,
     # a page of an allowed origin can read that 500 too, and a request for another host is

@@ -19,12 +19,20 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..api_keys import principal_for_key
 from ..config import Settings
 from ..session_store import InvalidIdError, validate_id
 from ..session_store.records import LOCAL_PRINCIPAL
-from .errors import ApiError
+from .errors import (
+    CLOSE_CONNECTION,
+    DATABASE_OUTAGES,
+    ApiError,
+    database_unavailable,
+    error_response,
+)
 
 logger = logging.getLogger(__name__)
 bearer = HTTPBearer(auto_error=False, description="An API key, or a JWT (see AUTH_MODE).")
@@ -124,6 +132,51 @@ async def authenticate(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> str:
     """The caller's principal; 401 unless the request proves one."""
+    # A request that brought a body was checked before the body was read.
+    if principal := getattr(request.state, "principal", None):
+        return principal
+    return await principal_of(request, credentials)
+
+
+class AuthenticateBeforeBodyMiddleware:
+    """Checks the credential of a request that brings a body before its body is read (FastAPI
+    reads a body before the route's dependencies run): a client without a valid one gets its 401
+    whatever it sends, and makes the service hold nothing of its body, where up to
+    MAX_BODY_BYTES of each of its requests would otherwise wait in memory. The principal found is
+    the one `authenticate` gives the route."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and brings_body(Headers(scope=scope)):
+            request = Request(scope)
+            try:
+                request.state.principal = await principal_of(request, await bearer(request))
+            except (ApiError, *DATABASE_OUTAGES) as error:
+                await refuse_unread(error, scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def brings_body(headers: Headers) -> bool:
+    return headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+
+
+async def refuse_unread(error: Exception, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer a request refused before its body was read: the connection can carry no next
+    request."""
+    if not isinstance(error, ApiError):
+        logger.warning("database unavailable: %s", error)
+        error = database_unavailable()
+    headers = {**(error.headers or {}), **CLOSE_CONNECTION}
+    response = error_response(error.status_code, error.code, error.message, headers)
+    await response(scope, receive, send)
+
+
+async def principal_of(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:
+    """The principal that the request's credential proves, or that AUTH_MODE=none gives it;
+    ApiError (401, 403, 503) if none."""
     authenticator: Authenticator = request.app.state.authenticator
     if authenticator.mode == "none":
         settings = request.app.state.settings
