@@ -43,6 +43,20 @@ def test_every_object_is_valid_for_kubernetes(kustomization: str) -> None:
         kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
 
 
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_pods_run_as_an_account_their_own_kustomization_makes(kustomization: str) -> None:
+    """Each kustomization is applied alone (the migration before the service, into a namespace
+    that is new on a first deployment): a pod naming an account made by another would never be
+    admitted."""
+    objects = render(KUBERNETES / kustomization)
+    made = {"default"} | {
+        manifest["metadata"]["name"] for manifest in objects if manifest["kind"] == "ServiceAccount"
+    }
+
+    for pod in pod_specs(objects):
+        assert pod.get("serviceAccountName", "default") in made
+
+
 def test_every_variable_is_one_the_service_reads() -> None:
     objects = example() + render(KUBERNETES / "overlays" / "example" / "migration")
     named_ones = set(settings_of(objects))
