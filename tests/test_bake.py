@@ -19,13 +19,14 @@ COMBINATIONS: dict[str, dict[str, object]] = {
         "model_provider": "anthropic",
         "include_example_tools": False,
         "github_actions": False,
+        "kubernetes": False,
     },
     "openai-jwt-agentcore": {"model_provider": "openai", "auth_mode": "jwt", "agentcore": True},
+    # AUTH_MODE=none for development, and Kubernetes manifests that must not use it.
     "ollama-open-no-tools": {
         "model_provider": "ollama",
         "auth_mode": "none",
         "include_example_tools": False,
-        "kubernetes": False,
     },
     # A long name and a long description: the lines that hold them must still pass ruff.
     "litellm-long-name-no-ci": {

@@ -72,6 +72,12 @@ def test_every_variable_is_one_the_service_reads() -> None:
     assert {"DATABASE_URL", "CURSOR_SECRET", "ALLOWED_HOSTS"} <= named_ones
 
 
+def test_the_deployment_checks_its_callers() -> None:
+    """AUTH_MODE=none answers only the service's own machine, and `serve` refuses to listen
+    beyond it: a pod with it would never start."""
+    assert settings_of(example())["AUTH_MODE"] in {"api_keys", "jwt"}
+
+
 def test_the_probes_answer_without_a_credential(monkeypatch: pytest.MonkeyPatch) -> None:
     objects = example()
     monkeypatch.setenv("ALLOWED_HOSTS", settings_of(objects)["ALLOWED_HOSTS"])
