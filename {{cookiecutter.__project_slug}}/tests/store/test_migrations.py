@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -206,6 +207,31 @@ def test_a_migration_that_fails_half_way_on_sqlite_is_undone_whole(tmp_path: Pat
     assert "principal" not in {column["name"] for column in inspect(engine).get_columns("agents")}
     with engine.begin() as connection:
         connection.execute(text("DROP TABLE _alembic_tmp_messages"))
+    upgrade_schema(engine)
+    assert schema_differences(engine) == []
+    engine.dispose()
+
+
+def test_a_sqlite_migration_that_finds_the_database_locked_leaves_the_connection_as_it_was(
+    tmp_path: Path,
+) -> None:
+    """The app's pool lends the migration its connection: it gets it back with foreign keys
+    enforced and the driver's own transactions, whatever stopped the migration."""
+    path = tmp_path / "locked.db"
+    engine = create_engine(
+        settings_for(f"sqlite:///{path}", db_sessions_pool_size=1, sqlite_busy_timeout_ms=100)
+    )
+    upgrade_schema(engine, "0004")
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process writing
+
+    with pytest.raises(OperationalError, match="database is locked"):
+        upgrade_schema(engine)
+
+    other.close()
+    with engine.connect() as connection:  # the pool's only one
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+        assert connection.connection.driver_connection.isolation_level == ""
     upgrade_schema(engine)
     assert schema_differences(engine) == []
     engine.dispose()

@@ -1,7 +1,10 @@
 """Alembic environment: migrates the database of DATABASE_URL, or the engine the app hands over."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+
 from alembic import context
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from {{ cookiecutter.__package_name }}.api_keys import api_keys  # noqa: F401 (its table)
 from {{ cookiecutter.__package_name }}.config import EngineSettings, settings_or_exit
@@ -21,20 +24,7 @@ def run_migrations() -> None:
     try:
         with engine.connect() as connection:
             sqlite = connection.dialect.name == "sqlite"
-            if sqlite:
-                # Rebuilding a table drops the old one, which with foreign keys enforced would
-                # first delete (ON DELETE CASCADE) every row that refers to it. (A no-op inside a
-                # transaction: this is the connection's first statement.)
-                connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
-                # Python's sqlite3 begins no transaction before DDL, so each ALTER TABLE would
-                # commit by itself, and a migration stopped half-way (an error, the process
-                # killed) would leave a schema that no migration expects. The migration's
-                # statements run in one transaction of our own instead, undone whole, as on
-                # PostgreSQL; IMMEDIATE takes the write lock first, so that a second process
-                # migrating at once waits for this one, then finds nothing left to do.
-                connection.connection.driver_connection.isolation_level = None
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
-            try:
+            with sqlite_migration(connection) if sqlite else nullcontext():
                 context.configure(
                     connection=connection,
                     target_metadata=metadata,
@@ -53,14 +43,38 @@ def run_migrations() -> None:
                         connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
                     context.run_migrations()
                 connection.commit()
-            finally:
-                if sqlite:  # the connection goes back to the app's pool: as the pool made it
-                    connection.rollback()
-                    connection.connection.driver_connection.isolation_level = ""
-                    connection.exec_driver_sql("PRAGMA foreign_keys=ON")
     finally:
         if own_engine:
             engine.dispose()
+
+
+@contextmanager
+def sqlite_migration(connection: Connection) -> Iterator[None]:
+    """Migrate SQLite in one transaction of our own, and give the connection back to the app's
+    pool as the pool made it, whatever happens.
+
+    Python's sqlite3 begins no transaction before DDL, so each ALTER TABLE would commit by itself,
+    and a migration stopped half-way (an error, the process killed) would leave a schema that no
+    migration expects: here it is undone whole, as on PostgreSQL. IMMEDIATE takes the write lock
+    first: a second process migrating at once waits for it (up to SQLITE_BUSY_TIMEOUT_MS), then
+    finds nothing left to do.
+    """
+    driver = connection.connection.driver_connection
+    isolation_level = driver.isolation_level
+    # Rebuilding a table drops the old one, which with foreign keys enforced would first delete
+    # (ON DELETE CASCADE) every row that refers to it. (A no-op inside a transaction: this is the
+    # connection's first statement.)
+    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    try:
+        driver.isolation_level = None  # no transactions of the driver's: only ours
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        yield
+    finally:
+        try:
+            connection.rollback()  # of a migration that failed; after a commit, a no-op
+        finally:
+            driver.isolation_level = isolation_level
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
 if context.is_offline_mode():
