@@ -158,7 +158,7 @@ def _engine_options(settings: EngineSettings) -> dict[str, Any]:
     connect_args = {
         "connect_timeout": query.get("connect_timeout", settings.db_connect_timeout),
         "application_name": query.get("application_name", "{{ cookiecutter.__project_slug }}"),
-        "options": " ".join(filter(None, [query.get("options"), ours])),
+        "options": " ".join([*url.normalized_query.get("options", ()), ours]),
     }
     return options | {"connect_args": connect_args}
 

@@ -74,10 +74,12 @@ async def test_what_database_url_asks_of_postgresql_is_kept() -> None:
     engines' own settings for the connection are added to them, not put in their place."""
     show = text(
         "SELECT current_setting('search_path'), current_setting('application_name'), "
-        "current_setting('TimeZone'), current_setting('statement_timeout')"
+        "current_setting('TimeZone'), current_setting('statement_timeout'), "
+        "current_setting('work_mem')"
     )
     with postgres_database() as url:
-        settings = settings_for(f"{url}?options=-csearch_path%3Dapp&application_name=mine")
+        asked = "options=-csearch_path%3Dapp&options=-cwork_mem%3D8MB&application_name=mine"
+        settings = settings_for(f"{url}?{asked}")
         engine, turn_engine = create_engine(settings), create_async_engine(settings)
         with engine.connect() as connection:
             shown = tuple(connection.execute(show).one())
@@ -86,7 +88,7 @@ async def test_what_database_url_asks_of_postgresql_is_kept() -> None:
         engine.dispose()
         await turn_engine.dispose()
 
-    assert shown == async_shown == ("app", "mine", "UTC", "10s")
+    assert shown == async_shown == ("app", "mine", "UTC", "10s", "8MB")
 
 
 @pytest.mark.postgresql
