@@ -386,14 +386,14 @@ class TurnRunner:
             except Exception:  # the turn is stored and answered: only its bookkeeping failed
                 logger.exception("could not record a finished turn")
         finally:
-            # The tokens of every turn, a failed one's too: they were spent all the same.
-            usage = agent.event_loop_metrics.accumulated_usage
-            self._metrics.input_tokens.inc(usage["inputTokens"])
-            self._metrics.output_tokens.inc(usage["outputTokens"])
             turn.span.end()
             self._admitted -= 1
             self._limits.release(turn.work.principal)
             del self._running[turn.key]
+            # The tokens of every turn, a failed one's too: they were spent all the same.
+            usage = agent.event_loop_metrics.accumulated_usage
+            self._metrics.input_tokens.inc(usage["inputTokens"])
+            self._metrics.output_tokens.inc(usage["outputTokens"])
 
     def _finished(self, turn: Turn, result: TurnResult) -> None:
         usage = result.usage
