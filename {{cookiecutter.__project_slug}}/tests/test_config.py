@@ -75,7 +75,7 @@ def test_a_list_setting_that_is_not_json_is_refused_in_one_line(
 
     line = str(exited.value)
     assert line.startswith("Invalid settings: ") and '"allowed_hosts"' in line
-    assert line.endswith('(a list is JSON: ALLOWED_HOSTS=["api.example.com"])')
+    assert line.endswith('(a list setting is JSON, as in ALLOWED_HOSTS=["api.example.com"])')
 
 
 PLACEHOLDERS = {

@@ -227,7 +227,7 @@ def settings_or_exit(read: Callable[[], SettingsT]) -> SettingsT:
     except ValidationError as error:
         raise SystemExit(f"Invalid settings: {describe(error)}") from None
     except SettingsError as error:  # a list setting that is not JSON
-        hint = 'a list is JSON: ALLOWED_HOSTS=["api.example.com"]'
+        hint = 'a list setting is JSON, as in ALLOWED_HOSTS=["api.example.com"]'
         raise SystemExit(f"Invalid settings: {error} ({hint})") from None
 
 
