@@ -211,6 +211,7 @@ async function send(prompt) {
   answer.setAttribute("aria-busy", "true");
   const turn = (runningTurn = new AbortController());
   // One turn at a time from this page: Stop instead of Send, usable once the turn has started.
+  if (document.activeElement === $("send")) $("prompt").focus(); // not lost with the button
   $("send").hidden = true;
   $("stop").hidden = false;
   let created = false;
@@ -251,7 +252,13 @@ async function send(prompt) {
 // its stream then ends with turn_cancelled, and the prompt comes back to be edited or sent again.
 async function stopTurn() {
   $("stop").disabled = true;
-  await api.request("POST", `/sessions/${encodeURIComponent(sessionId)}/cancel`);
+  try {
+    await api.request("POST", `/sessions/${encodeURIComponent(sessionId)}/cancel`);
+  } catch (error) {
+    if (error.status === 404) return; // the turn failed first, and its new session with it
+    $("stop").disabled = false; // the turn goes on: Stop again
+    throw error;
+  }
 }
 
 function forgetCreatedSession() {
