@@ -14,6 +14,12 @@ import sys
 PROJECT_SLUG = {{ cookiecutter.__project_slug | tojson }}
 PACKAGE_NAME = {{ cookiecutter.__package_name | tojson }}
 AUTHOR_EMAIL = {{ cookiecutter.author_email | tojson }}
+# Free text that the project holds as typed: in its README, pyproject.toml and pages.
+TEXT_ANSWERS = {
+    "project_name": {{ cookiecutter.project_name | tojson }},
+    "description": {{ cookiecutter.description | tojson }},
+    "author_name": {{ cookiecutter.author_name | tojson }},
+}
 
 # Packages the generated project and its tests import: a package of the same name would shadow
 # them (test_hooks.py checks that none is missing).
@@ -76,9 +82,10 @@ DEPENDENCY_DISTRIBUTIONS = frozenset(
 # The standard library's own test suite is a package too, which stdlib_module_names leaves out.
 STDLIB_MODULES = sys.stdlib_module_names | {"test"}
 SLUG_PATTERN = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
-# Kubernetes names its objects (and labels them) after the slug, in at most 63 characters; the
-# migration Job adds "-migrate".
-MAX_SLUG_LENGTH = 63 - len("-migrate")
+# The package is named after the slug: its longest import lines in the generated code stay
+# within ruff's 100 characters (and `make lint` passes) up to this length, as the longest
+# combination of tests/test_bake.py checks. (Kubernetes would allow 55: 63 less "-migrate".)
+MAX_SLUG_LENGTH = 37
 EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 
 
@@ -92,8 +99,8 @@ def slug_problem(slug: str) -> str | None:
     if len(slug) > MAX_SLUG_LENGTH:
         return (
             f"project slug {slug!r} is {len(slug)} characters, longer than the "
-            f"{MAX_SLUG_LENGTH} that Kubernetes names leave room for: choose a shorter "
-            "project_name, e.g. 'Support Desk'"
+            f"{MAX_SLUG_LENGTH} that the generated code's lines leave room for: choose a "
+            "shorter project_name, e.g. 'Support Desk'"
         )
     if slug in DEPENDENCY_DISTRIBUTIONS:
         return (
@@ -128,6 +135,20 @@ def package_problem(name: str) -> str | None:
     return None
 
 
+def text_problem(name: str, text: str) -> str | None:
+    """Say what is wrong with a free-text answer, if anything: bytes that are not UTF-8 reach
+    Python as halves of surrogate pairs, which no file can hold (the project would be left half
+    written)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return (
+            f"{name} holds bytes that are not UTF-8 text (typed in another encoding?): "
+            "type it again as UTF-8, e.g. in a UTF-8 terminal"
+        )
+    return None
+
+
 def email_problem(email: str) -> str | None:
     """Say what is wrong with the author email, if anything."""
     if not EMAIL_PATTERN.fullmatch(email):
@@ -139,6 +160,7 @@ def main() -> int:
     problems = [
         problem
         for problem in (
+            *(text_problem(name, text) for name, text in TEXT_ANSWERS.items()),
             slug_problem(PROJECT_SLUG),
             package_problem(PACKAGE_NAME),
             email_problem(AUTHOR_EMAIL),

@@ -25,7 +25,10 @@ REFUSED = {
     "dependency-jwt": (["project_name=JWT"], "would shadow the 'jwt' dependency"),
     "dependency-distribution": (["project_name=PyJWT"], "is the name of a dependency"),
     "dependency-distribution-only": (["project_name=Python JSON Logger"], "name of a dependency"),
-    "name-too-long-for-kubernetes": (["project_name=" + "Agent " * 10], "Kubernetes names"),
+    # Agent-Agent-...: 38 characters, one more than the generated code's lines leave room for.
+    "name-too-long": (["project_name=" + "Agent " * 5 + "Abcdefgh"], "leave room for"),
+    # The byte 0xE9 alone, as a Latin-1 terminal sends "é".
+    "description-not-utf8": (["description=Caf\udce9 agent"], "not UTF-8"),
     "email-without-at": (["author_email=me.example.com"], "is not an email address"),
     "email-without-domain": (["author_email=me@localhost"], "is not an email address"),
 }
