@@ -140,8 +140,10 @@ def text_problem(name: str, text: str) -> str | None:
     Python as halves of surrogate pairs, which no file can hold (the project would be left half
     written)."""
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
+        # A character beyond the BMP (an emoji) is a surrogate pair in the JSON literal above,
+        # which Python keeps as two halves: joined back first, only lone halves are left.
+        text.encode("utf-16", "surrogatepass").decode("utf-16").encode("utf-8")
+    except UnicodeError:
         return (
             f"{name} holds bytes that are not UTF-8 text (typed in another encoding?): "
             "type it again as UTF-8, e.g. in a UTF-8 terminal"
