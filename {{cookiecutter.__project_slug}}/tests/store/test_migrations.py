@@ -31,6 +31,8 @@ from ..support.databases import postgres_database, settings_for
 from ..support.server import PROJECT_DIR
 
 TABLES = {"sessions", "agents", "messages", "multi_agents"}
+# The command line's migrations, as `make migrate` runs them.
+ALEMBIC = [sys.executable, "-m", "alembic"]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
@@ -240,9 +242,9 @@ def test_a_sqlite_migration_that_finds_the_database_locked_leaves_the_connection
 def test_processes_migrating_one_new_sqlite_file_at_once_all_succeed(tmp_path: Path) -> None:
     """As processes started together on the embedded database do, each migrating it as it
     starts: the first takes the write lock, the others wait for it, then find nothing left to do
-    (they collided in one try of two on "table sessions already exists")."""
+    (they could collide on "table sessions already exists")."""
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'new.db'}"}
-    command = [sys.executable, "-m", "alembic", "upgrade", "head"]
+    command = [*ALEMBIC, "upgrade", "head"]
     processes = [
         subprocess.Popen(command, cwd=PROJECT_DIR, env=env, stderr=subprocess.PIPE, text=True)
         for _ in range(3)
@@ -272,11 +274,9 @@ def test_alembic_command_line_migrates_database_url(empty_database_url: str) -> 
     database's settings only: a service whose identity provider is not set up yet migrates."""
     env = {**os.environ, "DATABASE_URL": empty_database_url, "AUTH_MODE": "jwt"}
     env = {name: value for name, value in env.items() if not name.startswith("JWT_")}
-    alembic = [sys.executable, "-m", "alembic"]
-
     for arguments in (["upgrade", "head"], ["check"], ["current"]):
         result = subprocess.run(
-            [*alembic, *arguments], cwd=PROJECT_DIR, env=env, capture_output=True, text=True
+            [*ALEMBIC, *arguments], cwd=PROJECT_DIR, env=env, capture_output=True, text=True
         )
         assert result.returncode == 0, result.stderr
     assert "0005 (head)" in result.stdout
@@ -347,12 +347,11 @@ def test_adding_a_column_is_an_edit_of_tables_py_and_a_migration(
     added = '    Column("channel", String(32), nullable=False, server_default="web"),\n'
     tables.write_text(tables.read_text().replace(anchor, anchor + added))
     env = {**os.environ, "PYTHONPATH": str(source), "DATABASE_URL": empty_database_url}
-    alembic = [sys.executable, "-m", "alembic"]
 
-    run(*alembic, "upgrade", "head", env=env)
-    run(*alembic, "revision", "--autogenerate", "-m", "message channel", env=env)
-    run(*alembic, "upgrade", "head", env=env)
-    run(*alembic, "check", env=env)
+    run(*ALEMBIC, "upgrade", "head", env=env)
+    run(*ALEMBIC, "revision", "--autogenerate", "-m", "message channel", env=env)
+    run(*ALEMBIC, "upgrade", "head", env=env)
+    run(*ALEMBIC, "check", env=env)
     channels = run(sys.executable, "-c", TURNS_AND_A_MESSAGE, env=env)
 
     assert channels.strip() == str(["web"] * 5)

@@ -55,6 +55,12 @@ def database_unavailable() -> ApiError:
     return ApiError(503, "database_unavailable", "The database is unreachable; retry shortly.")
 
 
+def database_outage(error: Exception) -> ApiError:
+    """What a request that met one of DATABASE_OUTAGES answers: logged as an outage, not a bug."""
+    logger.warning("database unavailable: %s", error)
+    return database_unavailable()
+
+
 def limit_error(error: PrincipalLimitError) -> ApiError:
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
     return ApiError(429, error.code, str(error), headers=headers)
@@ -161,8 +167,7 @@ def install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(error_type, store_error(status_code, code))
 
     async def outage(request: Request, error: Exception) -> JSONResponse:
-        logger.warning("database unavailable: %s", error)
-        return await api_error(request, database_unavailable())
+        return await api_error(request, database_outage(error))
 
     for error_type in DATABASE_OUTAGES:
         app.add_exception_handler(error_type, outage)

@@ -30,7 +30,7 @@ from .errors import (
     CLOSE_CONNECTION,
     DATABASE_OUTAGES,
     ApiError,
-    database_unavailable,
+    database_outage,
     error_response,
 )
 
@@ -167,8 +167,7 @@ async def refuse_unread(error: Exception, scope: Scope, receive: Receive, send: 
     """Answer a request refused before its body was read: the connection can carry no next
     request."""
     if not isinstance(error, ApiError):
-        logger.warning("database unavailable: %s", error)
-        error = database_unavailable()
+        error = database_outage(error)
     headers = {**(error.headers or {}), **CLOSE_CONNECTION}
     response = error_response(error.status_code, error.code, error.message, headers)
     await response(scope, receive, send)

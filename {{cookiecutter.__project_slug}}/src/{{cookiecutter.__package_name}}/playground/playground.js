@@ -98,12 +98,17 @@ function stopReading() {
 function newConversation() {
   stopReading();
   clearError();
-  sessionId = null;
+  leaveSession();
   $("messages").replaceChildren();
-  $("conversation-title").textContent = "New conversation";
-  $("delete-conversation").hidden = true;
   markCurrent();
   $("prompt").focus();
+}
+
+// No conversation open: the next message starts one.
+function leaveSession() {
+  sessionId = null;
+  $("conversation-title").textContent = "New conversation";
+  $("delete-conversation").hidden = true;
 }
 
 async function openSession(id) {
@@ -238,7 +243,7 @@ async function send(prompt) {
       question.remove();
       answer.remove();
       if (!$("prompt").value) $("prompt").value = prompt;
-      if (created) forgetCreatedSession(); // the service deleted the session the turn created
+      if (created) leaveSession(); // the service deleted the session the turn created
     }
     throw error;
   } finally {
@@ -259,12 +264,6 @@ async function stopTurn() {
     $("stop").disabled = false; // the turn goes on: Stop again
     throw error;
   }
-}
-
-function forgetCreatedSession() {
-  sessionId = null;
-  $("conversation-title").textContent = "New conversation";
-  $("delete-conversation").hidden = true;
 }
 
 function submit(event) {
