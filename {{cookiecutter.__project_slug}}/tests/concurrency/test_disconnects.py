@@ -63,7 +63,10 @@ def test_a_dropped_stream_leaves_a_whole_turn_and_a_free_session(
 
 
 def test_shutdown_waits_for_the_running_turns(database_url: str, engine: Engine) -> None:
-    with running_server(database_url, app=SLOW_APP, ECHO_WORD_DELAY="0.2") as client:
+    # A lease long enough that a CI machine starved of CPU loses none: not what this tests (on
+    # one such run, this stream ended before its first word).
+    slow = {"ECHO_WORD_DELAY": "0.2", "SESSION_LEASE_SECONDS": "30"}
+    with running_server(database_url, app=SLOW_APP, **slow) as client:
         drop_after("text")(client, {"prompt": "finish me before you go", "session_id": "sigterm"})
     # Leaving the block sent SIGTERM while the turn was still streaming to nobody.
 
