@@ -167,6 +167,7 @@ class Turn:
         self.lease_lost = False
         self.cancelled = False
         self.started = False  # its task has taken its first step
+        self.ended = asyncio.Event()  # it has given its session back
         self._queue: asyncio.Queue[TurnEvent | BaseException] = asyncio.Queue()
 
     @property
@@ -290,20 +291,24 @@ class TurnRunner:
             began = time.monotonic()
             work = await self._begin(session_id, principal, client_gone)
             self._metrics.session_wait.observe(time.monotonic() - began)
+            # Running from here on, with no await between: no other turn of this process takes
+            # the session, and a cancel finds the turn here, not in the database.
+            turn = Turn(work, span, asked_at)
+            self._running[turn.key] = turn
             try:
                 if await client_gone():
                     raise ClientGoneError()
-                turn = Turn(work, span, asked_at)
                 failures = ModelFailures()
                 agent = build_agent(self._settings, work, session_id, self._model, hooks=[failures])
             except BaseException:
                 await self._give_up(work)
+                del self._running[turn.key]
+                turn.ended.set()
                 raise
         except BaseException:
             self._admitted -= 1
             self._limits.release(principal, started=False)
             raise
-        self._running[turn.key] = turn
         turn.task = asyncio.create_task(self._run(turn, agent, prompt, failures))
         return turn
 
@@ -390,6 +395,7 @@ class TurnRunner:
             self._admitted -= 1
             self._limits.release(turn.work.principal)
             del self._running[turn.key]
+            turn.ended.set()
             # The tokens of every turn, a failed one's too: they were spent all the same.
             usage = agent.event_loop_metrics.accumulated_usage
             self._metrics.input_tokens.inc(usage["inputTokens"])
@@ -481,10 +487,10 @@ class TurnRunner:
         if turn is None:
             async with self.connections:
                 return await self._store.revoke(principal, session_id)
-        if turn.ending or turn.task is None:  # being saved: too late to stop
+        if turn.ending:  # being saved: too late to stop
             return False
         turn.cancel()
-        await asyncio.wait([turn.task])  # it gives its lease back as it ends
+        await turn.ended.wait()
         return True
 
     async def _give_up(self, work: UnitOfWork) -> None:

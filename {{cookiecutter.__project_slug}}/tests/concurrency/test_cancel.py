@@ -67,6 +67,36 @@ async def test_a_turn_cancelled_before_its_task_began_ends_and_frees_its_session
 
 
 @pytest.mark.anyio
+async def test_a_turn_cancelled_as_it_starts_keeps_its_session_until_it_has_ended(
+    make_runner: MakeRunner,
+) -> None:
+    """A Stop while the turn, holding its session's lease, checks that its client is still there.
+    The Stop once went to the database as if another replica ran the turn, revoking the lease,
+    and the next turn of the same replica took the session meanwhile: both turns then ran."""
+    runner = make_runner(ScriptedModel(["Again."]))
+    checking, checked = asyncio.Event(), asyncio.Event()
+
+    async def client_checked_slowly() -> bool:
+        checking.set()
+        await checked.wait()
+        return False
+
+    first = asyncio.create_task(runner.start("s", TEST_PRINCIPAL, "Hi", client_checked_slowly))
+    await checking.wait()
+    cancel = asyncio.create_task(runner.cancel(TEST_PRINCIPAL, "s"))
+    second = asyncio.create_task(runner.start("s", TEST_PRINCIPAL, "Again", client_stays))
+    done, _ = await asyncio.wait([cancel, second], timeout=1)
+    checked.set()
+
+    assert not done, "neither the Stop nor the next turn ends before the first turn has"
+    with pytest.raises(TurnCancelledError):
+        await (await first).result()
+    assert await cancel
+    assert (await (await second).result()).response == "Again."
+    assert runner.turns_in_flight == 0
+
+
+@pytest.mark.anyio
 async def test_a_turn_whose_lease_another_replica_revoked_stops_at_its_next_renewal(
     make_runner: MakeRunner, turn_engine: AsyncEngine, repository: SqlSessionRepository
 ) -> None:
