@@ -6,6 +6,10 @@ middleware, no SQLAlchemy listeners; the SDK's spans go to OpenTelemetry's no-op
 
 The standard variables are read by OpenTelemetry itself: OTEL_EXPORTER_OTLP_ENDPOINT,
 OTEL_EXPORTER_OTLP_HEADERS, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER, ...
+
+The SDK's spans would carry the whole conversation: its prompts, answers, system prompt, tool
+inputs and results. They carry "[REDACTED]" in its place unless OTEL_SEMCONV_STABILITY_OPT_IN lists
+what to keep, as the SDK reads it: `gen_ai_unredacted_attributes=gen_ai.input.messages;...`.
 """
 
 import os
@@ -24,6 +28,9 @@ from sqlalchemy import Engine
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 # Probes and scrapes, every few seconds, would bury the traces worth reading.
 UNTRACED_URLS = "/health$,/ready$,/metrics$,/ping$"
+# The Strands SDK's variable, and its token listing the conversation's attributes to keep.
+SEMCONV_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
+UNREDACTED = "gen_ai_unredacted_attributes="
 
 
 class Tracing:
@@ -65,7 +72,17 @@ def start_tracing(app: FastAPI, exporter: SpanExporter | None = None) -> Tracing
         if not any(os.environ.get(name) for name in ENDPOINT_VARIABLES):
             return None
         exporter = OTLPSpanExporter()
+    redact_conversations()
     return Tracing(app, exporter)
+
+
+def redact_conversations() -> None:
+    """Have the SDK redact the conversation from its spans, unless the environment already says
+    which of its attributes to keep. (The SDK reads the variable as it makes its tracer, with the
+    process's first agent: before any turn.)"""
+    tokens = [token.strip() for token in os.environ.get(SEMCONV_OPT_IN, "").split(",")]
+    if not any(token.startswith(UNREDACTED) for token in tokens):
+        os.environ[SEMCONV_OPT_IN] = ",".join([*filter(None, tokens), UNREDACTED])
 
 
 def process_tracer_provider() -> TracerProvider:

@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from {{ cookiecutter.__package_name }}.api.app import create_app
+from {{ cookiecutter.__package_name }}.tracing import SEMCONV_OPT_IN, redact_conversations
 
 from ..support.databases import TEST_PRINCIPAL, new_api_key, settings_for
 from ..support.http import QuietHandler, local_http_server
@@ -182,7 +183,7 @@ def test_the_endpoint_variables_send_traces_to_a_collector(
         log_path.open("w") as log,
         running_server(database_url, log=log, LOG_FORMAT="json", **otel) as client,
     ):
-        assert client.post("/process", json={"prompt": "hello"}).status_code == 200
+        assert client.post("/process", json={"prompt": "my secret plan"}).status_code == 200
     # The server has stopped (SIGTERM): what it had batched has been sent.
 
     resources = [spans for request in received for spans in request.resource_spans]
@@ -201,3 +202,30 @@ def test_the_endpoint_variables_send_traces_to_a_collector(
         if attribute.key == "service.name"
     }
     assert services == {"traced-agent"}
+    # Every attribute and event of every span, as text: the SDK's hold no word of the
+    # conversation (the echo model's answer repeats the prompt).
+    recorded = "\n".join(map(str, spans))
+    assert "secret" not in recorded
+    assert "[REDACTED]" in recorded
+
+
+@pytest.mark.parametrize(
+    ("chosen", "read"),
+    [
+        (None, "gen_ai_unredacted_attributes="),
+        ("gen_ai_latest_experimental", "gen_ai_latest_experimental,gen_ai_unredacted_attributes="),
+        ("gen_ai_unredacted_attributes=gen_ai.*", "gen_ai_unredacted_attributes=gen_ai.*"),
+    ],
+)
+def test_traces_keep_the_conversation_only_where_the_environment_says(
+    monkeypatch: pytest.MonkeyPatch, chosen: str | None, read: str
+) -> None:
+    """What the SDK reads from OTEL_SEMCONV_STABILITY_OPT_IN once tracing starts: the deployment's
+    other choices kept, and what it lists of the conversation kept, nothing else."""
+    monkeypatch.setenv(SEMCONV_OPT_IN, chosen or "")  # restored after the test
+    if chosen is None:
+        monkeypatch.delenv(SEMCONV_OPT_IN)
+
+    redact_conversations()
+
+    assert os.environ[SEMCONV_OPT_IN] == read
