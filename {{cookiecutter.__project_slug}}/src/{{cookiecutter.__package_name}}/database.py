@@ -1,9 +1,10 @@
 """The database engine (one per process) and the schema migrations that shape it."""
 
+import binascii
 import json
 import math
 import re
-from base64 import b64encode
+from base64 import b64decode, b64encode
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,6 @@ from alembic.config import Config
 from sqlalchemy import URL, Engine, event, make_url
 from sqlalchemy.ext import asyncio as sqlalchemy_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
-from strands.types.session import decode_bytes_values
 
 from .config import EngineSettings
 
@@ -86,7 +86,24 @@ def loads_json(document: str | bytes) -> Any:
     """
     text = document if isinstance(document, str) else document.decode()
     value = json.loads(text)
-    return decode_bytes_values(value) if BYTES_MARKER in text else value
+    return _decode_bytes(value) if BYTES_MARKER in text else value
+
+
+def _decode_bytes(value: Any) -> Any:
+    """The SDK's markers as bytes again, as its decode_bytes_values reads them, but for a marker
+    that holds no base64: a model's tool input or a tool's result can hold anything, and one such
+    marker made every read of its session fail. It reads back as it was written."""
+    if isinstance(value, dict):
+        data = value.get("data")
+        if value.get(BYTES_MARKER) is True and isinstance(data, str):
+            try:
+                return b64decode(data, validate=True)
+            except binascii.Error:
+                pass
+        return {key: _decode_bytes(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_decode_bytes(item) for item in value]
+    return value
 
 
 def create_engine(settings: EngineSettings) -> Engine:

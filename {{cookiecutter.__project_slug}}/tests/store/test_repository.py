@@ -366,6 +366,24 @@ def test_json_reads_back_as_it_was_written(repository: SqlSessionRepository) -> 
 
 
 @pytest.mark.usefixtures("agent")
+@pytest.mark.parametrize("data", ["not base64!", "abc", 5])
+def test_a_bytes_marker_that_holds_no_base64_reads_back_as_written(
+    repository: SqlSessionRepository, data: object
+) -> None:
+    """The SDK's mark for bytes, {"__bytes_encoded__": true, "data": ...}, as a model or a tool
+    may write it into a conversation: one that holds no base64 made every read of the session
+    fail, and its next turn with it."""
+    marker = {"__bytes_encoded__": True, "data": data}
+    use = {"toolUse": {"toolUseId": "t-1", "name": "lookup", "input": marker}}
+    repository.create_message(
+        "s-1", "default", SessionMessage({"role": "assistant", "content": [use]}, message_id=0)
+    )
+
+    [read] = repository.list_messages("s-1", "default")
+    assert read.message["content"][0]["toolUse"]["input"] == marker
+
+
+@pytest.mark.usefixtures("agent")
 @pytest.mark.parametrize(
     ("written", "read"),
     [
