@@ -184,9 +184,18 @@ class Turn:
         self._queue.put_nowait(item)
 
     def cancel(self) -> None:
-        """Stop the turn where it is, or as it starts: its task raises TurnCancelledError. (A task
-        cancelled before its first step would never run, nor so clean up after itself.)"""
+        """Stop the turn where it is, or as it starts: its task raises TurnCancelledError."""
         self.cancelled = True
+        self._stop()
+
+    def lose_lease(self) -> None:
+        """Stop the turn where it is, or as it starts: its task raises LeaseLostError."""
+        self.lease_lost = True
+        self._stop()
+
+    def _stop(self) -> None:
+        # A task cancelled before its first step would never run, nor so clean up after itself:
+        # one that has not started checks, as it starts, whether it was stopped.
         if self.started and self.task is not None:
             self.task.cancel()
 
@@ -301,9 +310,11 @@ class TurnRunner:
                 failures = ModelFailures()
                 agent = build_agent(self._settings, work, session_id, self._model, hooks=[failures])
             except BaseException:
-                await self._give_up(work)
-                del self._running[turn.key]
-                turn.ended.set()
+                try:
+                    await self._give_up(work)
+                finally:  # the database down too: the turn has ended, its lease will expire
+                    del self._running[turn.key]
+                    turn.ended.set()
                 raise
         except BaseException:
             self._admitted -= 1
@@ -325,6 +336,12 @@ class TurnRunner:
                 try:
                     async with self.connections:
                         work = await self._store.begin(session_id, AGENT_ID, principal)
+                        if (principal, session_id) in self._running:
+                            # Taken meanwhile by a turn of this process, whose lease a Stop sent
+                            # to another replica has revoked: the session is that turn's until
+                            # it has stopped.
+                            await self._store.give_up(work)
+                            raise SessionBusyError(session_id)
                         await self._within_session_limit(work)
                         return work
                 except SessionBusyError:
@@ -350,6 +367,8 @@ class TurnRunner:
             try:
                 if turn.cancelled:  # before the task began
                     raise TurnCancelledError(turn.session_id)
+                if turn.lease_lost:
+                    raise LeaseLostError(turn.session_id)
                 async with asyncio.timeout(self._settings.turn_timeout) as deadline:
                     result = await self._relay(agent, turn, prompt)
                 async with self.connections:
@@ -517,7 +536,7 @@ class TurnRunner:
                 continue
             for turn in running:
                 error = lost.get(turn.work.lease_id)
-                if error is None or turn.ending or turn.task is None:
+                if error is None or turn.ending:
                     continue
                 if isinstance(error, LeaseRevokedError):
                     turn.cancel()
@@ -527,8 +546,7 @@ class TurnRunner:
                     turn.session_id,
                     turn.work.principal,
                 )
-                turn.lease_lost = True
-                turn.task.cancel()
+                turn.lose_lease()
 
     async def shutdown(self) -> None:
         """Admit no more turns; let the running ones finish and be stored."""

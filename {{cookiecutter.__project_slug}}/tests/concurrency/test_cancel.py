@@ -13,7 +13,7 @@ from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository
 from {{ cookiecutter.__package_name }}.turns import TurnCancelledError
 
 from ..conftest import Api, MakeRunner, client_stays
-from ..support.databases import TEST_PRINCIPAL
+from ..support.databases import TEST_PRINCIPAL, settings_for
 from ..support.http import assert_error
 from ..support.scripted_model import GatedModel, ScriptedModel
 from ..support.server import running_server
@@ -93,6 +93,37 @@ async def test_a_turn_cancelled_as_it_starts_keeps_its_session_until_it_has_ende
         await (await first).result()
     assert await cancel
     assert (await (await second).result()).response == "Again."
+    assert runner.turns_in_flight == 0
+
+
+@pytest.mark.anyio
+async def test_a_turn_that_waited_for_a_connection_leaves_a_session_its_replica_runs_alone(
+    make_runner: MakeRunner, turn_engine: AsyncEngine, database_url: str
+) -> None:
+    """The next turn of a session found it free, then waited for a connection while the first
+    turn took the session; a Stop sent to another replica then revoked that turn's lease. The
+    next turn took the session and ran beside the first, which its replica no longer renewed nor
+    stopped: it ran on until its model ended."""
+    release = threading.Event()
+    model = GatedModel(lambda: release.wait(timeout=20))
+    runner = make_runner(model)
+    busy = settings_for(database_url).db_pool_size - 2  # all the turns' connections but one
+    for _ in range(busy):
+        await runner.connections.acquire()
+    first_start = asyncio.create_task(runner.start("s", TEST_PRINCIPAL, "Hi", client_stays))
+    test_waits = asyncio.create_task(runner.connections.acquire())  # for the first turn's one
+    second_start = asyncio.create_task(runner.start("s", TEST_PRINCIPAL, "Again", client_stays))
+    first = await first_start
+    assert await asyncio.to_thread(model.entered.wait, 10)
+    assert await test_waits
+    assert await turn_store_for(turn_engine, lease_seconds=1).revoke(TEST_PRINCIPAL, "s")
+    for _ in range(busy + 1):
+        runner.connections.release()
+
+    with pytest.raises(TurnCancelledError):  # at its lease's next renewal
+        await asyncio.wait_for(first.result(), timeout=10)
+    release.set()
+    assert (await (await second_start).result()).response == "done"
     assert runner.turns_in_flight == 0
 
 
