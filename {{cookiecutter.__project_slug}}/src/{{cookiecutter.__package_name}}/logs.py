@@ -6,8 +6,10 @@ turn's task), and the trace's and span's when tracing is on. uvicorn's own logge
 the same handler, in the same format.
 """
 
+import json
 import logging
 import logging.config
+import re
 from contextvars import ContextVar
 from typing import Any
 
@@ -23,6 +25,9 @@ principal: ContextVar[str | None] = ContextVar("principal", default=None)
 
 CONTEXT_FIELDS = ("request_id", "session_id", "principal", "trace_id", "span_id")
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+# A context value shown as it is in text; any other is quoted (a session id may hold spaces and
+# brackets, and so pass for more of the context than it is).
+PLAIN_VALUE = re.compile(r"[\w.@:/+-]+")
 
 
 class ContextFilter(logging.Filter):
@@ -44,10 +49,17 @@ class TextFormatter(logging.Formatter):
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         context = " ".join(
-            f"{name}={getattr(record, name)}" for name in CONTEXT_FIELDS if hasattr(record, name)
+            f"{name}={text_value(getattr(record, name))}"
+            for name in CONTEXT_FIELDS
+            if hasattr(record, name)
         )
         message = super().formatMessage(record)
         return f"{message} [{context}]" if context else message
+
+
+def text_value(value: object) -> str:
+    text = str(value)
+    return text if PLAIN_VALUE.fullmatch(text) else json.dumps(text, ensure_ascii=False)
 
 
 def log_config(settings: Settings) -> dict[str, Any]:

@@ -58,14 +58,18 @@ def test_json_lines_carry_request_session_and_principal_but_no_prompt(
 
 
 def test_log_prompts_logs_each_prompt_in_text_for_development(tmp_path: Path) -> None:
+    spoofing = "chat 2] [principal=admin"  # a valid session id, read as more of the context
     with server_with_log(tmp_path, LOG_PROMPTS="true", LOG_FORMAT="text") as (client, log_path):
         client.post("/process", json={"prompt": SECRET_PROMPT, "session_id": "chat-1"})
+        client.post("/process", json={"prompt": "Hi", "session_id": spoofing})
 
     lines = log_path.read_text().splitlines()
     [prompt_line] = [line for line in lines if SECRET_PROMPT in line]
     assert "session_id=chat-1" in prompt_line
     assert f"principal={TEST_PRINCIPAL}" in prompt_line
     assert not prompt_line.startswith("{")
+    [quoted_line] = [line for line in lines if "prompt: Hi [" in line]
+    assert f'session_id="{spoofing}" principal={TEST_PRINCIPAL}]' in quoted_line
 
 
 def test_an_unsafe_request_id_is_replaced(api: Api) -> None:
