@@ -23,7 +23,14 @@ from pydantic_core import to_json
 
 from ..turns import Turn, TurnResult
 from .dependencies import AppSettings, Runner
-from .errors import ANY_ROUTE_ERRORS, BODY_ERRORS, TURN_ERRORS, documented, turn_error
+from .errors import (
+    ANY_ROUTE_ERRORS,
+    BODY_ERRORS,
+    TURN_RUN_ERRORS,
+    TURN_START_ERRORS,
+    documented,
+    turn_error,
+)
 from .schemas import Prompt, SessionId, TurnRequest
 from .security import Principal
 from .turns import checked_request, process_streaming, started_turn
@@ -119,7 +126,10 @@ def create_router() -> APIRouter:
     @router.post(
         "/invocations",
         response_model=TurnResult,
-        responses=documented(ANY_ROUTE_ERRORS, BODY_ERRORS, TURN_ERRORS),
+        responses={
+            200: {"content": {"text/event-stream": {}}},  # with Accept: text/event-stream
+            **documented(ANY_ROUTE_ERRORS, BODY_ERRORS, TURN_START_ERRORS, TURN_RUN_ERRORS),
+        },
     )
     async def invocations(
         turn: Annotated[Turn, Depends(started_invocation)],

@@ -18,7 +18,7 @@ from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 from ..turns import ModelRetry, TextDelta, ToolResult, ToolUse, Turn, TurnEvent, TurnResult
 from .dependencies import AppSettings, Runner
-from .errors import ANY_ROUTE_ERRORS, BODY_ERRORS, TURN_ERRORS, documented, turn_error
+from .errors import ANY_ROUTE_ERRORS, BODY_ERRORS, TURN_START_ERRORS, documented, turn_error
 from .schemas import SessionId, TurnRequest, storable_text
 from .security import Principal, authenticate
 from .turns import checked_request, started_turn
@@ -26,7 +26,7 @@ from .turns import checked_request, started_turn
 router = APIRouter(
     tags=["chat"],
     dependencies=[Depends(authenticate)],
-    responses=documented(ANY_ROUTE_ERRORS, BODY_ERRORS, TURN_ERRORS),
+    responses=documented(ANY_ROUTE_ERRORS, BODY_ERRORS, TURN_START_ERRORS, streamed=True),
 )
 
 # Strands' stop reasons, as the AI SDK names them; any other is "other".

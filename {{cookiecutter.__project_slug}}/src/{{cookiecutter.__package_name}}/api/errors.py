@@ -204,22 +204,27 @@ class UnexpectedErrorMiddleware:
                 await response(scope, receive, send)
 
 
-def documented(*groups: dict[int, str]) -> dict[int | str, dict]:
+def documented(*groups: dict[int, str], streamed: bool = False) -> dict[int | str, dict]:
     """Error statuses for a route's OpenAPI `responses`, each with the error body's schema; a
-    status that several groups name is described by each of them."""
+    status that several groups name is described by each of them.
+
+    A `streamed` route's errors are JSON all the same: it names no model for them, from which
+    FastAPI would document its event stream's media type too (the routes that do name it keep
+    the schema among the document's components)."""
     descriptions: dict[int, list[str]] = {}
     for group in groups:
         for status, description in group.items():
             descriptions.setdefault(status, []).append(description)
     json_body = {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
-    return {
-        status: {
-            "model": ErrorResponse,
+    responses: dict[int | str, dict] = {}
+    for status, described in descriptions.items():
+        responses[status] = {
             "description": "; ".join(described),
             "content": {"application/json": json_body},
         }
-        for status, described in descriptions.items()
-    }
+        if not streamed:
+            responses[status]["model"] = ErrorResponse
+    return responses
 
 
 # What every route but the probes can answer.
@@ -238,13 +243,18 @@ ANY_ROUTE_ERRORS = {
 # What a route that takes a JSON body can answer too.
 BODY_ERRORS = {400: "the body is not JSON (invalid_json)"}
 SESSION_ERRORS = {404: "Unknown session (session_not_found)"}
-TURN_ERRORS = {
-    409: "Another turn of the session is still running after SESSION_WAIT_TIMEOUT "
-    "(session_busy), or the turn was cancelled (turn_cancelled)",
+# What a turn can answer before it runs, on every route that starts one.
+TURN_START_ERRORS = {
+    409: "Another turn of the session is still running after SESSION_WAIT_TIMEOUT (session_busy)",
     413: "the prompt is longer than MAX_PROMPT_CHARS (prompt_too_long)",
     429: "The service holds MAX_CONCURRENT_TURNS turns (overloaded), or the caller is past "
     "MAX_TURNS_PER_PRINCIPAL or TURNS_PER_MINUTE (too_many_turns; retry after Retry-After), "
     "or keeps MAX_SESSIONS_PER_PRINCIPAL sessions (too_many_sessions)",
+}
+# What it can answer once it runs, where the answer waits for its end; a streamed turn ends its
+# stream with an error event instead.
+TURN_RUN_ERRORS = {
+    409: "the turn was cancelled (turn_cancelled)",
     500: "nothing of the turn was stored",
     502: "The model failed (model_error); nothing of the turn was stored",
     503: "the model is throttled (model_throttled; retry after Retry-After), or the turn lost "

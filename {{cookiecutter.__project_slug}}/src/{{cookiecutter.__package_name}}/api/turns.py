@@ -12,7 +12,8 @@ from .dependencies import AppSettings, Runner
 from .errors import (
     ANY_ROUTE_ERRORS,
     BODY_ERRORS,
-    TURN_ERRORS,
+    TURN_RUN_ERRORS,
+    TURN_START_ERRORS,
     ApiError,
     documented,
     turn_error,
@@ -20,11 +21,7 @@ from .errors import (
 from .schemas import TurnRequest
 from .security import Principal, authenticate
 
-router = APIRouter(
-    tags=["turns"],
-    dependencies=[Depends(authenticate)],
-    responses=documented(ANY_ROUTE_ERRORS, BODY_ERRORS, TURN_ERRORS),
-)
+router = APIRouter(tags=["turns"], dependencies=[Depends(authenticate)])
 
 
 async def checked_request(body: TurnRequest, settings: AppSettings) -> TurnRequest:
@@ -55,7 +52,10 @@ async def started_turn(
         raise failure from error
 
 
-@router.post("/process")
+@router.post(
+    "/process",
+    responses=documented(ANY_ROUTE_ERRORS, BODY_ERRORS, TURN_START_ERRORS, TURN_RUN_ERRORS),
+)
 async def process(turn: Annotated[Turn, Depends(started_turn)]) -> TurnResult:
     """Run one turn of the session and answer with the agent's reply."""
     try:
@@ -86,7 +86,8 @@ def server_sent_event(event: TurnEvent) -> ServerSentEvent:
             "description": "Events: `session` (first), `text`, `tool_use`, `tool_result`, "
             "`retry` (the model is called again: the `text` since the last `tool_result` is "
             "withdrawn), then `done` (last) or `error`."
-        }
+        },
+        **documented(ANY_ROUTE_ERRORS, BODY_ERRORS, TURN_START_ERRORS, streamed=True),
     },
 )
 async def process_streaming(
