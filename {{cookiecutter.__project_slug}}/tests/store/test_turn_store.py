@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import anyio
 import psycopg
 import pytest
-from sqlalchemy import Connection, Engine, event, insert, update
+from sqlalchemy import Connection, Engine, event, insert, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from strands import Agent
 from strands.agent.conversation_manager import SlidingWindowConversationManager
@@ -604,3 +604,64 @@ async def test_a_connection_the_database_dropped_while_the_model_ran_is_replaced
     await store.save(work)
 
     assert stored(repository) == [("user", "one"), ("assistant", "First.")]
+
+
+@pytest.mark.parametrize(
+    ("before", "after"), [(1, True), (0, False), (1, 1.0), ({"b": 1, "a": 2}, {"a": 2, "b": 1})]
+)
+async def test_a_state_change_that_python_calls_equal_is_saved(
+    store: TurnStore, repository: SqlSessionRepository, before: object, after: object
+) -> None:
+    """1 == True == 1.0, and dicts compare without their order: such a change of the agent's
+    state was taken for none, and the next turn restored the old value."""
+    for value in (before, after):
+        work = await store.begin("s", "default", "local")
+        manager = RepositorySessionManager(session_id="s", session_repository=work)
+        agent = Agent(model=ScriptedModel(["ok"]), session_manager=manager, callback_handler=None)
+        agent.state.set("flag", value)
+        await agent.invoke_async("hi")
+        await store.save(work)
+
+    stored = repository.read_agent("s", "default").state["flag"]
+    assert json.dumps(stored) == json.dumps(after)
+
+
+async def test_a_new_agent_keeps_the_time_it_was_created(
+    store: TurnStore, repository: SqlSessionRepository
+) -> None:
+    """As FileSessionManager keeps it: the SDK's later writes of the agent carry a new one."""
+    created, changed = "2024-01-01T00:00:00+00:00", "2024-01-01T00:05:00+00:00"
+    work = await store.begin("s", "default", "local")
+    work.create_agent("s", SessionAgent("default", {"n": 0}, {}, created, created))
+    work.update_agent("s", SessionAgent("default", {"n": 1}, {}, changed, changed))
+    await store.save(work)
+
+    assert repository.read_agent("s", "default").created_at == created
+
+
+async def test_a_renewal_that_began_before_a_revoke_does_not_undo_it(
+    store: TurnStore, repository: SqlSessionRepository, engine: Engine
+) -> None:
+    """On PostgreSQL a statement's clock is its start: a renewal that waited for a row lock while
+    a cancel revoked a lease of its batch read that lease as live, renewed it, and the cancelled
+    turn was saved."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one writer at a time")
+    first = await store.begin("s1", "default", "local")
+    cancelled = await store.begin("s2", "default", "local")
+    cancelled.create_agent("s2", SessionAgent("default", {}, {}))
+    message = SessionMessage({"role": "user", "content": [{"text": "x"}]}, 0)
+    cancelled.create_message("s2", "default", message)
+    with engine.connect() as other:  # another session's save, say, holding its row
+        other.execute(text("SELECT 1 FROM sessions WHERE session_id = 's1' FOR UPDATE"))
+        renewal = asyncio.create_task(store.renew([first, cancelled]))  # the lease keeper's
+        await asyncio.sleep(0.3)  # it waits for that row
+        assert await store.revoke("local", "s2")  # a Stop, from another replica
+        other.rollback()
+    lost = await renewal
+
+    assert cancelled.lease_id in lost, "the revoked lease was renewed"
+    with pytest.raises(LeaseLostError):
+        await store.save(cancelled)
+    assert repository.list_messages("s2", "default") == []
+    await store.give_up(first)

@@ -26,6 +26,9 @@ from .tables import UtcDateTime, sessions
 # The expiry a save gives the lease it releases: long past, so that every turn (and every earlier
 # release of this service, which released leases by clearing them) reads the session as free.
 RELEASED_AT = datetime(1970, 1, 1, tzinfo=UTC)
+# The expiry a revoke gives the lease it takes: long past too (whatever the clock of a statement
+# that began before the revoke and waited for its row), but not RELEASED_AT: nothing was saved.
+REVOKED_AT = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC)
 
 
 def database_time(dialect: Dialect, seconds_from_now: float = 0) -> ColumnElement[datetime]:
@@ -107,7 +110,7 @@ class Leases:
         self.revoke = (
             update(sessions)
             .where(*this_session, sessions.c.lease_expires_at > now)
-            .values(lease_expires_at=now)
+            .values(lease_expires_at=REVOKED_AT)
             .returning(sessions.c.session_id)
         )
         # Gives the lease back without saving anything (the turn failed), unless a save released it.

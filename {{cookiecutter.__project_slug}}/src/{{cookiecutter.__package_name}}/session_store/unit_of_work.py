@@ -6,13 +6,14 @@ when it ends (turn_store.py). Nothing waits on the database while the model thin
 """
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from strands.session import SessionRepository
 from strands.types.exceptions import SessionException
 from strands.types.session import Session, SessionAgent, SessionMessage
 
+from ..database import dumps_json
 from .records import (
     AlreadyExistsError,
     NotFoundError,
@@ -48,8 +49,8 @@ class UnitOfWork(SessionRepository):
     # The agent's messages from `offset` on, by id, in order; the turn's new ones are appended.
     messages: dict[int, SessionMessage] = field(default_factory=dict)
     offset: int = 0
-    # The agent's JSON columns as last stored, to tell a real change from a repeated write.
-    stored_state: dict[str, Any] | None = field(default=None, repr=False)
+    # The agent's JSON columns as last stored (their text), to tell a change from a repeated write.
+    stored_state: str | None = field(default=None, repr=False)
     agent_created: bool = False
     agent_changed: bool = False
     new_message_ids: list[int] = field(default_factory=list)
@@ -61,7 +62,7 @@ class UnitOfWork(SessionRepository):
 
     def restore(self, agent: SessionAgent, window: Iterable[SessionMessage]) -> None:
         """Set the agent as stored, and its messages from the offset its state gives."""
-        self.agent, self.stored_state = agent, as_stored(agent_values(agent))
+        self.agent, self.stored_state = agent, dumps_json(agent_values(agent))
         self.offset = restored_offset(agent)
         self.messages = {message.message_id: message for message in window}
 
@@ -81,7 +82,7 @@ class UnitOfWork(SessionRepository):
             message = f"agent {self.agent_id!r} already exists in session {session_id!r}"
             raise AlreadyExistsError(message)
         self.agent, self.agent_created = session_agent, True
-        self.stored_state = as_stored(agent_values(session_agent))
+        self.stored_state = dumps_json(agent_values(session_agent))
 
     def read_agent(self, session_id: str, agent_id: str, **kwargs: Any) -> SessionAgent | None:
         self._check(session_id, agent_id)
@@ -91,10 +92,14 @@ class UnitOfWork(SessionRepository):
         self._check(session_id, session_agent.agent_id)
         if self.agent is None:
             raise NotFoundError(missing_agent(session_id, self.agent_id))
-        state = as_stored(agent_values(session_agent))
+        # The agent's columns as they would be written: 1, 1.0 and true differ, as do key orders.
+        state = dumps_json(agent_values(session_agent))
         # The SDK writes the agent after every message; most writes change nothing.
         if state != self.stored_state:
-            self.agent, self.stored_state, self.agent_changed = session_agent, state, True
+            # Created when it was first written, as FileSessionManager keeps it: each write of
+            # the SDK's says now.
+            self.agent = replace(session_agent, created_at=self.agent.created_at)
+            self.stored_state, self.agent_changed = state, True
 
     def create_message(
         self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any
