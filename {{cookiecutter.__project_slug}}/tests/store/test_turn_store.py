@@ -665,3 +665,48 @@ async def test_a_renewal_that_began_before_a_revoke_does_not_undo_it(
         await store.save(cancelled)
     assert repository.list_messages("s2", "default") == []
     await store.give_up(first)
+
+
+async def test_a_take_that_waited_for_its_row_gets_a_whole_lease(
+    store: TurnStore, engine: Engine
+) -> None:
+    """On PostgreSQL, timed from the statement's start, the lease of a take that waited for its
+    row longer than a lease lasts (3 s here) had run out as it was given: a second turn took the
+    session at once, and both ran."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one writer at a time")
+    await turn(store, "one", ["First."])
+    with engine.connect() as other:  # a transaction that holds the session's row, stalled
+        other.execute(text("SELECT 1 FROM sessions WHERE session_id = 's' FOR UPDATE"))
+        waiting = asyncio.create_task(store.begin("s", "default", "local"))
+        await asyncio.sleep(3.5)
+        other.rollback()
+    first = await waiting
+
+    with pytest.raises(SessionBusyError):
+        await store.begin("s", "default", "local")
+    await store.give_up(first)
+
+
+async def test_a_take_that_waited_for_a_delete_starts_an_empty_session(
+    store: TurnStore, engine: Engine
+) -> None:
+    """On PostgreSQL the take then creates the session anew, while the rest of its statement
+    reads as of before the delete: a session of version 0 (written before 0002, or through
+    SqlSessionRepository) was restored, deleted conversation and all."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one writer at a time")
+    await turn(store, "a secret question", ["A secret answer."])
+    with engine.connect() as other:  # DELETE /sessions/s, under way
+        other.execute(update(sessions).values(version=0))
+        other.commit()
+        other.execute(text("DELETE FROM sessions WHERE session_id = 's'"))
+        waiting = asyncio.create_task(store.begin("s", "default", "local"))
+        await asyncio.sleep(0.5)  # it waits for the row
+        other.commit()
+    work = await waiting
+
+    assert work.new_session
+    assert work.agent is None
+    assert work.messages == {}
+    await store.give_up(work)

@@ -35,12 +35,15 @@ def database_time(dialect: Dialect, seconds_from_now: float = 0) -> ColumnElemen
     """The database's clock, `seconds_from_now` ahead: the one clock every replica reads.
 
     SQLAlchemy has no portable date arithmetic; on SQLite the time is text in the format
-    SQLAlchemy stores datetimes in, which sorts in time order.
+    SQLAlchemy stores datetimes in, which sorts in time order. On PostgreSQL it is the time as the
+    row is written (`clock_timestamp()`), not as the statement began (`now()`): a take that waited
+    for its row would give a lease that had run out as long as it waited. (SQLite reads its
+    clock once it holds the database, for writers take turns.)
     """
     if dialect.name == "sqlite":
         modifier = f"{seconds_from_now:+.3f} seconds"
         return func.strftime("%Y-%m-%d %H:%M:%f", "now", modifier, type_=UtcDateTime)
-    return func.now() + timedelta(seconds=seconds_from_now)
+    return func.clock_timestamp() + timedelta(seconds=seconds_from_now)
 
 
 def lease_is_free(dialect: Dialect) -> ColumnElement[bool]:

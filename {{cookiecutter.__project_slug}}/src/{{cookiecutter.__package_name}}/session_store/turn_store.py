@@ -396,9 +396,9 @@ class PostgresTurnStore(TurnStore):
             )
             work = UnitOfWork(session, agent_id, values["new_lease"], principal)
             work.new_session = row["new_session"]
-            if work.new_session:
+            if work.new_session:  # no agent yet: one the statement read was a deleted session's
                 work.principal_sessions = row["sessions_before"] + 1
-            if row["version_read"] not in (None, row["version"]):  # None: the session is new
+            elif row["version_read"] != row["version"]:
                 await self._read(connection, work)
             elif row["agent_id"] is not None:
                 window = sorted(row["window"] or [], key=itemgetter("message_id"))
