@@ -34,7 +34,6 @@ GITHUB_ACTIONS_FILES = [".github/dependabot.yml", ".github/workflows/ci.yml"]
 KUBERNETES_FILES = [
     f"deploy/kubernetes/{name}"
     for name in (
-        "base/configmap.yaml",
         "base/deployment.yaml",
         "base/hpa.yaml",
         "base/kustomization.yaml",
@@ -42,6 +41,7 @@ KUBERNETES_FILES = [
         "base/pdb.yaml",
         "base/service.yaml",
         "base/serviceaccount.yaml",
+        "base/settings.env",
         "migration/job.yaml",
         "migration/kustomization.yaml",
         "overlays/example/kustomization.yaml",

@@ -1,10 +1,15 @@
 """deploy/kubernetes: every object valid for the cluster, every variable a setting the service
 reads, probes that answer, and room for running turns to finish on shutdown."""
 
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
 from {{ cookiecutter.__package_name }}.api.app import create_app
@@ -29,9 +34,14 @@ def named_container(objects: list[Manifest], name: str) -> Manifest:
     return container
 
 
+def settings_map(objects: list[Manifest]) -> Manifest:
+    """The ConfigMap the service's pods read: the settings every replica runs with."""
+    (source,) = named_container(objects, "app")["envFrom"]
+    return named(objects, "ConfigMap", source["configMapRef"]["name"])
+
+
 def settings_of(objects: list[Manifest]) -> dict[str, str]:
-    """The deployment's ConfigMap: the settings every replica runs with."""
-    return named(objects, "ConfigMap", "{{ cookiecutter.__project_slug }}")["data"]
+    return settings_map(objects)["data"]
 
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
@@ -41,6 +51,25 @@ def test_every_object_is_valid_for_kubernetes(kustomization: str) -> None:
     assert objects
     for manifest in objects:
         kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+
+
+def comparable(objects: Iterable[Manifest]) -> list[str]:
+    """The objects as sorted YAML documents, a generated ConfigMap's hash left out of its name."""
+    documents = [yaml.safe_dump(manifest, sort_keys=True) for manifest in objects if manifest]
+    hashed = re.compile(r"(name: \S+)-[0-9a-z]{10}$", re.MULTILINE)
+    return sorted(hashed.sub(r"\1-(hash)", document) for document in documents)
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_kubectl_builds_what_these_tests_read(kustomization: str) -> None:
+    """The tests read the manifests as support/kustomize.py renders them; kubectl's own build
+    must be the same, but for the hash in a generated ConfigMap's name."""
+    directory = KUBERNETES / kustomization
+    command = ["kubectl", "kustomize", str(directory)]
+    built = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+    assert comparable(yaml.safe_load_all(built)) == comparable(render(directory))
 
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
@@ -76,6 +105,17 @@ def test_the_deployment_checks_its_callers() -> None:
     """AUTH_MODE=none answers only the service's own machine, and `serve` refuses to listen
     beyond it: a pod with it would never start."""
     assert settings_of(example())["AUTH_MODE"] in {"api_keys", "jwt"}
+
+
+def test_a_changed_setting_rolls_the_pods_out() -> None:
+    """The pods read their settings as they start: a ConfigMap changed in place would reach them
+    only as they happen to be replaced. Generated, its name follows its contents, so that a
+    change renames it in the Deployment too, which rolls the pods out onto it."""
+    base, overlay = render(KUBERNETES / "base"), example()
+
+    assert settings_of(base)["ALLOWED_HOSTS"] != settings_of(overlay)["ALLOWED_HOSTS"]
+    assert settings_map(base)["metadata"]["name"] != settings_map(overlay)["metadata"]["name"]
+    assert settings_of(base).keys() == settings_of(overlay).keys()
 
 
 def test_the_probes_answer_without_a_credential(monkeypatch: pytest.MonkeyPatch) -> None:
