@@ -142,7 +142,9 @@ def create_async_engine(settings: EngineSettings) -> AsyncEngine:
 def _url(settings: EngineSettings) -> URL:
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":  # a file (Settings refuses an in-memory database)
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        # Its owner's alone: the file holds every conversation, and SQLite creates it as the
+        # umask allows, readable by every user of the machine.
+        Path(url.database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     return url
 
 

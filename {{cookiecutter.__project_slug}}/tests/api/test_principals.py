@@ -2,6 +2,7 @@
 
 import json
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,12 +17,14 @@ from httpx import Response
 from sqlalchemy import Engine
 
 from {{ cookiecutter.__package_name }}.api.app import create_app
+from {{ cookiecutter.__package_name }}.api.cursors import sign_cursor, verify_cursor
 from {{ cookiecutter.__package_name }}.api_keys import create_api_key, revoke_api_key
 from {{ cookiecutter.__package_name }}.cli import main as command_line
 from {{ cookiecutter.__package_name }}.principal_limits import (
     PrincipalLimitError,
     PrincipalLimits,
 )
+from {{ cookiecutter.__package_name }}.session_store import InvalidCursorError
 
 from ..conftest import Api
 from ..support.databases import drop_other_connections, postgres_database, settings_for
@@ -125,6 +128,16 @@ def test_a_cursor_is_good_only_for_the_principal_it_was_handed_to(make_api: Make
 
     assert [session["session_id"] for session in mine.json()["sessions"]] == ["s-0"]
     assert_error(theirs, 422, "invalid_cursor")
+
+
+def test_a_cursor_signed_for_a_principal_never_passes_as_anothers() -> None:
+    """The signature covers the cursor and the principal joined by a ".", which a principal may
+    hold: "ICAg.q2"'s cursor, its signature moved past "ICAg.", must not pass as q2's."""
+    secret = secrets.token_bytes(32)
+    body, _, signature = sign_cursor(secret, "ICAg.q2", "WyJ4Il0").rpartition(".")
+
+    with pytest.raises(InvalidCursorError):
+        verify_cursor(secret, "q2", f"{body}.ICAg.{signature}")
 
 
 def test_a_revoked_key_is_refused_at_once(api: Api) -> None:

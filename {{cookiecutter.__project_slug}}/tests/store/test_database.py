@@ -27,6 +27,15 @@ def test_hosting_provider_urls_get_the_psycopg_driver(scheme: str) -> None:
     assert settings.database_url == "postgresql+psycopg://user:secret@db.example:5432/app"
 
 
+def test_a_new_sqlite_files_folder_is_its_owners_alone(tmp_path: Path) -> None:
+    engine = create_engine(settings_for(f"sqlite:///{tmp_path / 'data' / 'app.db'}"))
+    with engine.connect():
+        pass
+    engine.dispose()
+
+    assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700
+
+
 PRAGMAS = ("journal_mode", "foreign_keys", "busy_timeout")
 
 

@@ -255,6 +255,8 @@ def store_cursor(text: str) -> str:
         store_cursor('["0001-01-01T00:00:00+14:00", "s"]'),  # before year 1 in UTC
         store_cursor('["9999-12-31T23:59:59-14:00", "s"]'),  # after year 9999 in UTC
         store_cursor('["2026-01-01T00:00:00+00:00", "a/b"]'),
+        # A well-formed cursor with characters outside base64's alphabet, which it would skip.
+        "WyIy...." + store_cursor('["2026-01-01T00:00:00+00:00", "s"]')[4:],
     ],
 )
 def test_a_cursor_that_was_never_handed_out_is_refused(

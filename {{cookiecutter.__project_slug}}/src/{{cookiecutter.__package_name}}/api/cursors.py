@@ -32,7 +32,8 @@ def cursor_secret(settings: Settings) -> bytes:
 
 
 def _signature(secret: bytes, principal: str, cursor: str) -> str:
-    # A store's cursor is base64, without a ".": nothing else signs the same message.
+    # A cursor holds no "." (verify_cursor ends it at the first): the message's first "." ends
+    # it, so no other cursor and principal sign the same message, whatever "."s a principal has.
     message = f"{cursor}.{principal}".encode()
     digest = hmac.new(secret, message, hashlib.sha256).digest()
     return urlsafe_b64encode(digest).decode("ascii").rstrip("=")
@@ -45,7 +46,7 @@ def sign_cursor(secret: bytes, principal: str, cursor: str) -> str:
 def verify_cursor(secret: bytes, principal: str, signed: str) -> str:
     """The store's cursor inside `signed`, or InvalidCursorError if it was not signed here for
     `principal`."""
-    cursor, _, signature = signed.rpartition(".")
+    cursor, _, signature = signed.partition(".")
     expected = _signature(secret, principal, cursor)
     if not hmac.compare_digest(signature.encode(), expected.encode()):
         raise InvalidCursorError(

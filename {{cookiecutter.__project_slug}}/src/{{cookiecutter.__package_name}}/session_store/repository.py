@@ -1,7 +1,7 @@
 """A Strands `SessionRepository` over SQLAlchemy: conversations durable in PostgreSQL or SQLite."""
 
 import json
-from base64 import urlsafe_b64decode, urlsafe_b64encode
+from base64 import b64decode, urlsafe_b64encode
 from copy import copy
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -367,7 +367,8 @@ def _encode_cursor(row: RowMapping) -> str:
 
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
-        raw = urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        # Strictly: by default any character outside the alphabet would be skipped.
+        raw = b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
         created_at, session_id = json.loads(raw)
         # In UTC, as stored: a time that UTC cannot hold is no cursor of this store.
         return timestamp(created_at).astimezone(UTC), validate_id("session id", session_id)
