@@ -62,6 +62,15 @@ def percentile(values: list[float], fraction: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 3)
 
 
+async def error_code(response: aiohttp.ClientResponse) -> str:
+    """The service's error code; a proxy's error page, or uvicorn's plain 503 beyond its
+    connection limit, has none."""
+    try:
+        return (await response.json(content_type=None))["error"]["code"]
+    except (ValueError, TypeError, KeyError):
+        return "(not the service's error)"
+
+
 async def turn(client: aiohttp.ClientSession, session_id: str, prompt: str, report: Report) -> None:
     sent: dict[str, float] = {}  # filled in by note_sent
     first_text = event = None
@@ -71,8 +80,7 @@ async def turn(client: aiohttp.ClientSession, session_id: str, prompt: str, repo
         async with request as response:
             start = sent["at"]
             if response.status != 200:
-                error = (await response.json(content_type=None)).get("error", {})
-                report.errors[f"{response.status} {error.get('code')}"] += 1
+                report.errors[f"{response.status} {await error_code(response)}"] += 1
                 return
             async for line in response.content:
                 if line.startswith(b"event: "):

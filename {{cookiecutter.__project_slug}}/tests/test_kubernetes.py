@@ -147,8 +147,10 @@ def test_running_turns_have_time_to_finish_on_shutdown(monkeypatch: pytest.Monke
     (pod,) = [spec for spec in pod_specs(objects) if spec["containers"][0]["name"] == "app"]
     pause = int(pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"][-1])
     settings = Settings()
-    # A request whose body is still arriving at SIGTERM may start its turn after it.
+    # A request whose body is still arriving at SIGTERM may start its turn after it; the turn's
+    # save may wait for a pooled connection, then for its statement.
     longest = settings.request_body_timeout + settings.session_wait_timeout + settings.turn_timeout
+    longest += settings.db_pool_timeout + settings.db_statement_timeout_ms / 1000
 
     assert pod["terminationGracePeriodSeconds"] >= pause + longest
 

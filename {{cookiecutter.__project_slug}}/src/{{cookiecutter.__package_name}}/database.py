@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Engine, event, make_url
 from sqlalchemy.ext import asyncio as sqlalchemy_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -201,6 +202,18 @@ def alembic_config(engine: Engine) -> Config:
     config.set_main_option("script_location", MIGRATIONS)
     config.attributes["engine"] = engine
     return config
+
+
+def earlier_revisions() -> frozenset[str]:
+    """This release's migrations but its last: a database at one of them is not migrated for
+    this release yet. (One at a revision this release does not know is a later release's, whose
+    schema this one still works with: migrations are written so that the previous release runs
+    on them.)"""
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    script = ScriptDirectory.from_config(config)
+    revisions = {revision.revision for revision in script.walk_revisions()}
+    return frozenset(revisions - set(script.get_heads()))
 
 
 def upgrade_schema(engine: Engine, revision: str = "head") -> None:

@@ -10,11 +10,17 @@ being opened, or of the request's first byte, or the connection is closed; and i
 after the body too, must fit in MAX_HEADER_BYTES, or the client gets 431 and the connection is
 closed. The body has limits of its own, in the app (api/limits.py).
 
+The liveness probes are answered beyond `--limit-concurrency`, where uvicorn answers every other
+request 503: a replica with as many connections open as it allows is busy, not hung, and a
+probe that failed then would have it restarted, its running turns with it. Readiness is not:
+it takes a full replica out of the load balancer's rotation until it has room again.
+
 It extends the httptools protocol, the parser uvicorn chooses when it is installed (as
-uvicorn[standard] installs it) and the one BENCHMARKS.md measured. It uses the protocol's
-attributes `loop`, `transport` and `cycle` and its parser callbacks `on_message_begin`,
-`on_headers_complete`, `on_body` and `on_message_complete`, which uvicorn does not document:
-tests/api/test_slow_clients.py fails if a release changes them. Without `serve`:
+uvicorn[standard] installs it) and the one the template's benchmarks measured. It uses the
+protocol's attributes `loop`, `transport`, `cycle`, `url` and `limit_concurrency` and its parser
+callbacks `on_message_begin`, `on_headers_complete`, `on_body` and `on_message_complete`, which
+uvicorn does not document: tests/api/test_slow_clients.py fails if a release changes them.
+Without `serve`:
 `uvicorn --http {{ cookiecutter.__package_name }}.server:HeaderLimitsProtocol`.
 """
 
@@ -26,6 +32,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .api.errors import CLOSE_CONNECTION, error_response
 from .config import get_settings
+
+# The request targets of the liveness probes: the Deployment's, and AgentCore's where it is served.
+LIVENESS_PROBES = {b"/health", b"/ping"}
 
 
 class HeaderLimitsProtocol(HttpToolsProtocol):
@@ -67,7 +76,14 @@ class HeaderLimitsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:  # the parser has read a request's headers
         self.cancel_header_deadline()
-        super().on_headers_complete()
+        if self.url not in LIVENESS_PROBES:
+            super().on_headers_complete()
+            return
+        limit, self.limit_concurrency = self.limit_concurrency, None
+        try:
+            super().on_headers_complete()
+        finally:
+            self.limit_concurrency = limit
 
     def on_body(self, body: bytes) -> None:
         self.body_in_read = True

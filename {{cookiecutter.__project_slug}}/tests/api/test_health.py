@@ -3,12 +3,20 @@ from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from {{ cookiecutter.__package_name }}.api.health import DatabasePing
+from {{ cookiecutter.__package_name }}.api.app import create_app
+from {{ cookiecutter.__package_name }}.api.health import SCHEMA_REVISION, DatabasePing
+from {{ cookiecutter.__package_name }}.database import (
+    create_engine,
+    earlier_revisions,
+    upgrade_schema,
+)
 
 from ..conftest import Api
+from ..support.databases import postgres_database, settings_for
+from ..support.http import assert_error
 
 
 def test_health_answers_ok(client: TestClient) -> None:
@@ -47,8 +55,8 @@ def test_ready_while_session_requests_hold_their_pool(make_api: Callable[..., Ap
 @pytest.mark.anyio
 async def test_probes_at_once_ask_the_database_once(turn_engine: AsyncEngine) -> None:
     """/ready is open to anyone, and asks on the connection that lease renewals keep: however many
-    probes come together, they share one SELECT 1."""
-    ping = DatabasePing(turn_engine)
+    probes come together, they share one statement."""
+    ping = DatabasePing(turn_engine, earlier_revisions())
     statements: list[str] = []
 
     @event.listens_for(turn_engine.sync_engine, "before_cursor_execute")
@@ -58,4 +66,26 @@ async def test_probes_at_once_ask_the_database_once(turn_engine: AsyncEngine) ->
     await asyncio.gather(*(ping() for _ in range(20)))
     await ping()  # one after them asks anew
 
-    assert statements.count("SELECT 1") == 2
+    assert statements.count(SCHEMA_REVISION.text) == 2
+
+
+def test_ready_only_once_the_database_is_migrated_for_this_release() -> None:
+    """A replica started before its release's migration ran (the Job failed, or was not run)
+    must not take requests, nor in a rollout the place of a replica that serves. A schema
+    newer than the release knows is a later release's, which it still works with."""
+    with postgres_database() as url:
+        engine = create_engine(settings_for(url))
+        with TestClient(create_app(settings_for(url))) as client:
+            answers = {"none": client.get("/ready")}
+            upgrade_schema(engine, "0004")
+            answers["0004"] = client.get("/ready")
+            upgrade_schema(engine)
+            answers["head"] = client.get("/ready")
+            with engine.begin() as connection:
+                connection.execute(text("UPDATE alembic_version SET version_num = 'later'"))
+            answers["later"] = client.get("/ready")
+        engine.dispose()
+
+    assert_error(answers["none"], 503, "schema_not_migrated")
+    assert_error(answers["0004"], 503, "schema_not_migrated")
+    assert answers["head"].status_code == answers["later"].status_code == 200

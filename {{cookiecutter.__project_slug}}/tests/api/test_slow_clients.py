@@ -109,6 +109,25 @@ def test_headers_sent_too_slowly_lose_the_connection(
         assert server.client.get("/health").status_code == 200
 
 
+def test_a_replica_at_its_connection_limit_still_answers_its_liveness_probe(
+    tmp_path: Path,
+) -> None:
+    """Idle connections count toward --limit-concurrency too: a replica with all it allows open
+    is busy, not hung, and a failed liveness probe would have it restarted. Readiness takes it
+    out of rotation meanwhile; every other request gets uvicorn's 503."""
+    database_url = f"sqlite:///{tmp_path / 'test.db'}"
+    options = ["--limit-concurrency", "3"]
+    with server_process(database_url, serve=True, serve_options=options) as server:
+        # With the client's own keep-alive connection, one more than the limit.
+        held = [connect(server) for _ in range(3)]
+        answers = {path: server.client.get(path).status_code for path in ("/health", "/ready")}
+        answers["/sessions"] = server.client.get("/sessions").status_code
+        for sock in held:
+            sock.close()
+
+    assert answers == {"/health": 200, "/ready": 503, "/sessions": 503}
+
+
 def test_headers_larger_than_max_header_bytes_get_431_and_a_closed_connection(
     tmp_path: Path,
 ) -> None:

@@ -3,11 +3,12 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 from sqlalchemy import Engine
 
-from ..support.server import PROJECT_DIR, running_server
+from ..support.server import PROJECT_DIR, running_server, server_process
 
 
 def loadtest(client: httpx.Client, *arguments: str) -> dict:
@@ -42,3 +43,17 @@ def test_the_load_test_reports_completed_turns_and_refusals(
     assert 0 < report["first_text_p50_s"] <= report["first_text_p99_s"] <= report["turn_p99_s"]
     assert crowded["completed"] + crowded["errors"]["429 overloaded"] == 30
     assert crowded["completed"] >= 5
+
+
+def test_the_load_test_counts_refusals_that_are_not_the_services_errors(tmp_path: Path) -> None:
+    """Beyond `serve`'s connection limit uvicorn answers a plain-text 503, as a proxy in front
+    may answer with its own page: counted, not a crash of the load test."""
+    database_url = f"sqlite:///{tmp_path / 'test.db'}"
+    options = ["--limit-concurrency", "3"]
+    with server_process(database_url, serve=True, serve_options=options) as server:
+        report = loadtest(server.client, "--conversations", "10")
+
+    refused = report["errors"].pop("503 (not the service's error)")
+    assert refused > 0
+    assert report["completed"] + refused == 10
+    assert report["errors"] == {}

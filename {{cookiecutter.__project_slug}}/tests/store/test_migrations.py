@@ -271,15 +271,20 @@ def test_no_downgrade_below_0004_while_principals_share_a_session_id(
 
 def test_alembic_command_line_migrates_database_url(empty_database_url: str) -> None:
     """`make migrate` runs `alembic upgrade head` in the project directory. It reads the
-    database's settings only: a service whose identity provider is not set up yet migrates."""
+    database's settings only: a service whose identity provider is not set up yet migrates. It
+    logs the revisions it runs (the migration Job's log)."""
     env = {**os.environ, "DATABASE_URL": empty_database_url, "AUTH_MODE": "jwt"}
     env = {name: value for name, value in env.items() if not name.startswith("JWT_")}
+    results = {}
     for arguments in (["upgrade", "head"], ["check"], ["current"]):
         result = subprocess.run(
             [*ALEMBIC, *arguments], cwd=PROJECT_DIR, env=env, capture_output=True, text=True
         )
         assert result.returncode == 0, result.stderr
-    assert "0005 (head)" in result.stdout
+        results[arguments[0]] = result
+
+    assert "Running upgrade 0004 -> 0005" in results["upgrade"].stderr
+    assert "0005 (head)" in results["current"].stdout
 
 
 def test_the_app_migrates_the_embedded_sqlite_database_at_start_up() -> None:

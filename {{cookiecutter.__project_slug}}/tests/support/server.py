@@ -5,7 +5,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,11 +40,13 @@ def server_process(
     app: str = "{{ cookiecutter.__package_name }}.main:app",
     log: IO[str] | None = None,
     serve: bool = False,
+    serve_options: Sequence[str] = (),
     **env: str,
 ) -> Iterator[Server]:
     """Start `uvicorn` on this database (with the echo model, unless `app` is another factory),
-    or with `serve`, the project's own command, as the image runs it. The server's output goes to
-    `log` if given. Stopped with SIGTERM at the end, unless the test killed it already."""
+    or with `serve`, the project's own command, as the image runs it (with `serve_options`). The
+    server's output goes to `log` if given. Stopped with SIGTERM at the end, unless the test
+    killed it already."""
     port = free_port()
     environment = {
         **os.environ,
@@ -56,7 +58,7 @@ def server_process(
     if serve:
         environment.setdefault("LOG_LEVEL", "WARNING")
         main = "from {{ cookiecutter.__package_name }}.cli import main; main()"
-        command = [sys.executable, "-c", main, "serve", "--port", str(port)]
+        command = [sys.executable, "-c", main, "serve", "--port", str(port), *serve_options]
     else:
         command = [
             sys.executable, "-m", "uvicorn", app, *(["--factory"] if ":create" in app else []),

@@ -17,7 +17,12 @@ from .. import PROJECT_NAME
 from .. import __doc__ as project_description
 from ..agent import build_model
 from ..config import Settings, get_settings
-from ..database import create_async_engine, create_engine, migrate_if_embedded
+from ..database import (
+    create_async_engine,
+    create_engine,
+    earlier_revisions,
+    migrate_if_embedded,
+)
 from ..metrics import Metrics
 from ..session_store import SqlSessionRepository, turn_store_for
 from ..tracing import start_tracing
@@ -66,7 +71,7 @@ def create_app(
             turn_model = model or build_model(config)
             runner = TurnRunner(config, store, turn_model, app_metrics, turn_error_code)
             app.state.settings, app.state.engine = config, engine
-            app.state.database_ping = health.DatabasePing(turn_engine)
+            app.state.database_ping = health.DatabasePing(turn_engine, earlier_revisions())
             app.state.repository, app.state.runner = SqlSessionRepository(engine), runner
             app.state.authenticator = Authenticator(config, turn_engine, runner.connections)
             if config.auth_mode == "none":
@@ -98,7 +103,7 @@ def create_app(
             # every full collection. A turn allocates tens of thousands of short-lived objects:
             # collecting every 10,000 allocations, not every 700 (Python's default), keeps a
             # thousand turns at once from spending their CPU rescanning one another
-            # (BENCHMARKS.md).
+            # (the template's BENCHMARKS.md).
             gc.freeze()
             gc.set_threshold(10_000, 10, 10)
             yield

@@ -7,7 +7,7 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..session_store import again_if_dropped
@@ -27,39 +27,67 @@ async def health() -> Health:
     return Health()
 
 
-class DatabasePing:
-    """Whether the database answers, for /ready: asked on the turns' engine, whose pool keeps a
-    connection beyond what requests may hold at once (for renewing leases), so that the probe
-    waits neither for a burst of turns nor for slow /sessions requests, and a busy replica stays
-    ready. Asked once for all the probes that come while it is asked: the route is open to
-    anyone, and renewing leases must wait at most for one SELECT 1."""
+# The schema's revision, as the migrations record it.
+SCHEMA_REVISION = text("SELECT version_num FROM alembic_version")
 
-    def __init__(self, engine: AsyncEngine) -> None:
+
+class SchemaNotMigratedError(Exception):
+    """The database answers, but its schema is older than this release's (or has none)."""
+
+
+class DatabasePing:
+    """Whether the database answers with a schema this release works with, for /ready: a
+    replica started before its release's migration ran must not take requests (nor, in a
+    rollout, take the place of one that serves).
+
+    Asked on the turns' engine, whose pool keeps a connection beyond what requests may hold at
+    once (for renewing leases), so that the probe waits neither for a burst of turns nor for slow
+    /sessions requests, and a busy replica stays ready. Asked once for all the probes that come
+    while it is asked: the route is open to anyone, and renewing leases must wait at most for one
+    statement."""
+
+    def __init__(self, engine: AsyncEngine, earlier_revisions: frozenset[str]) -> None:
         self._engine = engine
+        self._earlier_revisions = earlier_revisions
         self._asking: asyncio.Task[None] | None = None
 
     async def __call__(self) -> None:
         if self._asking is None or self._asking.done():
-            self._asking = asyncio.create_task(again_if_dropped(self._select_one))
+            self._asking = asyncio.create_task(again_if_dropped(self._read_revision))
         # A probe that gives up does not cancel what the others wait for.
         await asyncio.shield(self._asking)
 
-    async def _select_one(self) -> None:
-        async with self._engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+    async def _read_revision(self) -> None:
+        try:
+            async with self._engine.connect() as connection:
+                revisions = set((await connection.execute(SCHEMA_REVISION)).scalars())
+        except ProgrammingError as error:  # no alembic_version table: never migrated
+            raise SchemaNotMigratedError("the database has no schema") from error
+        if not revisions or revisions & self._earlier_revisions:
+            raise SchemaNotMigratedError(f"the database's schema is at {sorted(revisions)}")
 
 
 @router.get(
-    "/ready", responses=documented({503: "The database is unreachable (database_unavailable)"})
+    "/ready",
+    responses=documented(
+        {
+            503: "The database is unreachable (database_unavailable), or its schema is older "
+            "than this release's (schema_not_migrated)"
+        }
+    ),
 )
 async def ready(request: Request) -> Health:
-    """Readiness: the database answers.
+    """Readiness: the database answers, migrated for this release.
 
     Open, like /health: the probes of Kubernetes and of load balancers send no credential, and
     the answer tells no more than whether this replica can serve.
     """
     try:
         await request.app.state.database_ping()
+    except SchemaNotMigratedError as error:
+        logger.warning("readiness check failed: %s: run the migrations", error)
+        message = "The database is not migrated for this release."
+        raise ApiError(503, "schema_not_migrated", message) from None
     except SQLAlchemyError as error:
         logger.warning("readiness check failed: %s", error)
         raise ApiError(503, "database_unavailable", "The database is unreachable.") from None

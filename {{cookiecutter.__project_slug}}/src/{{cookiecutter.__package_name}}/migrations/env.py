@@ -2,6 +2,7 @@
 
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from logging.config import fileConfig
 
 from alembic import context
 from sqlalchemy import Connection, Engine
@@ -18,7 +19,9 @@ LOCK_TIMEOUT = "10s"
 def run_migrations() -> None:
     engine: Engine | None = context.config.attributes.get("engine")
     own_engine = engine is None
-    if engine is None:
+    if engine is None:  # the command line's: logging as alembic.ini says
+        if context.config.config_file_name is not None:
+            fileConfig(context.config.config_file_name, disable_existing_loggers=False)
         # The database's settings only: migrating needs no model, and no identity provider.
         engine = create_engine(settings_or_exit(EngineSettings))
     try:

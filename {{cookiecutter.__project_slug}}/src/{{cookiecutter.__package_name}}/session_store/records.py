@@ -146,9 +146,9 @@ def message_values(
 
 def message_record(row: RowMapping) -> SessionMessage:
     # Built directly: SessionMessage.from_dict inspects the class signature for every key, which
-    # dominates the restore of a long conversation (BENCHMARKS.md). The store reads rows as
-    # mappings (`Result.mappings()`), whose keys cost less than a Row's attributes. Most
-    # messages were never updated: their one timestamp is formatted once.
+    # dominates the restore of a long conversation (the template's BENCHMARKS.md). The store
+    # reads rows as mappings (`Result.mappings()`), whose keys cost less than a Row's
+    # attributes. Most messages were never updated: their one timestamp is formatted once.
     created, updated = row["created_at"], row["updated_at"]
     created_at = created.isoformat()
     return SessionMessage(
