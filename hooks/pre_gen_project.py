@@ -19,7 +19,11 @@ TEXT_ANSWERS = {
     "project_name": {{ cookiecutter.project_name | tojson }},
     "description": {{ cookiecutter.description | tojson }},
     "author_name": {{ cookiecutter.author_name | tojson }},
+    "author_email": AUTHOR_EMAIL,
 }
+# What Jinja reads as a template: cookiecutter renders the answers kept in a project's
+# .cruft.json (and in its replay file) again, at every `cruft update`.
+JINJA_MARKERS = {% raw %}("{{", "{%", "{#"){% endraw %}
 
 # Packages the generated project and its tests import: a package of the same name would shadow
 # them (test_hooks.py checks that none is missing).
@@ -79,8 +83,17 @@ DEPENDENCY_DISTRIBUTIONS = frozenset(
         "uv-build",
     }
 )
-# The standard library's own test suite is a package too, which stdlib_module_names leaves out.
-STDLIB_MODULES = sys.stdlib_module_names | {"test"}
+# The standard library of Python 3.11, which the project runs on, whatever Python runs this hook:
+# what later releases removed (3.12: PEP 632 and others, 3.13: PEP 594) and what 3.11 added. Its
+# own test suite is a package too, which stdlib_module_names leaves out.
+REMOVED_AFTER_3_11 = frozenset(
+    {
+        "aifc", "asynchat", "asyncore", "audioop", "cgi", "cgitb", "chunk", "crypt",
+        "distutils", "imghdr", "imp", "lib2to3", "mailcap", "msilib", "nis", "nntplib",
+        "ossaudiodev", "pipes", "smtpd", "sndhdr", "spwd", "sunau", "telnetlib", "uu", "xdrlib",
+    }
+)  # fmt: skip
+STDLIB_MODULES = sys.stdlib_module_names | REMOVED_AFTER_3_11 | {"tomllib", "test"}
 SLUG_PATTERN = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 # The package is named after the slug: its longest import lines in the generated code stay
 # within ruff's 100 characters (and `make lint` passes) up to this length, as the longest
@@ -138,7 +151,7 @@ def package_problem(name: str) -> str | None:
 def text_problem(name: str, text: str) -> str | None:
     """Say what is wrong with a free-text answer, if anything: bytes that are not UTF-8 reach
     Python as halves of surrogate pairs, which no file can hold (the project would be left half
-    written)."""
+    written); Jinja would be run at the project's next update."""
     try:
         # A character beyond the BMP (an emoji) is a surrogate pair in the JSON literal above,
         # which Python keeps as two halves: joined back first, only lone halves are left.
@@ -147,6 +160,17 @@ def text_problem(name: str, text: str) -> str | None:
         return (
             f"{name} holds bytes that are not UTF-8 text (typed in another encoding?): "
             "type it again as UTF-8, e.g. in a UTF-8 terminal"
+        )
+    for marker in JINJA_MARKERS:
+        if marker in text:
+            return (
+                f"{name} holds {marker!r}, which `cruft update` would run as a template: "
+                f"type it with a space between, e.g. {marker[0] + ' ' + marker[1]!r}"
+            )
+    if text != text.strip():
+        return (
+            f"{name} {text!r} begins or ends with white space, which the generated code's "
+            f"formatter would take off: type it without, e.g. {text.strip()!r}"
         )
     return None
 

@@ -1,7 +1,9 @@
 """The hooks: refused answers leave nothing behind, answers are data and never code."""
 
 import ast
+import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -31,6 +33,9 @@ REFUSED = {
     "description-not-utf8": (["description=Caf\udce9 agent"], "not UTF-8"),
     "email-without-at": (["author_email=me.example.com"], "is not an email address"),
     "email-without-domain": (["author_email=me@localhost"], "is not an email address"),
+    "email-not-utf8": (["author_email=caf\udce9@example.com"], "not UTF-8"),
+    # Typed at a prompt, the spaces would be stripped; given on the command line, they are not.
+    "description-with-trailing-space": (["description=An agent "], "begins or ends with white"),
 }
 
 
@@ -189,7 +194,31 @@ def render_hook(source: str, **answers: object) -> str:
     return env.from_string(source).render(**context)
 
 
-INJECTED = 'x"""; __import__("pathlib").Path("PWNED").touch(); """{{ 7 * 7 }}{% if 1 %}J{% endif %}'
+# Modules of Python 3.11's standard library that other releases lack: 3.13 removed pipes, 3.12
+# distutils, and 3.10 had no tomllib.
+STDLIB_OF_3_11 = {"3.10": "Tomllib", "3.12": "Distutils", "3.13": "Pipes"}
+
+
+@pytest.mark.parametrize(("version", "name"), STDLIB_OF_3_11.items())
+def test_a_name_of_python_3_11s_standard_library_is_refused_by_any_python(
+    tmp_path: Path, version: str, name: str
+) -> None:
+    """The hook runs under whatever Python runs cookiecutter; the project, on 3.11."""
+    python = shutil.which(f"python{version}")
+    env = {**os.environ, "PYENV_VERSION": version}  # which version a pyenv shim runs
+    if python is None or subprocess.run([python, "-V"], env=env, capture_output=True).returncode:
+        pytest.skip(f"Python {version} is not installed")
+    hook = tmp_path / "pre_gen_project.py"
+    source = (TEMPLATE_DIR / "hooks" / "pre_gen_project.py").read_text(encoding="utf-8")
+    hook.write_text(render_hook(source, project_name=name), encoding="utf-8")
+
+    result = subprocess.run([python, hook], env=env, capture_output=True, text=True)
+
+    assert result.returncode == 1
+    assert "would shadow the standard library module" in result.stderr
+
+
+INJECTED = 'x"""; __import__("pathlib").Path("PWNED").touch(); """'
 
 
 def test_injected_code_in_answers_never_runs(tmp_path: Path) -> None:
@@ -207,6 +236,22 @@ def test_injected_code_in_answers_never_runs(tmp_path: Path) -> None:
     pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
     assert pyproject["project"]["description"] == INJECTED
     assert pyproject["project"]["authors"][0]["name"] == INJECTED
+
+
+@pytest.mark.parametrize("marker", ["{{ 7 * 7 }}", "{% if 1 %}J{% endif %}", "{# note #}"])
+def test_an_answer_that_jinja_would_run_at_the_next_update_is_refused(
+    tmp_path: Path, marker: str
+) -> None:
+    """Typed at a prompt, an answer is kept as typed, but in .cruft.json: `cruft update` renders it
+    again, which ran the code of a `{{ ... }}` and turned "{{ 7 * 7 }}" into "49"."""
+    questions = [name for name in DEFAULTS if not name.startswith("_")]
+    answers = ["My Agent", f"Talks about {marker}"] + [""] * (len(questions) - 2)
+
+    result = run_cookiecutter_cli(tmp_path / "out", stdin="\n".join(answers) + "\n")
+
+    assert result.returncode == 1
+    assert f"description holds {marker[:2]!r}" in result.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 QUOTING = 'Say "hi" to C:\\agents\\new — über naïve ✓ 😀\nsecond line\twith a tab'

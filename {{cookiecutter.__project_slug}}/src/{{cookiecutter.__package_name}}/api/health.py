@@ -5,6 +5,7 @@ import logging
 from typing import Literal
 
 from fastapi import APIRouter, Request
+from psycopg.errors import UndefinedTable
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
@@ -61,8 +62,10 @@ class DatabasePing:
         try:
             async with self._engine.connect() as connection:
                 revisions = set((await connection.execute(SCHEMA_REVISION)).scalars())
-        except ProgrammingError as error:  # no alembic_version table: never migrated
-            raise SchemaNotMigratedError("the database has no schema") from error
+        except ProgrammingError as error:
+            if not isinstance(error.orig, UndefinedTable):  # no permission, say: as any error
+                raise
+            raise SchemaNotMigratedError("the database has no alembic_version table") from error
         if not revisions or revisions & self._earlier_revisions:
             raise SchemaNotMigratedError(f"the database's schema is at {sorted(revisions)}")
 
