@@ -25,64 +25,48 @@ TEXT_ANSWERS = {
 # .cruft.json (and in its replay file) again, at every `cruft update`.
 JINJA_MARKERS = {% raw %}("{{", "{%", "{#"){% endraw %}
 
-# Packages the generated project and its tests import: a package of the same name would shadow
-# them (test_hooks.py checks that none is missing).
+# Every module the generated project installs, whatever its model provider, dependencies of its
+# dependencies included, and its tests: a package of the same name would shadow it
+# (test_generated_suites.py checks each baked project's environment against this list).
 DEPENDENCY_MODULES = frozenset(
     {
-        "aiohttp",
-        "aiosqlite",
-        "alembic",
-        "anthropic",
-        "anyio",
-        "boto3",
-        "botocore",
-        "cryptography",
-        "fastapi",
-        "httpx",
-        "hypothesis",
-        "jwt",
-        "kubernetes_validate",
-        "litellm",
-        "mcp",
-        "ollama",
-        "openai",
-        "opentelemetry",
-        "prometheus_client",
-        "psycopg",
-        "pydantic",
-        "pydantic_core",
-        "pydantic_settings",
-        "pytest",
-        "pythonjsonlogger",
-        "schemathesis",
-        "selenium",
-        "sqlalchemy",
-        "starlette",
-        "strands",
-        "tests",
-        "uvicorn",
-        "yaml",
+        "aiohappyeyeballs", "aiohttp", "aiosignal", "aiosqlite", "alembic", "annotated_doc",
+        "annotated_types", "anthropic", "anyio", "asgiref", "attr", "attrs",
+        "aws_bedrock_token_generator", "boto3", "botocore", "certifi", "cffi",
+        "charset_normalizer", "click", "cryptography", "dateutil", "distro", "docstring_parser",
+        "dotenv", "execnet", "fastapi", "fastuuid", "filelock", "frozenlist", "fsspec", "google",
+        "graphql", "greenlet", "h11", "h2", "harfile", "hf_xet", "hpack", "httpcore", "httpcore2",
+        "httptools", "httpx", "httpx2", "huggingface_hub", "hyperframe", "hypothesis",
+        "hypothesis_graphql", "idna", "importlib_metadata", "importlib_resources", "iniconfig",
+        "jinja2", "jiter", "jmespath", "jsonschema", "jsonschema_rs", "jsonschema_specifications",
+        "jwt", "kubernetes_validate", "litellm", "mako", "markdown_it", "markupsafe", "mcp",
+        "mcp_types", "mdurl", "multidict", "multipart", "ollama", "openai", "opentelemetry",
+        "outcome", "packaging", "pluggy", "prometheus_client", "propcache", "psycopg",
+        "psycopg_binary", "py", "pycparser", "pydantic", "pydantic_core", "pydantic_settings",
+        "pygments", "pyrate_limiter", "pytest", "python_multipart", "pythonjsonlogger",
+        "referencing", "regex", "requests", "rich", "rpds", "ruff", "s3transfer", "schemathesis",
+        "selenium", "six", "sniffio", "socks", "sockshandler", "sortedcontainers", "sqlalchemy",
+        "sse_starlette", "starlette", "strands", "tests", "tiktoken", "tiktoken_ext", "tokenizers",
+        "tqdm", "trio", "trio_websocket", "truststore", "typing_extensions", "typing_inspection",
+        "urllib3", "uvicorn", "uvloop", "watchdog", "watchfiles", "websocket", "websockets",
+        "werkzeug", "wrapt", "wsproto", "xdist", "yaml", "yarl", "zipp",
     }
-)
-# The distributions it depends on whose names are not those of modules above, as pyproject.toml
-# names them: a project of the same name would depend on itself, which uv refuses.
+)  # fmt: skip
+# The distributions it installs (and its build backend) named otherwise than a module above: a
+# project of the same name would depend on itself, which uv refuses at `make install`.
 DEPENDENCY_DISTRIBUTIONS = frozenset(
     {
-        "kubernetes-validate",
-        "opentelemetry-exporter-otlp-proto-http",
-        "opentelemetry-instrumentation-fastapi",
-        "opentelemetry-instrumentation-sqlalchemy",
-        "prometheus-client",
-        "pydantic-settings",
-        "pyjwt",
-        "pytest-xdist",
-        "python-json-logger",
-        "pyyaml",
-        "ruff",
-        "strands-agents",
-        "uv-build",
+        "googleapis-common-protos", "graphql-core", "markdown-it-py", "opentelemetry-api",
+        "opentelemetry-exporter-http-transport", "opentelemetry-exporter-otlp-common",
+        "opentelemetry-exporter-otlp-proto-common", "opentelemetry-exporter-otlp-proto-http",
+        "opentelemetry-instrumentation", "opentelemetry-instrumentation-asgi",
+        "opentelemetry-instrumentation-fastapi", "opentelemetry-instrumentation-sqlalchemy",
+        "opentelemetry-instrumentation-threading", "opentelemetry-proto", "opentelemetry-sdk",
+        "opentelemetry-semantic-conventions", "opentelemetry-util-http", "protobuf", "pyjwt",
+        "pysocks", "pytest-xdist", "python-dateutil", "python-dotenv", "python-json-logger",
+        "pyyaml", "rpds-py", "strands-agents", "uv-build", "websocket-client",
     }
-)
+)  # fmt: skip
 # The standard library of Python 3.11, which the project runs on, whatever Python runs this hook:
 # what later releases removed (3.12: PEP 632 and others, 3.13: PEP 594) and what 3.11 added. Its
 # own test suite is a package too, which stdlib_module_names leaves out.

@@ -117,3 +117,15 @@ def run_cookiecutter_cli(
     return subprocess.run(
         [*command, *answers], input=stdin, capture_output=True, text=True, env=tool_env()
     )
+
+
+def render_hook(source: str, **answers: object) -> str:
+    """Render a hook as cookiecutter would, from the default answers plus these."""
+    from cookiecutter.environment import StrictEnvironment
+    from cookiecutter.generate import generate_context
+    from cookiecutter.prompt import prompt_for_config
+
+    context = generate_context(str(TEMPLATE_DIR / "cookiecutter.json"), extra_context=answers)
+    context["cookiecutter"] = prompt_for_config(context, no_input=True)
+    env = StrictEnvironment(context=context, keep_trailing_newline=True)
+    return env.from_string(source).render(**context)

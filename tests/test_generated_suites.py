@@ -8,6 +8,7 @@ the rest of the environment: their browser tests and their test of /chat with th
 client then fail rather than skip.
 """
 
+import json
 import os
 import re
 import shutil
@@ -20,7 +21,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from .baking import TEMPLATE_DIR, Bake, tool_env
+from .baking import TEMPLATE_DIR, Bake, BakedProject, render_hook, tool_env
 from .test_bake import COMBINATIONS
 
 pytestmark = pytest.mark.slow
@@ -77,6 +78,7 @@ def test_baked_project_passes_its_own_suite(bake: Bake, name: str) -> None:
     if version and python is None:
         warnings.warn(f"no Python {version} here: {name} runs on this one", stacklevel=1)
     project.install(python=python)
+    assert names_the_hook_lets_through(project) == [], "add them to hooks/pre_gen_project.py"
 
     project.run("make", "lint")
     result = project.run("make", "test", **(postgres_env() if name == "defaults" else {}))
@@ -85,6 +87,31 @@ def test_baked_project_passes_its_own_suite(bake: Bake, name: str) -> None:
         assert f"Python {version}" in project.run("uv", "run", "python", "--version").stdout
     assert " passed" in result.stdout
     assert " failed" not in result.stdout
+
+
+# The modules and the distributions an environment holds, as JSON.
+INSTALLED = (
+    "import importlib.metadata as m, json; print(json.dumps("
+    "[list(m.packages_distributions()), [d.metadata['Name'] for d in m.distributions()]]))"
+)
+
+
+def names_the_hook_lets_through(project: BakedProject) -> list[str]:
+    """What the project's environment holds that a project of the same name would shadow (a
+    module) or depend on itself for (a distribution), and the pre-generation hook lets through:
+    dependencies of dependencies too, which the generated code never names."""
+    hook: dict[str, object] = {}
+    exec(render_hook((TEMPLATE_DIR / "hooks" / "pre_gen_project.py").read_text()), hook)
+    modules, distributions = json.loads(project.run("uv", "run", "python", "-c", INSTALLED).stdout)
+    names = {name for name in modules if re.fullmatch(r"[a-z][a-z0-9_]*", name)}
+    names -= sys.stdlib_module_names | {project.package_name}
+    let_through = {name for name in names if not hook["package_problem"](name)}
+    for distribution in distributions:
+        slug = re.sub(r"[-_.]+", "-", distribution).lower()
+        refused = hook["slug_problem"](slug) or hook["package_problem"](slug.replace("-", "_"))
+        if slug != project.path.name and not refused:
+            let_through.add(slug)
+    return sorted(let_through)
 
 
 def installed_python(version: str) -> str | None:

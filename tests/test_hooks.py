@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .baking import DEFAULTS, TEMPLATE_DIR, Bake, run_cookiecutter_cli
+from .baking import DEFAULTS, TEMPLATE_DIR, Bake, render_hook, run_cookiecutter_cli
 
 REFUSED = {
     "name-starts-with-a-digit": (["project_name=1 bad"], "must start with a letter"),
@@ -27,6 +27,9 @@ REFUSED = {
     "dependency-jwt": (["project_name=JWT"], "would shadow the 'jwt' dependency"),
     "dependency-distribution": (["project_name=PyJWT"], "is the name of a dependency"),
     "dependency-distribution-only": (["project_name=Python JSON Logger"], "name of a dependency"),
+    # python-dotenv, a dependency of pydantic-settings: its module would be shadowed.
+    "indirect-dependency": (["project_name=Dotenv"], "would shadow the 'dotenv' dependency"),
+    "indirect-distribution": (["project_name=Python Dateutil"], "name of a dependency"),
     # Agent-Agent-...: 38 characters, one more than the generated code's lines leave room for.
     "name-too-long": (["project_name=" + "Agent " * 5 + "Abcdefgh"], "leave room for"),
     # The byte 0xE9 alone, as a Latin-1 terminal sends "é".
@@ -81,8 +84,8 @@ def test_post_gen_hook_is_safe_to_run_twice(bake: Bake, tmp_path: Path) -> None:
 def test_every_dependency_of_the_generated_project_is_a_refused_name(bake: Bake) -> None:
     """Every third-party module the generated code imports would be shadowed by a package of its
     name, and every distribution its pyproject.toml names would be a dependency of itself: the
-    pre-generation hook refuses them all. (uv refuses the names of dependencies' dependencies at
-    `make install`, in a line that says so.)"""
+    pre-generation hook refuses them all. (test_generated_suites.py checks the rest of what each
+    baked project installs, dependencies of dependencies.)"""
     hook: dict[str, object] = {}
     exec(render_hook((TEMPLATE_DIR / "hooks" / "pre_gen_project.py").read_text()), hook)
     project = bake(agentcore=True)  # every module there is
@@ -180,18 +183,6 @@ def test_a_bake_with_options_turned_off_has_no_folder_of_theirs(bake: Bake) -> N
     assert not project.has_file(".github")
     assert not project.has_file("deploy/kubernetes")
     assert project.has_file("deploy/compose")
-
-
-def render_hook(source: str, **answers: object) -> str:
-    """Render a hook as cookiecutter would, from the default answers plus these."""
-    from cookiecutter.environment import StrictEnvironment
-    from cookiecutter.generate import generate_context
-    from cookiecutter.prompt import prompt_for_config
-
-    context = generate_context(str(TEMPLATE_DIR / "cookiecutter.json"), extra_context=answers)
-    context["cookiecutter"] = prompt_for_config(context, no_input=True)
-    env = StrictEnvironment(context=context, keep_trailing_newline=True)
-    return env.from_string(source).render(**context)
 
 
 # Modules of Python 3.11's standard library that other releases lack: 3.13 removed pipes, 3.12
