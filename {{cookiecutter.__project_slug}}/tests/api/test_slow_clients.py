@@ -116,10 +116,15 @@ def test_a_replica_at_its_connection_limit_still_answers_its_liveness_probe(
     is busy, not hung, and a failed liveness probe would have it restarted. Readiness takes it
     out of rotation meanwhile; every other request gets uvicorn's 503."""
     database_url = f"sqlite:///{tmp_path / 'test.db'}"
-    options = ["--limit-concurrency", "3"]
+    # Idle connections kept open for the test's length, however slow the machine.
+    options = ["--limit-concurrency", "3", "--timeout-keep-alive", "60"]
     with server_process(database_url, serve=True, serve_options=options) as server:
-        # With the client's own keep-alive connection, one more than the limit.
+        # With the client's own keep-alive connection, one more than the limit; each is open on
+        # the server's side once it has answered on it (else it may wait in the listen backlog).
         held = [connect(server) for _ in range(3)]
+        for sock in held:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert read_response(sock).status_code == 200
         answers = {path: server.client.get(path).status_code for path in ("/health", "/ready")}
         answers["/sessions"] = server.client.get("/sessions").status_code
         for sock in held:
