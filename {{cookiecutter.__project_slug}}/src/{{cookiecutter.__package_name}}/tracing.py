@@ -93,7 +93,15 @@ def process_tracer_provider() -> TracerProvider:
     """
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
-        name = os.environ.get("OTEL_SERVICE_NAME", "{{ cookiecutter.__project_slug }}")
-        provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
+        provider = TracerProvider(resource=service_resource())
         trace.set_tracer_provider(provider)
     return provider
+
+
+def service_resource() -> Resource:
+    """What the spans say of the service: the project's name unless OTEL_SERVICE_NAME or
+    OTEL_RESOURCE_ATTRIBUTES names it, and whatever else those set."""
+    resource = Resource.create()  # reads them; "unknown_service" when neither names it
+    if resource.attributes[SERVICE_NAME].startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: "{{ cookiecutter.__project_slug }}"}))
+    return resource

@@ -298,8 +298,10 @@ class TurnRunner:
         self._admitted += 1
         try:
             began = time.monotonic()
-            work = await self._begin(session_id, principal, client_gone)
-            self._metrics.session_wait.observe(time.monotonic() - began)
+            try:
+                work = await self._begin(session_id, principal, client_gone)
+            finally:  # a wait that ended in session_busy too: the slowest
+                self._metrics.session_wait.observe(time.monotonic() - began)
             # Running from here on, with no await between: no other turn of this process takes
             # the session, and a cancel finds the turn here, not in the database.
             turn = Turn(work, span, asked_at)
@@ -346,11 +348,12 @@ class TurnRunner:
                         return work
                 except SessionBusyError:
                     pass
-            if loop.time() + pause > deadline:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
                 raise SessionBusyError(session_id, self._settings.session_wait_timeout)
             if await client_gone():
                 raise ClientGoneError()
-            await asyncio.sleep(pause)
+            await asyncio.sleep(min(pause, remaining))  # and a last try at the deadline
             pause = min(pause * 2, 0.25)
 
     async def _within_session_limit(self, work: UnitOfWork) -> None:

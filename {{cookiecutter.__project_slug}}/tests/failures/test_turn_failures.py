@@ -4,6 +4,7 @@ import asyncio
 import itertools
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -224,7 +225,9 @@ def test_a_second_turn_on_a_busy_session_gets_409_after_the_wait_timeout(
     with ThreadPoolExecutor(1) as pool:
         first = pool.submit(api.client.post, "/process", json={"prompt": "a", "session_id": "s"})
         assert model.entered.wait(timeout=20)
+        asked = time.monotonic()
         busy = api.client.post("/process", json={"prompt": "b", "session_id": "s"})
+        waited = time.monotonic() - asked
         streamed = api.client.post("/process-streaming", json={"prompt": "c", "session_id": "s"})
         other = pool.submit(api.client.get, "/sessions/s")
         deleted = api.client.delete("/sessions/s")
@@ -233,6 +236,7 @@ def test_a_second_turn_on_a_busy_session_gets_409_after_the_wait_timeout(
 
     assert busy.status_code == streamed.status_code == deleted.status_code == 409
     assert busy.json()["error"]["code"] == deleted.json()["error"]["code"] == "session_busy"
+    assert waited >= 0.2, "it waited the whole SESSION_WAIT_TIMEOUT, as its message says"
     assert other.result().status_code == 200
     assert roles(api) == ["user", "assistant"]
 

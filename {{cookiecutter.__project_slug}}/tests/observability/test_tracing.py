@@ -18,7 +18,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from {{ cookiecutter.__package_name }}.api.app import create_app
-from {{ cookiecutter.__package_name }}.tracing import SEMCONV_OPT_IN, redact_conversations
+from {{ cookiecutter.__package_name }}.tracing import (
+    SEMCONV_OPT_IN,
+    redact_conversations,
+    service_resource,
+)
 
 from ..support.databases import TEST_PRINCIPAL, new_api_key, settings_for
 from ..support.http import QuietHandler, local_http_server
@@ -129,6 +133,25 @@ print(json.dumps({
     "provider": type(trace.get_tracer_provider()).__name__,
 }))
 """
+
+
+@pytest.mark.parametrize(
+    ("variables", "name"),
+    [
+        ({}, "{{ cookiecutter.__project_slug }}"),
+        ({"OTEL_SERVICE_NAME": "by-name"}, "by-name"),
+        ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=by-attributes,env=test"}, "by-attributes"),
+    ],
+)
+def test_the_service_is_named_as_opentelemetrys_variables_say(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], name: str
+) -> None:
+    for variable in ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"):
+        monkeypatch.delenv(variable, raising=False)
+    for variable, value in variables.items():
+        monkeypatch.setenv(variable, value)
+
+    assert service_resource().attributes["service.name"] == name
 
 
 def test_without_an_endpoint_nothing_is_traced(tmp_path: Path) -> None:
