@@ -1,16 +1,14 @@
 """Prometheus metrics: scraped after turns, they count what the turns did; /metrics needs a
 credential on the API's port, and METRICS_PORT serves them on a port of their own instead."""
 
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from ..conftest import Api
-from ..support.scripted_model import GatedModel, ToolCall
+from ..support.scripted_model import ToolCall
 from ..support.server import free_port, running_server
 
 MakeApi = Callable[..., Api]
@@ -56,26 +54,6 @@ def test_turns_are_counted_by_outcome(make_api: MakeApi) -> None:
     assert value(samples, "agent_output_tokens_total") == 15
     for pool in ("turns", "sessions"):
         assert ("agent_db_connections_in_use", (("pool", pool),)) in samples
-
-
-def test_a_wait_for_a_busy_session_is_measured_however_it_ends(make_api: MakeApi) -> None:
-    """The waits that end in session_busy are the slowest: without them the histogram hid the
-    tail it is there to show."""
-    release = threading.Event()
-    model = GatedModel(lambda: release.wait(timeout=20))
-    api = make_api(model=model, session_wait_timeout=0.2)
-    with ThreadPoolExecutor(1) as pool:
-        first = pool.submit(api.client.post, "/process", json={"prompt": "a", "session_id": "s"})
-        assert model.entered.wait(timeout=20)
-        busy = api.client.post("/process", json={"prompt": "b", "session_id": "s"})
-        release.set()
-        assert first.result(timeout=30).status_code == 200
-
-    samples = scrape(api.client.get("/metrics").text)
-
-    assert busy.status_code == 409
-    assert value(samples, "agent_session_wait_seconds_count") == 2
-    assert value(samples, "agent_session_wait_seconds_sum") >= 0.2
 
 
 def test_refused_turns_are_counted_by_code(make_api: MakeApi) -> None:
