@@ -395,7 +395,7 @@ class TurnRunner:
                 raise
         except BaseException as error:
             turn.ending = True
-            self._log_failure(turn, error)
+            self._log_failure(error)
             code = self._error_code(error)
             self._metrics.turns_failed.labels(code=code).inc()
             turn.span.set_attribute("turn.outcome", code)
@@ -436,15 +436,16 @@ class TurnRunner:
         turn.span.set_attribute("turn.outcome", "ok")
 
     @staticmethod
-    def _log_failure(turn: Turn, error: BaseException) -> None:
+    def _log_failure(error: BaseException) -> None:
+        # The session's id is in the line's context (logs.py), quoted where text logs need it.
         if isinstance(error, TurnCancelledError):
-            logger.info("turn cancelled: session_id=%s", turn.session_id)
+            logger.info("turn cancelled")
         elif isinstance(error, ModelError | TurnTimeoutError):
-            logger.warning("turn failed: session_id=%s: %s", turn.session_id, error)
+            logger.warning("turn failed: %s", error)
         elif isinstance(error, LeaseLostError):
-            logger.warning("turn not stored: session_id=%s: %s", turn.session_id, error)
+            logger.warning("turn not stored: %s", error)
         else:
-            logger.error("turn failed: session_id=%s", turn.session_id, exc_info=error)
+            logger.error("turn failed", exc_info=error)
 
     async def _relay(self, agent: Agent, turn: Turn, prompt: str) -> TurnResult:
         """Send the turn's events on as they come; return its result."""
@@ -544,8 +545,8 @@ class TurnRunner:
                 if isinstance(error, LeaseRevokedError):
                     turn.cancel()
                     continue
-                logger.warning(
-                    "lost the lease of session %s of %s: stopping its turn",
+                logger.warning(  # from no request: the ids quoted, as no context quotes them
+                    "lost the lease of session %r of %r: stopping its turn",
                     turn.session_id,
                     turn.work.principal,
                 )

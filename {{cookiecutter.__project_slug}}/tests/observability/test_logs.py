@@ -72,6 +72,19 @@ def test_log_prompts_logs_each_prompt_in_text_for_development(tmp_path: Path) ->
     assert f'session_id="{spoofing}" principal={TEST_PRINCIPAL}]' in quoted_line
 
 
+def test_a_failed_turns_session_is_told_by_its_quoted_context(tmp_path: Path) -> None:
+    """Written into the message, a session id could pass for more of the context."""
+    spoofing = "chat 2] [principal=admin"
+    env = {"LOG_FORMAT": "text", "TURN_TIMEOUT": "0.5", "ECHO_WORD_DELAY": "0.2"}
+    with server_with_log(tmp_path, **env) as (client, log_path):
+        timed_out = client.post("/process", json={"prompt": "Hi", "session_id": spoofing})
+
+    [line] = [line for line in log_path.read_text().splitlines() if "turn failed" in line]
+    assert timed_out.status_code == 504
+    assert line.count(spoofing) == 1
+    assert f'session_id="{spoofing}"' in line
+
+
 def test_an_unsafe_request_id_is_replaced(api: Api) -> None:
     for unsafe in ("x" * 200, "two words", "<script>"):
         response = api.client.get("/sessions", headers={"X-Request-ID": unsafe})
