@@ -129,3 +129,11 @@ def render_hook(source: str, **answers: object) -> str:
     context["cookiecutter"] = prompt_for_config(context, no_input=True)
     env = StrictEnvironment(context=context, keep_trailing_newline=True)
     return env.from_string(source).render(**context)
+
+
+def load_hook(name: str) -> dict[str, object]:
+    """The names a hook defines, rendered from the default answers and run without its main()
+    (which runs only as a script)."""
+    namespace: dict[str, object] = {}
+    exec(render_hook((TEMPLATE_DIR / "hooks" / name).read_text(encoding="utf-8")), namespace)
+    return namespace

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from .baking import TEMPLATE_DIR, Bake, BakedProject, render_hook, tool_env
+from .baking import TEMPLATE_DIR, Bake, BakedProject, load_hook, tool_env
 from .test_bake import COMBINATIONS
 
 pytestmark = pytest.mark.slow
@@ -100,8 +100,7 @@ def names_the_hook_lets_through(project: BakedProject) -> list[str]:
     """What the project's environment holds that a project of the same name would shadow (a
     module) or depend on itself for (a distribution), and the pre-generation hook lets through:
     dependencies of dependencies too, which the generated code never names."""
-    hook: dict[str, object] = {}
-    exec(render_hook((TEMPLATE_DIR / "hooks" / "pre_gen_project.py").read_text()), hook)
+    hook = load_hook("pre_gen_project.py")
     modules, distributions = json.loads(project.run("uv", "run", "python", "-c", INSTALLED).stdout)
     names = {name for name in modules if re.fullmatch(r"[a-z][a-z0-9_]*", name)}
     names -= sys.stdlib_module_names | {project.package_name}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .baking import DEFAULTS, TEMPLATE_DIR, Bake, render_hook, run_cookiecutter_cli
+from .baking import DEFAULTS, TEMPLATE_DIR, Bake, load_hook, render_hook, run_cookiecutter_cli
 
 REFUSED = {
     "name-starts-with-a-digit": (["project_name=1 bad"], "must start with a letter"),
@@ -86,8 +86,7 @@ def test_every_dependency_of_the_generated_project_is_a_refused_name(bake: Bake)
     name, and every distribution its pyproject.toml names would be a dependency of itself: the
     pre-generation hook refuses them all. (test_generated_suites.py checks the rest of what each
     baked project installs, dependencies of dependencies.)"""
-    hook: dict[str, object] = {}
-    exec(render_hook((TEMPLATE_DIR / "hooks" / "pre_gen_project.py").read_text()), hook)
+    hook = load_hook("pre_gen_project.py")
     project = bake(agentcore=True)  # every module there is
 
     imported = set()
@@ -165,8 +164,7 @@ def test_a_bake_over_a_project_with_options_turned_off_keeps_the_owners_files_th
 
 
 def test_the_post_gen_hook_names_every_file_of_the_options_it_removes() -> None:
-    hook: dict[str, object] = {}
-    exec(render_hook((TEMPLATE_DIR / "hooks" / "post_gen_project.py").read_text()), hook)
+    hook = load_hook("post_gen_project.py")
     project = TEMPLATE_DIR / "{{cookiecutter.__project_slug}}"
 
     for folder, named in [

@@ -196,11 +196,13 @@ def _configure_sqlite(engine: Engine, settings: EngineSettings) -> None:
         cursor.close()
 
 
-def alembic_config(engine: Engine) -> Config:
-    """Alembic configuration that migrates through this engine (see migrations/env.py)."""
+def alembic_config(engine: Engine | None = None) -> Config:
+    """Alembic configuration of the project's migrations; with `engine`, one that migrates
+    through it (see migrations/env.py)."""
     config = Config()
     config.set_main_option("script_location", MIGRATIONS)
-    config.attributes["engine"] = engine
+    if engine is not None:
+        config.attributes["engine"] = engine
     return config
 
 
@@ -209,9 +211,7 @@ def earlier_revisions() -> frozenset[str]:
     this release yet. (One at a revision this release does not know is a later release's, whose
     schema this one still works with: migrations are written so that the previous release runs
     on them.)"""
-    config = Config()
-    config.set_main_option("script_location", MIGRATIONS)
-    script = ScriptDirectory.from_config(config)
+    script = ScriptDirectory.from_config(alembic_config())
     revisions = {revision.revision for revision in script.walk_revisions()}
     return frozenset(revisions - set(script.get_heads()))
 

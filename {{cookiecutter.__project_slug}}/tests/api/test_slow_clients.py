@@ -19,6 +19,8 @@ from ..support.sse import parse_events, streamed_text
 # Short deadlines, so that the tests wait little; a trickled byte every TRICKLE_INTERVAL seconds.
 TIMEOUTS = {"REQUEST_HEADER_TIMEOUT": "1", "REQUEST_BODY_TIMEOUT": "1"}
 TRICKLE_INTERVAL = 0.2
+# A whole request, which every server answers at once.
+HEALTH_REQUEST = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 # Long enough to outlast the server's deadline many times over, short enough to end a failing test.
 SOCKET_TIMEOUT = 10
 
@@ -101,7 +103,7 @@ def test_headers_sent_too_slowly_lose_the_connection(
     with server_process(f"sqlite:///{tmp_path / 'test.db'}", serve=True, **TIMEOUTS) as server:
         with connect(server) as sock:
             if after_a_response:
-                sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                sock.sendall(HEALTH_REQUEST)
                 assert read_response(sock).status_code == 200
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0")  # half a header line
             assert trickle(sock, b".0.1" * 10)
@@ -123,7 +125,7 @@ def test_a_replica_at_its_connection_limit_still_answers_its_liveness_probe(
         # the server's side once it has answered on it (else it may wait in the listen backlog).
         held = [connect(server) for _ in range(3)]
         for sock in held:
-            sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            sock.sendall(HEALTH_REQUEST)
             assert read_response(sock).status_code == 200
         answers = {path: server.client.get(path).status_code for path in ("/health", "/ready")}
         answers["/sessions"] = server.client.get("/sessions").status_code
