@@ -29,9 +29,22 @@ class Server:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port of 127.0.0.1 for a server this test starts next, which no one else will be given.
+
+    A port merely found free could be given again before the server bound it, to another test's
+    server or to an outgoing connection: a test then spoke to another test's server, which went
+    away mid-test. So the port is left in TIME_WAIT by a connection to itself: the kernel hands it
+    to no one asking for any free port, while a server binding it by number with SO_REUSEADDR (as
+    uvicorn, PostgreSQL and the metrics server do) still can."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        address = listener.getsockname()
+        with socket.create_connection(address):
+            accepted, _ = listener.accept()
+            accepted.close()  # this end closes first: it is the one that waits in TIME_WAIT
+        return address[1]
 
 
 @contextmanager
