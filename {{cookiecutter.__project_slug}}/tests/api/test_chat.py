@@ -168,6 +168,25 @@ def test_a_model_failure_during_the_stream_is_an_error_part(make_api: MakeApi) -
     assert stored.status_code == 404, "a failed first turn writes nothing"
 
 
+def test_a_cancelled_turn_ends_its_stream_with_an_abort_part(make_api: MakeApi) -> None:
+    """As the AI SDK's own servers end a stopped reply: `useChat` is then ready, with no error."""
+    release = threading.Event()
+    model = GatedModel(lambda: release.wait(timeout=20))
+    api = make_api(model=model)
+
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(chat, api.client, chat_body("chat-1", "Hi"))
+        assert model.entered.wait(timeout=20)
+        cancelled = api.client.post("/sessions/chat-1/cancel")
+        release.set()
+        parts = running.result(timeout=30)
+
+    assert cancelled.json() == {"session_id": "chat-1", "cancelled": True}
+    assert parts[-1] == {"type": "abort"}
+    assert not any(part["type"] in ("error", "finish") for part in parts)
+    assert_error(api.client.get("/sessions/chat-1"), 404, "session_not_found")
+
+
 def test_chat_requires_a_credential(api: Api) -> None:
     del api.client.headers["Authorization"]
 

@@ -9,13 +9,15 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
+from subprocess import PIPE
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
-from ..support.server import SLOW_APP, server_process
+from ..support.server import SLOW_APP, Server, server_process
 
 CLIENT_DIR = Path(__file__).resolve().parents[1] / "chat_client"
 REQUIRE_NODE = os.environ.get("REQUIRE_NODE") == "1"
@@ -45,30 +47,31 @@ def ui_part(part: dict[str, Any]) -> tuple:
     return (part["type"],)
 
 
-def test_the_ai_sdk_chat_client_holds_a_conversation(database_url: str, engine: Engine) -> None:
-    client_dir = installed_client()
+def chat_client(server: Server, chat_id: str, *texts: str) -> subprocess.Popen:
+    """chat.mjs, started: it sends `texts` to the server's /chat, then prints the chat."""
+    api_key = server.client.headers["Authorization"].removeprefix("Bearer ")
+    environment = {
+        **os.environ,
+        "CHAT_URL": str(server.client.base_url.join("/chat")),
+        "CHAT_API_KEY": api_key,
+        "CHAT_ID": chat_id,
+    }
+    command = ["node", "chat.mjs", *texts]
+    return subprocess.Popen(
+        command, cwd=installed_client(), env=environment, stdout=PIPE, stderr=PIPE, text=True
+    )
 
+
+def test_the_ai_sdk_chat_client_holds_a_conversation(database_url: str, engine: Engine) -> None:
     with server_process(database_url, app=SLOW_APP, TEST_TOOL_DELAY="0") as server:
-        api_key = server.client.headers["Authorization"].removeprefix("Bearer ")
-        environment = {
-            **os.environ,
-            "CHAT_URL": str(server.client.base_url.join("/chat")),
-            "CHAT_API_KEY": api_key,
-            "CHAT_ID": "ai-sdk-chat",
-        }
-        run = subprocess.run(
-            ["node", "chat.mjs", "My name is Ada.", "Look me up with the tool.", "--regenerate"],
-            cwd=client_dir,
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        texts = ["My name is Ada.", "Look me up with the tool.", "--regenerate"]
+        with chat_client(server, "ai-sdk-chat", *texts) as run:
+            output, errors = run.communicate(timeout=60)
         history = server.client.get("/sessions/ai-sdk-chat/history")
         server.client.delete("/sessions/ai-sdk-chat")
 
-    assert run.returncode == 0, run.stderr
-    chat = json.loads(run.stdout)
+    assert run.returncode == 0, errors
+    chat = json.loads(output)
     assert chat["status"] == "ready", chat["error"]
     assert [
         (message["role"], [ui_part(part) for part in message["parts"]])
@@ -97,3 +100,26 @@ def test_the_ai_sdk_chat_client_holds_a_conversation(database_url: str, engine: 
     ]  # and nothing of the regenerate, refused:
     assert chat["regenerated"]["status"] == "error"
     assert "submit-message" in chat["regenerated"]["error"]
+
+
+def test_the_ai_sdk_chat_client_takes_a_cancelled_turn_as_a_stop(database_url: str) -> None:
+    """A Stop from elsewhere (another tab, the README's Stop button) ends the reply with an
+    `abort` part: the chat is ready for the next message, and shows no error."""
+    words = "one two three four five six seven eight"
+    with (
+        server_process(database_url, ECHO_WORD_DELAY="0.2") as server,
+        chat_client(server, "stopped", words) as run,
+    ):
+        cancelled = False
+        deadline = time.monotonic() + 30
+        while not cancelled and time.monotonic() < deadline:
+            response = server.client.post("/sessions/stopped/cancel")
+            cancelled = response.status_code == 200 and response.json()["cancelled"]
+            time.sleep(0.1)  # until the chat's turn is running, to cancel it
+        output, errors = run.communicate(timeout=60)
+
+    assert cancelled
+    assert run.returncode == 0, errors
+    chat = json.loads(output)
+    assert (chat["status"], chat.get("error")) == ("ready", None)
+    assert [message["role"] for message in chat["messages"]] == ["user", "assistant"]

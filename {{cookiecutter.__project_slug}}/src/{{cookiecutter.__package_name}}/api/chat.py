@@ -16,7 +16,16 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
-from ..turns import ModelRetry, TextDelta, ToolResult, ToolUse, Turn, TurnEvent, TurnResult
+from ..turns import (
+    ModelRetry,
+    TextDelta,
+    ToolResult,
+    ToolUse,
+    Turn,
+    TurnCancelledError,
+    TurnEvent,
+    TurnResult,
+)
 from .dependencies import AppSettings, Runner
 from .errors import ANY_ROUTE_ERRORS, BODY_ERRORS, TURN_START_ERRORS, documented, turn_error
 from .schemas import SessionId, TurnRequest, storable_text
@@ -192,7 +201,8 @@ class UIMessageParts:
             "description": "The AI SDK's UI message stream (header "
             "`x-vercel-ai-ui-message-stream: v1`): `start`, `start-step`, `text-start`, "
             "`text-delta`, `text-end`, `tool-input-available`, `tool-output-available` or "
-            "`tool-output-error`, `finish-step`, then `finish` or `error`; `[DONE]` last."
+            "`tool-output-error`, `finish-step`, then `finish`, `error` or (a cancelled turn) "
+            "`abort`; `[DONE]` last."
         }
     },
 )
@@ -205,6 +215,11 @@ async def chat(turn: Annotated[Turn, Depends(started_chat_turn)]) -> AsyncIterab
         async for event in turn.events():
             for part in parts.of(event):
                 yield ServerSentEvent(data=part)
+    except TurnCancelledError:
+        # Stopped on purpose (POST /sessions/{id}/cancel): an `abort`, as the AI SDK's own
+        # servers end a stopped reply, so that `useChat` is ready for the next message and
+        # reports no error.
+        yield ServerSentEvent(data={"type": "abort"})
     except Exception as error:
         yield ServerSentEvent(data={"type": "error", "errorText": turn_error(error).message})
     yield ServerSentEvent(raw_data="[DONE]")
