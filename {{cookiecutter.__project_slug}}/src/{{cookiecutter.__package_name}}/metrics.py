@@ -4,6 +4,7 @@ Each app has a registry of its own (not prometheus_client's global one), so that
 process makes do not collide. It is served at /metrics, or on METRICS_PORT (api/app.py).
 """
 
+from collections.abc import Iterable
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
@@ -31,7 +32,8 @@ WAIT_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 class Metrics:
     """The service's instruments, in the registry that /metrics (or METRICS_PORT) serves."""
 
-    def __init__(self) -> None:
+    def __init__(self, error_codes: Iterable[str] = ()) -> None:
+        """`error_codes`: those that refused and failed turns are counted by, each from zero."""
         self.registry = registry = CollectorRegistry()
         ProcessCollector(registry=registry)  # CPU, memory, open files (on Linux)
         self.turns_started = Counter(
@@ -53,6 +55,9 @@ class Metrics:
             ["code"],
             registry=registry,
         )
+        for code in error_codes:
+            self.turns_failed.labels(code=code)
+            self.turns_refused.labels(code=code)
         self.turns_in_flight = Gauge(
             "agent_turns_in_flight",
             "Turns admitted and not yet ended: running, or waiting for their session.",

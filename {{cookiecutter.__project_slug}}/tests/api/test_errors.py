@@ -4,6 +4,19 @@ import json
 from collections.abc import Callable, Iterator
 
 import pytest
+from sqlalchemy.exc import OperationalError
+from strands.types.exceptions import ModelThrottledException
+
+from {{ cookiecutter.__package_name }}.api.errors import TURN_ERROR_CODES, turn_error
+from {{ cookiecutter.__package_name }}.principal_limits import PrincipalLimitError
+from {{ cookiecutter.__package_name }}.session_store import LeaseLostError, SessionBusyError
+from {{ cookiecutter.__package_name }}.turns import (
+    ClientGoneError,
+    ModelError,
+    OverloadedError,
+    TurnCancelledError,
+    TurnTimeoutError,
+)
 
 from ..conftest import Api
 from ..support.http import assert_error
@@ -30,6 +43,32 @@ def test_bad_turn_requests(make_api: MakeApi, body: dict, status: int, code: str
     assert_error(api.client.post("/process", json=body), status, code)
     assert_error(api.client.post("/process-streaming", json=body), status, code)
     assert api.model.calls == []
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        (OverloadedError(), 429, "overloaded"),
+        (PrincipalLimitError("too_many_turns", "busy", retry_after=1), 429, "too_many_turns"),
+        (PrincipalLimitError("too_many_sessions", "full"), 429, "too_many_sessions"),
+        (SessionBusyError("s"), 409, "session_busy"),
+        (TurnCancelledError("s"), 409, "turn_cancelled"),
+        (TurnTimeoutError("slow"), 504, "model_timeout"),
+        (ModelError(ModelThrottledException("slow down")), 503, "model_throttled"),
+        (ModelError(RuntimeError("down")), 502, "model_error"),
+        (LeaseLostError("s"), 503, "turn_not_stored"),
+        (OperationalError("SELECT 1", {}, ConnectionError("down")), 503, "database_unavailable"),
+        (ClientGoneError(), 499, "client_gone"),
+        (KeyError("a bug of ours"), 500, "internal_error"),
+    ],
+)
+def test_what_stopped_a_turn_has_its_status_and_a_code_the_metrics_count(
+    error: Exception, status: int, code: str
+) -> None:
+    failure = turn_error(error)
+
+    assert (failure.status_code, failure.code) == (status, code)
+    assert code in TURN_ERROR_CODES, "counted from zero only if listed"
 
 
 @pytest.mark.parametrize("body", [b'{"prompt": ', b'{"prompt": "\xff"}'])

@@ -7,6 +7,8 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from {{ cookiecutter.__package_name }}.api.errors import TURN_ERROR_CODES
+
 from ..conftest import Api
 from ..support.scripted_model import ToolCall
 from ..support.server import free_port, running_server
@@ -54,6 +56,16 @@ def test_turns_are_counted_by_outcome(make_api: MakeApi) -> None:
     assert value(samples, "agent_output_tokens_total") == 15
     for pool in ("turns", "sessions"):
         assert ("agent_db_connections_in_use", (("pool", pool),)) in samples
+
+
+def test_every_error_code_is_counted_from_zero(api: Api) -> None:
+    """Before any turn: else rate() and increase() missed a code's first failure after a start."""
+    samples = scrape(api.client.get("/metrics").text)
+
+    for counter in ("agent_turns_failed_total", "agent_turns_refused_total"):
+        assert {code: samples.get((counter, (("code", code),))) for code in TURN_ERROR_CODES} == {
+            code: 0 for code in TURN_ERROR_CODES
+        }
 
 
 def test_refused_turns_are_counted_by_code(make_api: MakeApi) -> None:

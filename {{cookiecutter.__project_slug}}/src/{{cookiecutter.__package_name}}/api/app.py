@@ -33,7 +33,12 @@ from .agentcore import create_router as agentcore_router
 {%- endif %}
 from .cursors import cursor_secret
 from .disconnects import DroppedStreamMiddleware
-from .errors import UnexpectedErrorMiddleware, install_error_handlers, turn_error_code
+from .errors import (
+    TURN_ERROR_CODES,
+    UnexpectedErrorMiddleware,
+    install_error_handlers,
+    turn_error_code,
+)
 from .hosts import AllowedHostsMiddleware
 from .limits import BodyLimitsMiddleware
 from .playground import install_playground
@@ -51,7 +56,7 @@ def create_app(
     """Build the application. Tests pass their own settings, a scripted model, and a span
     exporter to trace to (else traces go where OTEL_EXPORTER_OTLP_ENDPOINT says, if set)."""
     config = settings or get_settings()
-    app_metrics = Metrics()
+    app_metrics = Metrics(TURN_ERROR_CODES)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -100,6 +100,25 @@ def turn_error_code(error: BaseException) -> str:
     return turn_error(error).code
 
 
+# Every code that turn_error gives. The metrics count refused and failed turns by code from zero
+# (metrics.py): a series that first appeared with its first failure would hide that failure from
+# rate() and increase(), and from the alerts written with them.
+TURN_ERROR_CODES = (
+    "overloaded",
+    "too_many_turns",
+    "too_many_sessions",
+    "session_busy",
+    "turn_cancelled",
+    "model_timeout",
+    "model_throttled",
+    "model_error",
+    "turn_not_stored",
+    "database_unavailable",
+    "client_gone",
+    "internal_error",
+)
+
+
 # The headers of an answer sent before the request's body was read whole: what is left of it may
 # still be on its way, so the connection can carry no next request (and uvicorn would otherwise
 # read and drop the rest for as long as it keeps coming).
