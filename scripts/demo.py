@@ -118,7 +118,11 @@ def main() -> None:
 
     step(f"Rendering the default project into {DEMO_DIR}")
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
-    project = Path(cookiecutter(str(TEMPLATE_DIR), no_input=True, output_dir=str(DEMO_DIR)))
+    # The template's own defaults, whatever the user's cookiecutter config says.
+    rendered = cookiecutter(
+        str(TEMPLATE_DIR), no_input=True, output_dir=str(DEMO_DIR), default_config=True
+    )
+    project = Path(rendered)
     env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
     env["UV_PYTHON_DOWNLOADS"] = "never"
 
