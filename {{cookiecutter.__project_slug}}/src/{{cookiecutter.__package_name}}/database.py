@@ -13,13 +13,30 @@ import sqlalchemy
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import URL, Engine, event, make_url
+from sqlalchemy import URL, Engine, ExceptionContext, event, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext import asyncio as sqlalchemy_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .config import EngineSettings
 
 MIGRATIONS = "{{ cookiecutter.__package_name }}:migrations"
+# libpq's checks that a PostgreSQL connection still reaches its server. One whose server went
+# silent (its host gone, the network split, a failover to another address) fails within seconds,
+# not after the kernel's quarter of an hour: sent data unacknowledged for 10 s, or 5 s without
+# any traffic and then three keepalive probes unanswered. Else a statement waits on it that long:
+# the lease keeper's, above all, which renews every lease of the replica, so that all their
+# turns would be lost meanwhile. DATABASE_URL's query may set them otherwise.
+DEAD_CONNECTION_CHECKS = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,
+}
+# The SQLSTATE of a write that a read-only server refuses: a standby, as the old primary becomes
+# in a failover, reached through a name that still points at it.
+READ_ONLY_SQL_TRANSACTION = "25006"
 # How the Strands SDK marks bytes (images, documents) in JSON: {"__bytes_encoded__": true, ...}.
 BYTES_MARKER = "__bytes_encoded__"
 
@@ -115,6 +132,8 @@ def create_engine(settings: EngineSettings) -> Engine:
     )
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine, settings)
+    else:
+        _configure_postgresql(engine)
     return engine
 
 
@@ -137,6 +156,8 @@ def create_async_engine(settings: EngineSettings) -> AsyncEngine:
     engine = sqlalchemy_asyncio.create_async_engine(url, pool_size=settings.db_pool_size, **options)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine.sync_engine, settings)
+    else:
+        _configure_postgresql(engine.sync_engine)
     return engine
 
 
@@ -179,8 +200,28 @@ def _engine_options(settings: EngineSettings) -> dict[str, Any]:
         "connect_timeout": query.get("connect_timeout", settings.db_connect_timeout),
         "application_name": query.get("application_name", "{{ cookiecutter.__project_slug }}"),
         "options": " ".join([*url.normalized_query.get("options", ()), ours]),
+        **{name: query.get(name, value) for name, value in DEAD_CONNECTION_CHECKS.items()},
     }
     return options | {"connect_args": connect_args}
+
+
+def _configure_postgresql(engine: Engine) -> None:
+    @event.listens_for(engine, "handle_error")
+    def read_only_is_an_outage(context: ExceptionContext) -> OperationalError | None:
+        """A write refused by a read-only server is an outage, as a lost connection is: the
+        connection is dropped, so that the next one goes where the database's name points now,
+        and the request is answered 503 database_unavailable, not 500 as a bug of ours."""
+        refused = context.original_exception
+        if getattr(refused, "sqlstate", None) != READ_ONLY_SQL_TRANSACTION:
+            return None
+        context.is_disconnect = True
+        return OperationalError(
+            context.statement,
+            context.parameters,
+            refused,
+            hide_parameters=True,
+            connection_invalidated=True,
+        )
 
 
 def _configure_sqlite(engine: Engine, settings: EngineSettings) -> None:

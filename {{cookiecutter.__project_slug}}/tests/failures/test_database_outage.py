@@ -5,10 +5,11 @@ import itertools
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from {{ cookiecutter.__package_name }}.database import create_engine, upgrade_schema
 
-from ..support.databases import settings_for
+from ..support.databases import drop_other_connections, settings_for
 from ..support.server import running_server
 from ..support.sse import parse_events
 from ..support.throwaway_postgres import ThrowawayPostgres, throwaway_postgres
@@ -84,3 +85,38 @@ def test_a_turn_cut_short_by_an_outage_leaves_the_session_valid(
     assert [m["text"] for m in history] == ["again", "You said: again"]
     for earlier, later in itertools.pairwise(history):
         assert earlier["role"] != later["role"]
+
+
+def set_read_only(postgres: ThrowawayPostgres, read_only: bool) -> None:
+    """Make the server's database refuse writes in connections opened from now on, as the
+    standby does that a failover leaves a replica connected to for a while; and drop the
+    connections open, as the failover does."""
+    engine = create_engine(settings_for(postgres.url))
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as admin:
+        admin.execute(text("SET default_transaction_read_only = off"))  # this one may write
+        value = "on" if read_only else "off"
+        admin.execute(text(f"ALTER DATABASE postgres SET default_transaction_read_only = {value}"))
+    drop_other_connections(engine)
+    engine.dispose()
+
+
+def test_a_database_that_refuses_writes_is_an_outage_until_it_takes_them_again(
+    postgres: ThrowawayPostgres,
+) -> None:
+    """503 database_unavailable, as for a database out of reach, not 500 as a bug of ours; and
+    the connections that met the refusal are dropped, so that the service recovers without a
+    restart once the database takes writes."""
+    with running_server(postgres.url, **FAST_FAILURE) as client:
+        client.timeout = PROMPT_ANSWER
+        set_read_only(postgres, True)
+        turn = client.post("/process", json={"prompt": "during", "session_id": "s"})
+        created = client.post("/sessions", json={"session_id": "t"})
+
+        set_read_only(postgres, False)
+        after = client.post("/process", json={"prompt": "after", "session_id": "s"})
+        created_after = client.post("/sessions", json={"session_id": "t"})
+
+    assert_unavailable(turn)
+    assert_unavailable(created)
+    assert after.status_code == 200, after.text
+    assert created_after.status_code == 201, created_after.text

@@ -1,5 +1,7 @@
 """The engines: settings reach the connections, and the embedded default needs nothing installed."""
 
+import os
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,6 +76,45 @@ async def test_postgresql_connections_get_the_timeouts_and_the_pool_sizes() -> N
 
     assert shown == async_shown == ("2500ms", "{{ cookiecutter.__project_slug }}")
     assert sizes == (settings.db_sessions_pool_size, 7)
+
+
+# How each PostgreSQL connection's socket finds its server gone silent (DEAD_CONNECTION_CHECKS).
+TCP_CHECKS = {
+    (socket.SOL_SOCKET, socket.SO_KEEPALIVE): 1,
+    (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE): 5,
+    (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL): 2,
+    (socket.IPPROTO_TCP, socket.TCP_KEEPCNT): 3,
+    (socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT): 10_000,
+}
+
+
+def tcp_checks(psycopg_connection: psycopg.Connection | psycopg.AsyncConnection) -> dict:
+    with socket.socket(fileno=os.dup(psycopg_connection.pgconn.socket)) as sock:
+        return {option: sock.getsockopt(*option) for option in TCP_CHECKS}
+
+
+@pytest.mark.postgresql
+@pytest.mark.anyio
+async def test_postgresql_connections_find_a_silent_server_within_seconds() -> None:
+    """A statement on a connection whose server went silent fails within seconds instead of
+    waiting for the kernel's quarter of an hour; DATABASE_URL's query may ask otherwise."""
+    with postgres_database() as url:
+        settings = settings_for(url)
+        engine, turn_engine = create_engine(settings), create_async_engine(settings)
+        asked = create_engine(settings_for(f"{url}?tcp_user_timeout=30000"))
+        with engine.connect() as connection:
+            checks = tcp_checks(connection.connection.driver_connection)
+        async with turn_engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            async_checks = tcp_checks(raw.driver_connection)
+        with asked.connect() as connection:
+            asked_checks = tcp_checks(connection.connection.driver_connection)
+        for each in (engine, asked):
+            each.dispose()
+        await turn_engine.dispose()
+
+    assert checks == async_checks == TCP_CHECKS
+    assert asked_checks == TCP_CHECKS | {(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT): 30_000}
 
 
 @pytest.mark.postgresql
