@@ -576,6 +576,51 @@ async def test_a_save_whose_answer_was_lost_is_not_reported_lost(
     ]
 
 
+async def test_a_save_whose_answer_was_lost_is_not_reported_lost_after_another_turn_took_over(
+    database_url: str, repository: SqlSessionRepository, store: TurnStore, engine: Engine
+) -> None:
+    # As above, and a turn waiting for the session on another replica takes it between the lost
+    # answer and the save again: the lease no longer tells that the turn was saved.
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a SQLite connection cannot be dropped")
+
+    def another_turn_takes_the_session() -> None:
+        with engine.begin() as connection:
+            connection.execute(store.leases.take, store.leases.take_values("local", "s"))
+
+    with answer_cutting_proxy(database_url) as proxy:
+        proxy_engine = create_async_engine(settings_for(proxy.url))
+        proxied = turn_store_for(proxy_engine, lease_seconds=30)
+        work = await proxied.begin("s", "default", "local")
+        await agent_for(work, ["Hello."]).invoke_async("hi")
+        proxy.cut_next_answer, proxy.at_cut = True, another_turn_takes_the_session
+
+        await proxied.save(work)
+
+        await proxy_engine.dispose()
+    assert stored(repository) == [("user", "hi"), ("assistant", "Hello.")]
+
+
+async def test_a_save_tried_again_after_its_lease_expired_is_lost_though_another_turn_stored_since(
+    database_url: str, repository: SqlSessionRepository, store: TurnStore, engine: Engine
+) -> None:
+    # Its connection dropped, the turn saves again: its lease expired meanwhile, and another
+    # turn took the session and stored its own messages at the ids this turn's would have had.
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a SQLite connection cannot be dropped by its server")
+    work = await store.begin("s", "default", "local")
+    await agent_for(work, ["Hello."]).invoke_async("hi")
+    with engine.begin() as connection:  # the lease expires
+        connection.execute(update(sessions).values(lease_expires_at=datetime.now(UTC)))
+    await turn(store, "other", ["Another answer."])
+    drop_other_connections(engine)  # the database restarted while the model ran
+
+    with pytest.raises(LeaseLostError):
+        await store.save(work)
+
+    assert stored(repository) == [("user", "other"), ("assistant", "Another answer.")]
+
+
 async def test_giving_up_after_the_save_keeps_what_it_stored(
     store: TurnStore, repository: SqlSessionRepository
 ) -> None:

@@ -3,7 +3,7 @@ the database has done what it was asked, and the client never hears so."""
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import make_url
@@ -17,6 +17,8 @@ class AnswerCuttingProxy:
         port = self._listener.getsockname()[1]
         self.url = url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
         self.cut_next_answer = False
+        # Run as the answer is cut, before the client can know: what happens meanwhile.
+        self.at_cut: Callable[[], object] = lambda: None
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -34,6 +36,7 @@ class AnswerCuttingProxy:
             while data := source.recv(65_536):
                 if answers and self.cut_next_answer:
                     self.cut_next_answer = False
+                    self.at_cut()
                     for end in (source, sink):
                         end.shutdown(socket.SHUT_RDWR)
                     return

@@ -17,7 +17,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Dialect, bindparam, func, or_, select, tuple_, update
+from sqlalchemy import Dialect, bindparam, func, or_, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ColumnElement
 
@@ -91,10 +91,6 @@ class Leases:
                 version=sessions.c.version + 1,
             )
             .returning(sessions.c.principal, sessions.c.session_id)
-        )
-        # Returns the session's id if a save released this lease and no turn has taken it since.
-        self.saved = select(sessions.c.session_id).where(
-            *this_session, this_lease, sessions.c.lease_expires_at == RELEASED_AT
         )
         # Takes (principal, session id, lease id) triples; returns the ids of the leases renewed.
         held = tuple_(sessions.c.principal, sessions.c.session_id, sessions.c.lease_id)

@@ -105,12 +105,14 @@ _AGENT_CHANGES = ("state", "conversation_manager_state", "internal_state", "upda
 _INSERT_AGENT = insert(agents)
 _UPDATE_AGENT = update(agents).where(*_THIS_AGENT)
 _INSERT_MESSAGES = insert(messages)
-_UPDATE_MESSAGE = update(messages).where(
+_THIS_MESSAGE = (
     messages.c.principal == bindparam("key_principal"),
     messages.c.session_id == bindparam("key_session"),
     messages.c.agent_id == bindparam("key_agent"),
     messages.c.message_id == bindparam("key_message"),
 )
+_UPDATE_MESSAGE = update(messages).where(*_THIS_MESSAGE)
+_MESSAGE_CREATED_AT = select(messages.c.created_at).where(*_THIS_MESSAGE)
 # How many sessions a principal keeps (MAX_SESSIONS_PER_PRINCIPAL), read when a take creates one.
 _COUNT_SESSIONS = select(func.count()).where(sessions.c.principal == bindparam("key_principal"))
 
@@ -183,14 +185,27 @@ class TurnStore:
 
     async def _save_again(self, work: UnitOfWork) -> None:
         """Save after a save whose connection dropped. Safe: a save that did commit released the
-        lease, and this one then writes nothing, but finds the lease released by it."""
+        lease, and this one then writes nothing, but finds the turn's messages stored."""
         try:
             await self._save(work)
         except LeaseLostError:
-            values = self.leases.release_values(work.principal, work.session_id, work.lease_id)
-            async with self._autocommit.connect() as connection:
-                if (await connection.execute(self.leases.saved, values)).first() is None:
-                    raise
+            if not await self._stored(work):
+                raise
+
+    async def _stored(self, work: UnitOfWork) -> bool:
+        """Whether the turn's save committed: its first new message is stored as it wrote it.
+        (Not whether its lease was released: a turn waiting for the session may have taken the
+        lease since, and one that took it after the lease expired unsaved may have stored a
+        message of its own at that id, with another time.)"""
+        if not work.new_message_ids:
+            return False
+        first = message_values(
+            work.principal, work.session_id, work.agent_id, work.messages[work.new_message_ids[0]]
+        )
+        values = {**_agent_key(work), "key_message": first["message_id"]}
+        async with self._autocommit.connect() as connection:
+            created_at = (await connection.execute(_MESSAGE_CREATED_AT, values)).scalar()
+        return created_at == first["created_at"]
 
     async def _save(self, work: UnitOfWork) -> None:
         key = _agent_key(work)
