@@ -31,7 +31,8 @@ DEFAULTS = ("--no-input", "--default-config")
 
 
 def bake_seconds(repeat: int = 5) -> float:
-    """`cookiecutter --no-input` as a user runs it, interpreter start-up included."""
+    """`cookiecutter --no-input` as a user runs it (with the template's defaults), interpreter
+    start-up included."""
     timings = []
     for _ in range(repeat):
         with tempfile.TemporaryDirectory() as output:

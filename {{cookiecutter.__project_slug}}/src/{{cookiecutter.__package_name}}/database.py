@@ -219,7 +219,7 @@ def _configure_postgresql(engine: Engine) -> None:
             context.statement,
             context.parameters,
             refused,
-            hide_parameters=True,
+            hide_parameters=engine.hide_parameters,
             connection_invalidated=True,
         )
 

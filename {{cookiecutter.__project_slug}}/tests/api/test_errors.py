@@ -45,30 +45,35 @@ def test_bad_turn_requests(make_api: MakeApi, body: dict, status: int, code: str
     assert api.model.calls == []
 
 
-@pytest.mark.parametrize(
-    ("error", "status", "code"),
-    [
-        (OverloadedError(), 429, "overloaded"),
-        (PrincipalLimitError("too_many_turns", "busy", retry_after=1), 429, "too_many_turns"),
-        (PrincipalLimitError("too_many_sessions", "full"), 429, "too_many_sessions"),
-        (SessionBusyError("s"), 409, "session_busy"),
-        (TurnCancelledError("s"), 409, "turn_cancelled"),
-        (TurnTimeoutError("slow"), 504, "model_timeout"),
-        (ModelError(ModelThrottledException("slow down")), 503, "model_throttled"),
-        (ModelError(RuntimeError("down")), 502, "model_error"),
-        (LeaseLostError("s"), 503, "turn_not_stored"),
-        (OperationalError("SELECT 1", {}, ConnectionError("down")), 503, "database_unavailable"),
-        (ClientGoneError(), 499, "client_gone"),
-        (KeyError("a bug of ours"), 500, "internal_error"),
-    ],
-)
-def test_what_stopped_a_turn_has_its_status_and_a_code_the_metrics_count(
+# One error of each kind that stops a turn, with the status and code its client gets.
+TURN_ERRORS = [
+    (OverloadedError(), 429, "overloaded"),
+    (PrincipalLimitError("too_many_turns", "busy", retry_after=1), 429, "too_many_turns"),
+    (PrincipalLimitError("too_many_sessions", "full"), 429, "too_many_sessions"),
+    (SessionBusyError("s"), 409, "session_busy"),
+    (TurnCancelledError("s"), 409, "turn_cancelled"),
+    (TurnTimeoutError("slow"), 504, "model_timeout"),
+    (ModelError(ModelThrottledException("slow down")), 503, "model_throttled"),
+    (ModelError(RuntimeError("down")), 502, "model_error"),
+    (LeaseLostError("s"), 503, "turn_not_stored"),
+    (OperationalError("SELECT 1", {}, ConnectionError("down")), 503, "database_unavailable"),
+    (ClientGoneError(), 499, "client_gone"),
+    (KeyError("a bug of ours"), 500, "internal_error"),
+]
+
+
+@pytest.mark.parametrize(("error", "status", "code"), TURN_ERRORS)
+def test_what_stopped_a_turn_has_its_status_and_code(
     error: Exception, status: int, code: str
 ) -> None:
     failure = turn_error(error)
 
     assert (failure.status_code, failure.code) == (status, code)
-    assert code in TURN_ERROR_CODES, "counted from zero only if listed"
+
+
+def test_the_metrics_count_turns_by_every_code_from_zero() -> None:
+    """TURN_ERROR_CODES, by which the metrics count from zero, lists each code above."""
+    assert sorted(TURN_ERROR_CODES) == sorted(code for _, _, code in TURN_ERRORS)
 
 
 @pytest.mark.parametrize("body", [b'{"prompt": ', b'{"prompt": "\xff"}'])

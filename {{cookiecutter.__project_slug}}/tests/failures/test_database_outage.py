@@ -88,15 +88,15 @@ def test_a_turn_cut_short_by_an_outage_leaves_the_session_valid(
 
 
 def set_read_only(postgres: ThrowawayPostgres, read_only: bool) -> None:
-    """Make the server's database refuse writes in connections opened from now on, as the
-    standby does that a failover leaves a replica connected to for a while; and drop the
-    connections open, as the failover does."""
+    """Make the server's database refuse writes, or take them again, in connections opened from
+    now on: as a standby does, which a failover leaves the service connected to for a while."""
     engine = create_engine(settings_for(postgres.url))
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as admin:
         admin.execute(text("SET default_transaction_read_only = off"))  # this one may write
         value = "on" if read_only else "off"
         admin.execute(text(f"ALTER DATABASE postgres SET default_transaction_read_only = {value}"))
-    drop_other_connections(engine)
+    if read_only:
+        drop_other_connections(engine)  # as the failover does: the service connects again
     engine.dispose()
 
 
@@ -105,7 +105,8 @@ def test_a_database_that_refuses_writes_is_an_outage_until_it_takes_them_again(
 ) -> None:
     """503 database_unavailable, as for a database out of reach, not 500 as a bug of ours; and
     the connections that met the refusal are dropped, so that the service recovers without a
-    restart once the database takes writes."""
+    restart once the database takes writes (the connections its pools kept would refuse them
+    still)."""
     with running_server(postgres.url, **FAST_FAILURE) as client:
         client.timeout = PROMPT_ANSWER
         set_read_only(postgres, True)

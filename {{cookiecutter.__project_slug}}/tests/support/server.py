@@ -35,7 +35,8 @@ def free_port() -> int:
     server or to an outgoing connection: a test then spoke to another test's server, which went
     away mid-test. So the port is left in TIME_WAIT by a connection to itself: the kernel hands it
     to no one asking for any free port, while a server binding it by number with SO_REUSEADDR (as
-    uvicorn, PostgreSQL and the metrics server do) still can."""
+    uvicorn, PostgreSQL and the metrics server do) still can. For as long as TIME_WAIT lasts (60 s
+    on Linux): longer than a server takes to start, but for one that fails to."""
     with socket.socket() as listener:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", 0))

@@ -44,6 +44,7 @@ from .records import (
     message_record,
     message_values,
     session_record,
+    timestamp,
     validate_id,
 )
 from .tables import UtcDateTime, agents, messages, sessions
@@ -196,16 +197,15 @@ class TurnStore:
         """Whether the turn's save committed: its first new message is stored as it wrote it.
         (Not whether its lease was released: a turn waiting for the session may have taken the
         lease since, and one that took it after the lease expired unsaved may have stored a
-        message of its own at that id, with another time.)"""
+        message of its own at that id, with another time.) Every turn stores its prompt at
+        least: a unit of work without a new message is none of the service's turns."""
         if not work.new_message_ids:
             return False
-        first = message_values(
-            work.principal, work.session_id, work.agent_id, work.messages[work.new_message_ids[0]]
-        )
-        values = {**_agent_key(work), "key_message": first["message_id"]}
+        first = work.messages[work.new_message_ids[0]]
+        values = {**_agent_key(work), "key_message": first.message_id}
         async with self._autocommit.connect() as connection:
             created_at = (await connection.execute(_MESSAGE_CREATED_AT, values)).scalar()
-        return created_at == first["created_at"]
+        return created_at == timestamp(first.created_at)
 
     async def _save(self, work: UnitOfWork) -> None:
         key = _agent_key(work)
