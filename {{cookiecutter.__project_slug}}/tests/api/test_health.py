@@ -40,6 +40,14 @@ def test_probes_need_no_credential(client: TestClient) -> None:
         assert response.status_code == 200, (path, response.text)
 
 
+@pytest.mark.parametrize("path", ["/health", "/ready"])
+def test_probes_answer_head_as_uptime_monitors_ask(client: TestClient, path: str) -> None:
+    response = client.head(path)
+
+    assert response.status_code == 200
+    assert response.content == b""
+
+
 def test_ready_while_session_requests_hold_their_pool(make_api: Callable[..., Api]) -> None:
     """/sessions requests hold every connection of their pool (as slow reads of long
     conversations would): the probe answers at once, or every replica would leave the load

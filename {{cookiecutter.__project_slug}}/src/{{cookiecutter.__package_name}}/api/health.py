@@ -22,7 +22,9 @@ class Health(BaseModel):
     status: Literal["ok"] = "ok"
 
 
+# Each probe answers HEAD as well: uptime monitors that probe with it (most do, by default).
 @router.get("/health")
+@router.head("/health", include_in_schema=False)
 async def health() -> Health:
     """Liveness: the process serves requests. Touches neither the database nor the model."""
     return Health()
@@ -70,6 +72,7 @@ class DatabasePing:
             raise SchemaNotMigratedError(f"the database's schema is at {sorted(revisions)}")
 
 
+@router.head("/ready", include_in_schema=False)
 @router.get(
     "/ready",
     responses=documented(
