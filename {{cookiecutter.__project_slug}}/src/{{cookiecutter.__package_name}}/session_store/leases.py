@@ -8,9 +8,9 @@ replica that dies leaves its sessions free once their leases expire. A turn that
 id is still the turn's and it has not expired, and goes no further when it finds none.
 
 The save that releases a lease sets its expiry to RELEASED_AT, long past, and leaves its id in
-place until the next turn takes the session: a replica whose connection dropped before the save's
-answer came back can tell that the save was done, and a turn that failed after it does not give
+place until the next turn takes the session: a turn that failed after its save does not give
 back, or discard, what the save stored. A lease that ran out is never mistaken for a released one.
+(Whether a save whose answer never came back was done, its messages tell: turn_store.py.)
 """
 
 import secrets
