@@ -3,8 +3,8 @@ to save it, nothing written by a turn that fails or lost its lease."""
 
 import asyncio
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 
 import anyio
@@ -33,7 +33,7 @@ from {{ cookiecutter.__package_name }}.session_store.tables import messages, ses
 
 from ..support.databases import drop_other_connections, settings_for
 from ..support.scripted_model import RedactPrompt, Reply, ScriptedModel, ToolCall
-from ..support.tcp_proxy import answer_cutting_proxy
+from ..support.tcp_proxy import AnswerCuttingProxy, answer_cutting_proxy
 from ..support.tools import lookup_order
 from .test_repository import AS_WRITTEN
 
@@ -549,6 +549,23 @@ async def test_a_connection_the_database_dropped_is_replaced_when_a_turn_begins(
     await turn(store, "two", ["Second."])
 
 
+@asynccontextmanager
+async def turn_behind_a_proxy(
+    database_url: str,
+) -> AsyncIterator[tuple[AnswerCuttingProxy, TurnStore, UnitOfWork]]:
+    """A turn answered and not saved yet, by a store whose connections pass through a proxy that
+    can cut the save's answer."""
+    with answer_cutting_proxy(database_url) as proxy:
+        engine = create_async_engine(settings_for(proxy.url))
+        try:
+            store = turn_store_for(engine, lease_seconds=30)
+            work = await store.begin("s", "default", "local")
+            await agent_for(work, ["Hello."]).invoke_async("hi")
+            yield proxy, store, work
+        finally:
+            await engine.dispose()
+
+
 async def test_a_save_whose_answer_was_lost_is_not_reported_lost(
     database_url: str, repository: SqlSessionRepository
 ) -> None:
@@ -557,17 +574,12 @@ async def test_a_save_whose_answer_was_lost_is_not_reported_lost(
     # stored twice.
     if not database_url.startswith("postgresql"):
         pytest.skip("a SQLite connection cannot be dropped")
-    with answer_cutting_proxy(database_url) as proxy:
-        engine = create_async_engine(settings_for(proxy.url))
-        store = turn_store_for(engine, lease_seconds=30)
-        work = await store.begin("s", "default", "local")
-        await agent_for(work, ["Hello."]).invoke_async("hi")
+    async with turn_behind_a_proxy(database_url) as (proxy, store, work):
         proxy.cut_next_answer = True
 
         await store.save(work)
 
         await turn(store, "again", ["Hello again."])
-        await engine.dispose()
     assert stored(repository) == [
         ("user", "hi"),
         ("assistant", "Hello."),
@@ -588,16 +600,11 @@ async def test_a_save_whose_answer_was_lost_is_not_reported_lost_after_another_t
         with engine.begin() as connection:
             connection.execute(store.leases.take, store.leases.take_values("local", "s"))
 
-    with answer_cutting_proxy(database_url) as proxy:
-        proxy_engine = create_async_engine(settings_for(proxy.url))
-        proxied = turn_store_for(proxy_engine, lease_seconds=30)
-        work = await proxied.begin("s", "default", "local")
-        await agent_for(work, ["Hello."]).invoke_async("hi")
+    async with turn_behind_a_proxy(database_url) as (proxy, proxied, work):
         proxy.cut_next_answer, proxy.at_cut = True, another_turn_takes_the_session
 
         await proxied.save(work)
 
-        await proxy_engine.dispose()
     assert stored(repository) == [("user", "hi"), ("assistant", "Hello.")]
 
 
