@@ -402,8 +402,12 @@ class TurnRunner:
             turn.span.set_status(trace.StatusCode.ERROR, code)
             # Even with its lease lost: a session the turn created and no other turn took since
             # is deleted (give_up's statements change nothing of a lease that is not the turn's).
-            await self._give_up(turn.work)
-            turn.emit(error)
+            try:
+                await self._give_up(turn.work)
+            except Exception:  # the lease expires by itself; the client still gets its answer
+                logger.exception("could not give up the lease of a failed turn")
+            finally:
+                turn.emit(error)
             if not isinstance(error, Exception):
                 raise
         else:

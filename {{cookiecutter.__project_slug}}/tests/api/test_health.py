@@ -7,7 +7,7 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from {{ cookiecutter.__package_name }}.api.app import create_app
-from {{ cookiecutter.__package_name }}.api.health import SCHEMA_REVISION, DatabasePing
+from {{ cookiecutter.__package_name }}.api.health import DatabasePing
 from {{ cookiecutter.__package_name }}.database import (
     create_engine,
     earlier_revisions,
@@ -74,7 +74,7 @@ async def test_probes_at_once_ask_the_database_once(turn_engine: AsyncEngine) ->
     await asyncio.gather(*(ping() for _ in range(20)))
     await ping()  # one after them asks anew
 
-    assert statements.count(SCHEMA_REVISION.text) == 2
+    assert len([s for s in statements if "FROM alembic_version" in s]) == 2
 
 
 def test_ready_only_once_the_database_is_migrated_for_this_release() -> None:

@@ -17,10 +17,14 @@ from strands.types.exceptions import ModelThrottledException
 
 from {{ cookiecutter.__package_name }} import turns
 from {{ cookiecutter.__package_name }}.api.app import create_app
-from {{ cookiecutter.__package_name }}.session_store import UnitOfWork
-from {{ cookiecutter.__package_name }}.turns import ModelFailures
+from {{ cookiecutter.__package_name }}.session_store import (
+    SqlSessionRepository,
+    TurnStore,
+    UnitOfWork,
+)
+from {{ cookiecutter.__package_name }}.turns import ModelError, ModelFailures
 
-from ..conftest import Api
+from ..conftest import Api, MakeRunner, client_stays
 from ..support.databases import new_api_key, settings_for
 from ..support.scripted_model import FailsMidAnswer, GatedModel, ScriptedModel, ToolCall
 from ..support.sse import parse_events
@@ -213,6 +217,30 @@ def test_a_bug_while_the_model_fails_is_500_not_a_model_error(
     assert response.json()["error"]["code"] == "internal_error"
     assert len(tracebacks(caplog)) == 1
     assert roles(api) == []
+
+
+@pytest.mark.anyio
+async def test_a_failed_turn_is_answered_when_its_lease_cannot_be_given_back(
+    make_runner: MakeRunner,
+    repository: SqlSessionRepository,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr(TurnStore, "give_up", broken)
+    runner = make_runner(ScriptedModel([RuntimeError("provider exploded"), "Second."]))
+
+    failed = await runner.start("s", "local", "hi", client_stays)
+    with pytest.raises(ModelError):
+        await asyncio.wait_for(failed.result(), timeout=10)  # not left waiting for ever
+    # The session the failed turn created stays, its lease held until it expires.
+    after = await runner.start("s", "local", "again", client_stays)
+    await asyncio.wait_for(after.result(), timeout=10)
+
+    assert "a bug of ours" in caplog.text, "logged with its traceback"
+    assert repository.message_counts("s") == {"default": 2}
 
 
 def test_a_second_turn_on_a_busy_session_gets_409_after_the_wait_timeout(

@@ -425,6 +425,23 @@ def test_message_errors(repository: SqlSessionRepository) -> None:
 
 
 @pytest.mark.usefixtures("agent")
+@pytest.mark.parametrize("bad_id", ["0", 1.0, True, None, -1, 2**31])
+def test_a_message_id_that_is_no_position_is_refused(
+    repository: SqlSessionRepository, bad_id: Any
+) -> None:
+    """As the SDK's own stores refuse an id that is no integer, on either database alike."""
+    message = SessionMessage(message={"role": "user", "content": []}, message_id=bad_id)
+
+    with pytest.raises(InvalidIdError, match="invalid message id"):
+        repository.create_message("s-1", "default", message)
+    with pytest.raises(InvalidIdError, match="invalid message id"):
+        repository.update_message("s-1", "default", message)
+    with pytest.raises(InvalidIdError, match="invalid message id"):
+        repository.read_message("s-1", "default", bad_id)
+    assert repository.list_messages("s-1", "default") == []
+
+
+@pytest.mark.usefixtures("agent")
 def test_update_message_stores_the_redaction_and_keeps_created_at(
     repository: SqlSessionRepository,
 ) -> None:

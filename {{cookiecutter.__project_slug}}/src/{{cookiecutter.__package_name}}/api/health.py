@@ -5,10 +5,9 @@ import logging
 from typing import Literal
 
 from fastapi import APIRouter, Request
-from psycopg.errors import UndefinedTable
 from pydantic import BaseModel
-from sqlalchemy import text
-from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
+from sqlalchemy import Connection, inspect, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..session_store import again_if_dropped
@@ -30,8 +29,11 @@ async def health() -> Health:
     return Health()
 
 
-# The schema's revision, as the migrations record it.
-SCHEMA_REVISION = text("SELECT version_num FROM alembic_version")
+def schema_revisions(connection: Connection) -> set[str]:
+    """The schema's revisions, as the migrations record them: none when it has no schema."""
+    if not inspect(connection).has_table("alembic_version"):
+        return set()
+    return set(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
 
 
 class SchemaNotMigratedError(Exception):
@@ -47,7 +49,7 @@ class DatabasePing:
     once (for renewing leases), so that the probe waits neither for a burst of turns nor for slow
     /sessions requests, and a busy replica stays ready. Asked once for all the probes that come
     while it is asked: the route is open to anyone, and renewing leases must wait at most for one
-    statement."""
+    probe's two statements."""
 
     def __init__(self, engine: AsyncEngine, earlier_revisions: frozenset[str]) -> None:
         self._engine = engine
@@ -61,13 +63,8 @@ class DatabasePing:
         await asyncio.shield(self._asking)
 
     async def _read_revision(self) -> None:
-        try:
-            async with self._engine.connect() as connection:
-                revisions = set((await connection.execute(SCHEMA_REVISION)).scalars())
-        except ProgrammingError as error:
-            if not isinstance(error.orig, UndefinedTable):  # no permission, say: as any error
-                raise
-            raise SchemaNotMigratedError("the database has no alembic_version table") from error
+        async with self._engine.connect() as connection:
+            revisions = await connection.run_sync(schema_revisions)
         if not revisions or revisions & self._earlier_revisions:
             raise SchemaNotMigratedError(f"the database's schema is at {sorted(revisions)}")
 

@@ -59,6 +59,18 @@ def validate_id(kind: str, value: str) -> str:
     return value
 
 
+# A message id is its position in the agent's conversation, in the table's integer column.
+MESSAGE_ID_LIMIT = 2**31
+
+
+def validate_message_id(value: int) -> int:
+    """Return `value` if it is a valid message id; else InvalidIdError. The SDK's own stores
+    refuse anything but an integer; this store also refuses one that no position can be."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MESSAGE_ID_LIMIT:
+        raise InvalidIdError(f"invalid message id {value!r}: use an integer from 0 to 2**31 - 1")
+    return value
+
+
 def missing_agent(session_id: str, agent_id: str) -> str:
     return f"agent {agent_id!r} does not exist in session {session_id!r}"
 

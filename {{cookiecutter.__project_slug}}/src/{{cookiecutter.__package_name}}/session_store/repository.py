@@ -46,6 +46,7 @@ from .records import (
     session_record,
     timestamp,
     validate_id,
+    validate_message_id,
 )
 from .tables import agents, messages, multi_agents, sessions
 
@@ -198,7 +199,7 @@ class SqlSessionRepository(SessionRepository):
     ) -> None:
         session_id = validate_id("session id", session_id)
         agent_id = validate_id("agent id", agent_id)
-        message_id = session_message.message_id
+        message_id = validate_message_id(session_message.message_id)
         self._insert_new(
             messages,
             message_values(self.principal, session_id, agent_id, session_message),
@@ -209,6 +210,7 @@ class SqlSessionRepository(SessionRepository):
     def read_message(
         self, session_id: str, agent_id: str, message_id: int, **kwargs: Any
     ) -> SessionMessage | None:
+        validate_message_id(message_id)
         query = select(messages).where(
             *self._key(messages, session_id, agent_id), messages.c.message_id == message_id
         )
@@ -218,7 +220,7 @@ class SqlSessionRepository(SessionRepository):
     def update_message(
         self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any
     ) -> None:
-        message_id = session_message.message_id
+        message_id = validate_message_id(session_message.message_id)
         statement = (
             update(messages)
             .where(*self._key(messages, session_id, agent_id), messages.c.message_id == message_id)
@@ -242,9 +244,12 @@ class SqlSessionRepository(SessionRepository):
     ) -> list[SessionMessage]:
         """The agent's messages from the `offset`-th on, in order; all of them when `limit` is None.
 
-        Message ids are the messages' positions (the SDK numbers them 0, 1, 2, ... and this store
-        refuses a duplicate), so the offset is a primary-key range scan: restoring a conversation
-        whose window trimmed 99,960 of 100,000 messages reads 40 rows.
+        Message ids are the messages' positions in the agent's conversation: the SDK numbers them
+        0, 1, 2, ... and counts the messages its conversation manager removed in the same
+        positions (a message whose write failed keeps its number in the agent, so the stored ids
+        may skip it, and counting stored rows instead would drop one message too many). The
+        offset is then a primary-key range scan: restoring a conversation whose window trimmed
+        99,960 of 100,000 messages reads 40 rows.
         """
         if offset < 0 or (limit is not None and limit < 0):
             raise ValueError("offset and limit must not be negative")
@@ -261,12 +266,13 @@ class SqlSessionRepository(SessionRepository):
     def message_counts(self, session_id: str) -> dict[str, int]:
         """How many messages each agent of the session holds, by agent id."""
         query = (
-            select(messages.c.agent_id, func.count())
+            select(messages.c.agent_id, func.count().label("count"))
             .where(*self._key(messages, session_id))
             .group_by(messages.c.agent_id)
         )
         with self._engine.connect() as connection:
-            return dict(connection.execute(query).all())
+            rows = connection.execute(query).mappings()
+            return {row["agent_id"]: row["count"] for row in rows}
 
     # Multi-agent orchestrators (Graph, Swarm)
 
