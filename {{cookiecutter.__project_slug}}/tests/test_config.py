@@ -4,7 +4,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import uvicorn
 
+from {{ cookiecutter.__package_name }}.cli import main as command_line
 from {{ cookiecutter.__package_name }}.config import (
     Settings,
     describe,
@@ -42,6 +44,51 @@ def test_an_in_memory_sqlite_database_is_refused(url: str) -> None:
     # Each connection of the pools would see a database of its own, empty.
     with pytest.raises(ValueError, match="name a file"):
         Settings(database_url=url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",  # a secret or a compose variable left empty
+        "localhost:5432/agent",
+        "postgresql://agent@db:port/agent",
+        "mysql://agent@db/agent",
+        "sqllite:///agent.db",
+    ],
+)
+def test_a_database_url_that_no_installed_driver_reads_is_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", url)
+
+    with pytest.raises(SystemExit) as exited:
+        settings_or_exit(lambda: Settings(_env_file=None))
+
+    line = str(exited.value)
+    assert line.startswith("Invalid settings: DATABASE_URL: ")
+    assert line.endswith("use postgresql://user:password@host:5432/db or sqlite:///path/to/file.db")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SESSION_LEASE_SECONDS", "inf"),  # would overflow the clock a lease is added to
+        ("DB_POOL_TIMEOUT", "inf"),  # a full pool would fail every request at once
+        ("DB_STATEMENT_TIMEOUT_MS", "3000000000"),  # PostgreSQL would refuse every connection
+        ("ALLOWED_HOSTS", "[]"),  # every request would be refused
+        ("JWT_ALGORITHMS", "[]"),
+        ("JWT_PRINCIPAL_CLAIM", ""),
+    ],
+)
+def test_a_setting_that_would_break_every_request_is_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+
+    with pytest.raises(SystemExit) as exited:
+        settings_or_exit(lambda: Settings(_env_file=None))
+
+    assert str(exited.value).startswith(f"Invalid settings: {name}: ")
 
 
 def test_auth_mode_follows_the_template_answer(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -136,6 +183,20 @@ def test_the_server_refuses_to_start_on_a_placeholder_with_one_line(command: lis
         "Invalid settings: DATABASE_URL: its password is still the .env.example placeholder; "
         "set the real one"
     ]
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "http"])
+def test_serve_refuses_a_port_that_is_none_in_one_line(
+    port: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvicorn would take 99999, say it listens there, and listen on another port."""
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: pytest.fail("it served"))
+
+    with pytest.raises(SystemExit) as exited:
+        command_line(["serve", "--port", port])
+
+    assert exited.value.code == 2
+    assert f"argument --port: {port!r} is not a number from 0 to 65535" in capsys.readouterr().err
 
 
 def test_the_server_refuses_to_start_without_its_model_providers_client() -> None:

@@ -5,6 +5,7 @@
 
 import argparse
 import sys
+from collections.abc import Callable
 
 import uvicorn
 from sqlalchemy import Engine
@@ -31,6 +32,18 @@ def principal(text: str) -> str:
             f"{text!r} is AUTH_MODE=none's principal, which no key may prove: choose another name"
         )
     return text
+
+
+def number(low: int, high: int) -> Callable[[str], int]:
+    """A whole number from `low` to `high` named on the command line: refused by argparse, in
+    one line, unless it is one (uvicorn would take a port past 65535 and listen on another)."""
+
+    def parse(text: str) -> int:
+        if not text.isdigit() or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number from {low} to {high}")
+        return int(text)
+
+    return parse
 
 
 def serve(settings: Settings, args: argparse.Namespace) -> None:
@@ -69,14 +82,16 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     serve_command = commands.add_parser("serve", help="run the service")
     serve_command.add_argument("--host", default="127.0.0.1")
-    serve_command.add_argument("--port", type=int, default=8000)
+    serve_command.add_argument("--port", type=number(0, 65535), default=8000)
     serve_command.add_argument("--reload", action="store_true", help="restart on code changes")
     # Connection limits (see "Operating" in the README). What a client may send, and how slowly,
     # is bounded by settings: REQUEST_HEADER_TIMEOUT and MAX_HEADER_BYTES here (server.py),
     # REQUEST_BODY_TIMEOUT and MAX_BODY_BYTES in the app.
-    serve_command.add_argument("--timeout-keep-alive", type=int, default=5, help="idle seconds")
-    serve_command.add_argument("--limit-concurrency", type=int, default=2000)
-    serve_command.add_argument("--backlog", type=int, default=2048)
+    serve_command.add_argument(
+        "--timeout-keep-alive", type=number(1, 3600), default=5, help="idle seconds"
+    )
+    serve_command.add_argument("--limit-concurrency", type=number(1, 1_000_000), default=2000)
+    serve_command.add_argument("--backlog", type=number(1, 65535), default=2048)
     create = commands.add_parser("create-api-key", help="make a key for PRINCIPAL and print it")
     create.add_argument(
         "principal", type=principal, help="who the key's holder is: their sessions are theirs"
@@ -89,8 +104,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "serve":
         serve(settings_or_exit(get_settings), args)
         return
-    engine = database()
+    engine = None
     try:
+        engine = database()
         if args.command == "create-api-key":
             key = create_api_key(engine, args.principal)
             print(f"API key for {args.principal!r}; it is shown only this once:")
@@ -105,11 +121,12 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"no unrevoked key {args.key_id!r}: list-api-keys shows the keys")
         else:
             print(f"revoked {args.key_id}")
-    except SQLAlchemyError as error:
+    except (SQLAlchemyError, OSError) as error:  # OSError: a SQLite file's folder
         reason = str(getattr(error, "orig", None) or error).splitlines()[0]
         sys.exit(
             f"could not use the database of DATABASE_URL ({reason}): is it up, and migrated "
             "(make migrate)?"
         )
     finally:
-        engine.dispose()
+        if engine is not None:
+            engine.dispose()

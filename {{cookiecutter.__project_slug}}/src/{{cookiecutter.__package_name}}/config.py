@@ -15,6 +15,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 # echo is an offline model for local development, demos and load tests: it needs no credentials.
 ModelProvider = Literal["bedrock", "anthropic", "openai", "ollama", "litellm", "echo"]
@@ -28,6 +30,11 @@ DEFAULT_DATABASE_URL = "sqlite:///.data/{{ cookiecutter.__package_name }}.db"
 PLACEHOLDER_PREFIX = "change-me"
 # What `secrets.token_urlsafe(32)` makes is 43 characters.
 MIN_CURSOR_SECRET_LENGTH = 32
+# The drivers installed: psycopg 3 for PostgreSQL, Python's own sqlite3.
+DATABASE_DRIVERS = ("postgresql+psycopg", "sqlite", "sqlite+pysqlite")
+DATABASE_URL_FORMS = "postgresql://user:password@host:5432/db or sqlite:///path/to/file.db"
+# The largest value of a PostgreSQL or SQLite setting in milliseconds (a 32-bit integer).
+MAX_MILLISECONDS = 2**31 - 1
 
 
 class EngineSettings(BaseSettings):
@@ -35,7 +42,10 @@ class EngineSettings(BaseSettings):
     commands read. Every setting can be given as an environment variable of the same name in
     upper case."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # No setting is infinite: a time of `inf` would overflow wherever it is added to a clock.
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", allow_inf_nan=False
+    )
 
     # postgresql+psycopg://user:password@host:5432/db, or sqlite:///path/to/file.db
     database_url: str = DEFAULT_DATABASE_URL
@@ -48,9 +58,9 @@ class EngineSettings(BaseSettings):
     db_pool_timeout: float = Field(default=10, gt=0)
     # PostgreSQL: seconds to establish a connection, and the longest a statement may run.
     db_connect_timeout: int = Field(default=5, ge=1)
-    db_statement_timeout_ms: int = Field(default=10_000, ge=0)
+    db_statement_timeout_ms: int = Field(default=10_000, ge=0, le=MAX_MILLISECONDS)
     # SQLite: how long a writer waits for another writer's lock.
-    sqlite_busy_timeout_ms: int = Field(default=5_000, ge=0)
+    sqlite_busy_timeout_ms: int = Field(default=5_000, ge=0, le=MAX_MILLISECONDS)
 
     # Log each turn's prompt (at INFO), and let libraries log at DEBUG, and show a failed
     # statement's parameters: for debugging only, prompts are the users' words.
@@ -60,13 +70,22 @@ class EngineSettings(BaseSettings):
     @classmethod
     def use_psycopg_driver(cls, url: str) -> str:
         """Accept the postgres:// and postgresql:// URLs that hosting providers hand out; refuse
-        an in-memory SQLite database, which each connection would see empty."""
+        what no installed driver reads, and an in-memory SQLite database, which each connection
+        would see empty."""
         for prefix in ("postgres://", "postgresql://"):
             if url.startswith(prefix):
-                return "postgresql+psycopg://" + url.removeprefix(prefix)
-        if url.startswith("sqlite") and urlsplit(url).path.lstrip("/") in ("", ":memory:"):
+                url = "postgresql+psycopg://" + url.removeprefix(prefix)
+        try:
+            parsed = make_url(url)
+        except (ArgumentError, ValueError):
+            message = f"is not a database URL: use {DATABASE_URL_FORMS}"
+            raise PydanticCustomError("database_url", message) from None
+        if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
             message = "an in-memory SQLite database is not kept; name a file: sqlite:///agent.db"
             raise PydanticCustomError("sqlite_in_memory", message)
+        if parsed.drivername not in DATABASE_DRIVERS:
+            message = f"{parsed.drivername} is not supported: use {DATABASE_URL_FORMS}"
+            raise PydanticCustomError("database_url", message)
         return url
 
     @field_validator("*")
@@ -138,7 +157,7 @@ class Settings(EngineSettings):
 
     # The names the service answers to in the Host header; any other gets 400 invalid_host. A JSON
     # list: ["api.example.com", "*.example.com"]; ["*"] turns the check off.
-    allowed_hosts: list[str] = ["127.0.0.1", "localhost"]
+    allowed_hosts: list[str] = Field(default=["127.0.0.1", "localhost"], min_length=1)
     # The web origins whose pages may call the service from a browser (CORS), as a front end on
     # another origin calls /chat: ["https://app.example.com"]. Empty: none may.
     cors_allow_origins: list[str] = []
@@ -158,8 +177,8 @@ class Settings(EngineSettings):
     jwt_jwks_url: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
-    jwt_algorithms: list[str] = ["RS256"]
-    jwt_principal_claim: str = "sub"
+    jwt_algorithms: list[str] = Field(default=["RS256"], min_length=1)
+    jwt_principal_claim: str = Field(default="sub", min_length=1)
     # AUTH_MODE=none has no credential to check: unless this is true, it answers only clients on
     # this machine (others get 403), and `serve` refuses to listen on an address beyond it.
     allow_open_access: bool = False

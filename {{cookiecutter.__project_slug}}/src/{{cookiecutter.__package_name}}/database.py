@@ -237,6 +237,11 @@ def _configure_sqlite(engine: Engine, settings: EngineSettings) -> None:
         cursor.close()
 
 
+# The advisory lock that a migration of a PostgreSQL database holds (migrations/env.py), so that
+# two at once run one after the other: any number that nothing else takes in the database.
+MIGRATION_LOCK = 7_130_001
+
+
 def alembic_config(engine: Engine | None = None) -> Config:
     """Alembic configuration of the project's migrations; with `engine`, one that migrates
     through it (see migrations/env.py)."""

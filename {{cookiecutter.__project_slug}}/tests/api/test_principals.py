@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 
 import jwt
 import pytest
@@ -224,6 +225,15 @@ def test_the_key_commands_say_in_one_line_that_the_database_is_down(
 ) -> None:
     nothing_listens = "postgresql+psycopg://postgres@127.0.0.1:1/postgres"
     assert "connection" in key_command_failure(monkeypatch, nothing_listens)
+
+
+def test_the_key_commands_say_in_one_line_that_the_sqlite_file_cannot_be_made(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "a-file").write_text("")
+    in_a_file = f"sqlite:///{tmp_path / 'a-file' / 'keys.db'}"
+
+    assert "a-file" in key_command_failure(monkeypatch, in_a_file)
 
 
 def test_create_api_key_refuses_an_invalid_principal_in_one_line(

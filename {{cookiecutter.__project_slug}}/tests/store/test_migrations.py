@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from strands.types.session import Session, SessionAgent, SessionType
 
 from {{ cookiecutter.__package_name }}.api.app import create_app
 from {{ cookiecutter.__package_name }}.database import (
+    MIGRATION_LOCK,
     alembic_config,
     create_engine,
     upgrade_schema,
@@ -35,7 +37,12 @@ TABLES = {"sessions", "agents", "messages", "multi_agents"}
 ALEMBIC = [sys.executable, "-m", "alembic"]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", marks=pytest.mark.sqlite),
+        pytest.param("postgresql", marks=pytest.mark.postgresql),
+    ]
+)
 def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'empty.db'}"
@@ -253,6 +260,30 @@ def test_processes_migrating_one_new_sqlite_file_at_once_all_succeed(tmp_path: P
     errors = [process.communicate(timeout=120)[1] for process in processes]
 
     assert [process.returncode for process in processes] == [0, 0, 0], errors
+
+
+@pytest.mark.postgresql
+def test_a_migration_of_postgresql_waits_for_one_running_beside_it() -> None:
+    """A migration Job run twice, or `make migrate` beside it: the second waits for the first,
+    then finds nothing left to do, where the two collided half-way ("column already exists")."""
+    with postgres_database() as url:
+        engine = create_engine(settings_for(url))
+        env = {**os.environ, "DATABASE_URL": url}
+        with engine.begin() as running:  # as a migration running holds it
+            running.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+            second = subprocess.Popen([*ALEMBIC, "upgrade", "head"], cwd=PROJECT_DIR, env=env)
+            waiting = text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            )
+            deadline = time.monotonic() + 120
+            while not running.execute(waiting).scalar_one() and second.poll() is None:
+                assert time.monotonic() < deadline, "the second migration never asked for the lock"
+                time.sleep(0.1)
+            assert second.poll() is None, "it migrated while another migration ran"
+
+        assert second.wait(timeout=120) == 0
+        assert schema_differences(engine) == []
+        engine.dispose()
 
 
 def test_no_downgrade_below_0004_while_principals_share_a_session_id(

@@ -9,7 +9,7 @@ from sqlalchemy import Connection, Engine
 
 from {{ cookiecutter.__package_name }}.api_keys import api_keys  # noqa: F401 (its table)
 from {{ cookiecutter.__package_name }}.config import EngineSettings, settings_or_exit
-from {{ cookiecutter.__package_name }}.database import create_engine
+from {{ cookiecutter.__package_name }}.database import MIGRATION_LOCK, create_engine
 from {{ cookiecutter.__package_name }}.session_store import metadata
 
 # How long a migration waits for a table's lock on PostgreSQL (a query that holds it), then fails.
@@ -40,6 +40,11 @@ def run_migrations() -> None:
                         # DB_STATEMENT_TIMEOUT_MS bounds a request's statements; a migration may
                         # rewrite a whole table. Unbounded for this transaction only.
                         connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
+                        # Two migrations at once (a Job run twice, `make migrate` beside it): the
+                        # second waits here for the first, then finds nothing left to do.
+                        connection.exec_driver_sql(
+                            f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"
+                        )
                         # A migration waiting for a table's lock holds up every query of that
                         # table behind it: it gives up after LOCK_TIMEOUT instead, undone whole,
                         # and is run again (the Kubernetes Job retries).
