@@ -43,13 +43,14 @@ DEPENDENCY_MODULES = frozenset(
         "mcp_types", "mdurl", "multidict", "multipart", "ollama", "openai", "opentelemetry",
         "outcome", "packaging", "pluggy", "prometheus_client", "propcache", "psycopg",
         "psycopg_binary", "py", "pycparser", "pydantic", "pydantic_core", "pydantic_settings",
-        "pygments", "pyrate_limiter", "pytest", "python_multipart", "pythonjsonlogger",
-        "referencing", "regex", "requests", "rich", "rpds", "ruff", "s3transfer", "schemathesis",
-        "selenium", "six", "sniffio", "socks", "sockshandler", "sortedcontainers", "sqlalchemy",
-        "sse_starlette", "starlette", "strands", "tests", "tiktoken", "tiktoken_ext", "tokenizers",
-        "tqdm", "trio", "trio_websocket", "truststore", "typing_extensions", "typing_inspection",
-        "urllib3", "uvicorn", "uvloop", "watchdog", "watchfiles", "websocket", "websockets",
-        "werkzeug", "wrapt", "wsproto", "xdist", "yaml", "yarl", "zipp",
+        "pygments", "pyrate_limiter", "pytest", "pytest_timeout", "python_multipart",
+        "pythonjsonlogger", "referencing", "regex", "requests", "rich", "rpds", "ruff",
+        "s3transfer", "schemathesis", "selenium", "six", "sniffio", "socks", "sockshandler",
+        "sortedcontainers", "sqlalchemy", "sse_starlette", "starlette", "strands", "tests",
+        "tiktoken", "tiktoken_ext", "tokenizers", "tqdm", "trio", "trio_websocket", "truststore",
+        "typing_extensions", "typing_inspection", "urllib3", "uvicorn", "uvloop", "watchdog",
+        "watchfiles", "websocket", "websockets", "werkzeug", "wrapt", "wsproto", "xdist", "yaml",
+        "yarl", "zipp",
     }
 )  # fmt: skip
 # The distributions it installs (and its build backend) named otherwise than a module above: a
@@ -63,8 +64,8 @@ DEPENDENCY_DISTRIBUTIONS = frozenset(
         "opentelemetry-instrumentation-fastapi", "opentelemetry-instrumentation-sqlalchemy",
         "opentelemetry-instrumentation-threading", "opentelemetry-proto", "opentelemetry-sdk",
         "opentelemetry-semantic-conventions", "opentelemetry-util-http", "protobuf", "pyjwt",
-        "pysocks", "pytest-xdist", "python-dateutil", "python-dotenv", "python-json-logger",
-        "pyyaml", "rpds-py", "strands-agents", "uv-build", "websocket-client",
+        "pysocks", "pytest-timeout", "pytest-xdist", "python-dateutil", "python-dotenv",
+        "python-json-logger", "pyyaml", "rpds-py", "strands-agents", "uv-build", "websocket-client",
     }
 )  # fmt: skip
 # The standard library of Python 3.11, which the project runs on, whatever Python runs this hook:

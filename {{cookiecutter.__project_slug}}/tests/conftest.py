@@ -76,11 +76,21 @@ def engine(database_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
+@pytest.fixture(autouse=True)
+def nothing_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test on the test database leaves it as it found it, passed or failed: the next test of
+    the same process lists the sessions and keys of the same principals."""
+    engine = request.getfixturevalue("engine") if "database_url" in request.fixturenames else None
+    yield
+    if engine is not None:
+        with engine.begin() as connection:
+            connection.execute(delete(sessions))  # with their agents, messages, multi-agent state
+            connection.execute(delete(api_keys))
+
+
 @pytest.fixture
-def repository(engine: Engine) -> Iterator[SqlSessionRepository]:
-    yield SqlSessionRepository(engine)
-    with engine.begin() as connection:
-        connection.execute(delete(sessions))  # cascades to agents, messages and multi-agent state
+def repository(engine: Engine) -> SqlSessionRepository:
+    return SqlSessionRepository(engine)
 
 
 @pytest.fixture
@@ -97,8 +107,8 @@ async def turn_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
-def store(turn_engine: AsyncEngine, repository: SqlSessionRepository) -> TurnStore:
-    """The service's turn store on the test database (its sessions removed after the test)."""
+def store(turn_engine: AsyncEngine) -> TurnStore:
+    """The service's turn store on the test database."""
     return turn_store_for(turn_engine, lease_seconds=3)
 
 
@@ -108,11 +118,9 @@ RUNNER_LEASE_SECONDS = 1
 
 
 @pytest.fixture
-async def make_runner(
-    database_url: str, turn_engine: AsyncEngine, repository: SqlSessionRepository
-) -> AsyncIterator[MakeRunner]:
+async def make_runner(database_url: str, turn_engine: AsyncEngine) -> AsyncIterator[MakeRunner]:
     """A turn runner keeping one-second leases (renewed every third of a second), without the
-    app around it; its sessions are removed after the test."""
+    app around it."""
     runners: list[TurnRunner] = []
 
     def make(model: ScriptedModel) -> TurnRunner:
@@ -143,7 +151,7 @@ class Api:
 
 
 @pytest.fixture
-def make_api(database_url: str, engine: Engine) -> Iterator[Callable[..., Api]]:
+def make_api(database_url: str) -> Iterator[Callable[..., Api]]:
     """Start the app on the test database with these scripted replies (and settings overrides)."""
     with ExitStack() as stack:
 
@@ -160,9 +168,6 @@ def make_api(database_url: str, engine: Engine) -> Iterator[Callable[..., Api]]:
             return Api(client, model, app.state.repository.for_principal(TEST_PRINCIPAL))
 
         yield start
-    with engine.begin() as connection:
-        connection.execute(delete(sessions))
-        connection.execute(delete(api_keys))
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ calls a tool when asked to (tests/support/slow_app.py).
 Needs Node.js and npm; skipped without them, unless REQUIRE_NODE=1 (CI) asks for this test.
 """
 
+import fcntl
 import json
 import os
 import shutil
@@ -32,9 +33,13 @@ def installed_client() -> Path:
         pytest.skip(reason)
     installed = CLIENT_DIR / "node_modules" / ".package-lock.json"
     lock = CLIENT_DIR / "package-lock.json"
-    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
-        command = ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"]
-        subprocess.run(command, cwd=CLIENT_DIR, check=True, timeout=300)
+    with lock.open() as lock_file:
+        # One test process installs; the others wait for it (`npm ci` starts by deleting
+        # node_modules, from under a client that another process runs).
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+            command = ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"]
+            subprocess.run(command, cwd=CLIENT_DIR, check=True, timeout=300)
     return CLIENT_DIR
 
 

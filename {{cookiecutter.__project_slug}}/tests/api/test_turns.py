@@ -27,7 +27,6 @@ def stream(client: TestClient, **body: object) -> list:
         return parse_events(response.read().decode())
 
 
-@pytest.mark.usefixtures("repository")  # removes the sessions afterwards
 def test_every_turn_of_a_process_runs_on_one_model(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

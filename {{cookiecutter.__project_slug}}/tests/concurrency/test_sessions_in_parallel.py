@@ -47,7 +47,7 @@ def test_the_service_answers_while_turns_wait_for_their_model(make_api: MakeApi)
         assert model.entered.wait(timeout=20)
         health = api.client.get("/health")
         sessions = api.client.get("/sessions")
-        answered_while_waiting = not release.is_set()
+        answered_while_waiting = not turn.done()
         release.set()
         assert turn.result(timeout=60).status_code == 200
 

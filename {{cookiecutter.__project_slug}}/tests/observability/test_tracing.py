@@ -58,7 +58,6 @@ def traced_client(
         yield client, exporter
 
 
-@pytest.mark.usefixtures("repository")  # removes the sessions afterwards
 @pytest.mark.parametrize("route", ["/process", "/process-streaming"])
 def test_a_turn_is_one_trace_from_its_request_to_its_statements_and_model(
     database_url: str, route: str
@@ -88,7 +87,6 @@ def test_a_turn_is_one_trace_from_its_request_to_its_statements_and_model(
     assert trace_ids == {request.context.trace_id}
 
 
-@pytest.mark.usefixtures("repository")
 def test_statements_of_no_request_and_a_streams_events_make_no_spans(database_url: str) -> None:
     """Lease renewals (every third of a lease), /ready's ping and a pool's connections would
     each be a trace of one span; each event of a stream, a span of the request."""
@@ -104,7 +102,6 @@ def test_statements_of_no_request_and_a_streams_events_make_no_spans(database_ur
     assert not [span.name for span in spans if span.name.endswith((" send", " receive"))]
 
 
-@pytest.mark.usefixtures("repository")
 def test_a_failed_turn_span_carries_its_error_code(database_url: str) -> None:
     model = ScriptedModel([RuntimeError("provider exploded")])
     with traced_client(database_url, model) as (client, exporter):
