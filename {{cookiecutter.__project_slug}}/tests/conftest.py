@@ -78,14 +78,14 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 @pytest.fixture(autouse=True)
 def nothing_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
-    """A test on the test database leaves it as it found it, passed or failed: the next test of
-    the same process lists the sessions and keys of the same principals."""
+    """A test on the test database leaves no session behind, passed or failed: the next test of
+    the same process lists the sessions of the same principals. (API keys stay: a server that a
+    module or the whole run shares keeps its key.)"""
     engine = request.getfixturevalue("engine") if "database_url" in request.fixturenames else None
     yield
     if engine is not None:
         with engine.begin() as connection:
             connection.execute(delete(sessions))  # with their agents, messages, multi-agent state
-            connection.execute(delete(api_keys))
 
 
 @pytest.fixture
@@ -151,7 +151,7 @@ class Api:
 
 
 @pytest.fixture
-def make_api(database_url: str) -> Iterator[Callable[..., Api]]:
+def make_api(database_url: str, engine: Engine) -> Iterator[Callable[..., Api]]:
     """Start the app on the test database with these scripted replies (and settings overrides)."""
     with ExitStack() as stack:
 
@@ -168,6 +168,8 @@ def make_api(database_url: str) -> Iterator[Callable[..., Api]]:
             return Api(client, model, app.state.repository.for_principal(TEST_PRINCIPAL))
 
         yield start
+    with engine.begin() as connection:
+        connection.execute(delete(api_keys))
 
 
 @pytest.fixture
