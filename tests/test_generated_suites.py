@@ -49,7 +49,7 @@ def test_lowest_dependencies_pass_the_suite(bake: Bake) -> None:
     """Every lower bound of the generated pyproject.toml holds: the default project, with the
     lowest release of each direct dependency that it allows, passes its suite on PostgreSQL,
     the database of production. (Its tests on SQLite, run below with the newest releases, would
-    add the lower bound of aiosqlite alone, for a third of this suite's time.)"""
+    add only the lower bound of aiosqlite.)"""
     project = bake()
     project.install(resolution="lowest-direct")
     env = postgres_env()
