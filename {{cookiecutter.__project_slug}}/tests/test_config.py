@@ -46,6 +46,13 @@ def test_an_in_memory_sqlite_database_is_refused(url: str) -> None:
         Settings(database_url=url)
 
 
+def refusal() -> str:
+    """The one line the service exits with, reading the settings of this environment."""
+    with pytest.raises(SystemExit) as exited:
+        settings_or_exit(lambda: Settings(_env_file=None))
+    return str(exited.value)
+
+
 @pytest.mark.parametrize(
     "url",
     [
@@ -61,10 +68,8 @@ def test_a_database_url_that_no_installed_driver_reads_is_refused_in_one_line(
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", url)
 
-    with pytest.raises(SystemExit) as exited:
-        settings_or_exit(lambda: Settings(_env_file=None))
+    line = refusal()
 
-    line = str(exited.value)
     assert line.startswith("Invalid settings: DATABASE_URL: ")
     assert line.endswith("use postgresql://user:password@host:5432/db or sqlite:///path/to/file.db")
 
@@ -85,10 +90,7 @@ def test_a_setting_that_would_break_every_request_is_refused_in_one_line(
 ) -> None:
     monkeypatch.setenv(name, value)
 
-    with pytest.raises(SystemExit) as exited:
-        settings_or_exit(lambda: Settings(_env_file=None))
-
-    assert str(exited.value).startswith(f"Invalid settings: {name}: ")
+    assert refusal().startswith(f"Invalid settings: {name}: ")
 
 
 def test_auth_mode_follows_the_template_answer(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,10 +108,7 @@ def test_jwt_mode_needs_its_identity_provider(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("AUTH_MODE", "jwt")
     monkeypatch.setenv("JWT_ISSUER", "https://id.example/")
 
-    with pytest.raises(SystemExit) as exited:
-        settings_or_exit(lambda: Settings(_env_file=None))
-
-    assert str(exited.value) == "Invalid settings: AUTH_MODE=jwt needs JWT_JWKS_URL, JWT_AUDIENCE"
+    assert refusal() == "Invalid settings: AUTH_MODE=jwt needs JWT_JWKS_URL, JWT_AUDIENCE"
 
 
 def test_a_list_setting_that_is_not_json_is_refused_in_one_line(
@@ -117,10 +116,8 @@ def test_a_list_setting_that_is_not_json_is_refused_in_one_line(
 ) -> None:
     monkeypatch.setenv("ALLOWED_HOSTS", "agent.example.com")
 
-    with pytest.raises(SystemExit) as exited:
-        settings_or_exit(lambda: Settings(_env_file=None))
+    line = refusal()
 
-    line = str(exited.value)
     assert line.startswith("Invalid settings: ") and '"allowed_hosts"' in line
     assert line.endswith('(a list setting is JSON, as in ALLOWED_HOSTS=["api.example.com"])')
 
