@@ -11,7 +11,7 @@ phase can only send the largest value a bound allows where there is a bound.
 """
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,18 @@ def headers(database_url: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {new_api_key(database_url)}"}
 
 
+def checks(headers: dict[str, str]) -> list[Callable[..., None]]:
+    """CHECKS, and that the run's API key, where a request sent it (Schemathesis also leaves it
+    out on purpose), is accepted: a 401 would mean that it stopped working, and that the
+    requests after it reached nothing behind authentication."""
+
+    def key_accepted(ctx: Any, response: Any, case: schemathesis.Case) -> None:
+        sent = response.request.headers.get("Authorization") == headers["Authorization"]
+        assert not (sent and response.status_code == 401), "the run's API key was refused"
+
+    return [*CHECKS, key_accepted]
+
+
 @pytest.fixture
 def example_session(engine: Engine) -> None:
     """The example session, the test key's: made again for each route, as a sequence of calls or
@@ -126,7 +138,7 @@ def test_no_input_makes_the_service_fail(
 ) -> None:
     response = case.call(app=fuzzed_app, headers=headers)
 
-    case.validate_response(response, checks=CHECKS)
+    case.validate_response(response, checks=checks(headers))
 
 
 def test_no_sequence_of_calls_makes_the_service_fail(
@@ -143,7 +155,7 @@ def test_no_sequence_of_calls_makes_the_service_fail(
             return {"app": fuzzed_app, "headers": headers}
 
         def validate_response(self, response: Any, case: schemathesis.Case, **kwargs: Any) -> None:
-            case.validate_response(response, checks=CHECKS)
+            case.validate_response(response, checks=checks(headers))
 
     Sequences.run(
         settings=settings(
