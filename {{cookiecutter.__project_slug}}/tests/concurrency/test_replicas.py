@@ -40,6 +40,8 @@ def test_concurrent_turns_on_one_session_across_two_replicas() -> None:
 
         with ThreadPoolExecutor(TURNS) as pool:
             responses = list(pool.map(turn, range(TURNS)))
+        # Then each replica continues the session: whichever replicas won the burst, both store.
+        afterwards = [turn(TURNS + number) for number in range(2)]
 
         statuses = [response.status_code for response in responses]
         with engine.connect() as connection:
@@ -54,15 +56,16 @@ def test_concurrent_turns_on_one_session_across_two_replicas() -> None:
         r.text for r in responses if r.status_code not in (200, 409)
     ]
     assert statuses.count(200) >= 2, "turns were stored, one after the other"
+    assert [response.status_code for response in afterwards] == [200, 200], "both replicas store"
     for response in responses:
         if response.status_code == 409:
             assert response.json()["error"]["code"] == "session_busy"
-    assert [row.message_id for row in rows] == list(range(2 * statuses.count(200)))
+    assert [row.message_id for row in rows] == list(range(2 * (statuses.count(200) + 2)))
     pairs = [stored[i : i + 2] for i in range(0, len(stored), 2)]
     for prompt, reply in pairs:
         assert prompt.message["role"] == "user"
         assert reply.message["role"] == "assistant"
         asked = prompt.message["content"][0]["text"]
         assert reply.message["content"][0]["text"] == f"You said: {asked}", "each turn is whole"
-    answered = {r.json()["response"] for r in responses if r.status_code == 200}
+    answered = {r.json()["response"] for r in [*responses, *afterwards] if r.status_code == 200}
     assert answered == {f"You said: {p.message['content'][0]['text']}" for p, _ in pairs}
