@@ -26,14 +26,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .session_store import again_if_dropped, metadata, validate_id
-from .session_store.tables import ID_LENGTH, Timestamp
+from .session_store import again_if_dropped, metadata, validate_principal
+from .session_store.tables import PRINCIPAL_LENGTH, Timestamp
 
 api_keys = Table(
     "api_keys",
     metadata,
     Column("key_id", String(16), primary_key=True),
-    Column("principal", String(ID_LENGTH), nullable=False),
+    Column("principal", String(PRINCIPAL_LENGTH), nullable=False),
     Column("key_hash", String(64), nullable=False),
     Column("created_at", Timestamp, nullable=False),
     Column("revoked_at", Timestamp, nullable=True),
@@ -60,7 +60,7 @@ def create_api_key(engine: Engine, principal: str) -> str:
     key = f"{key_id}.{secrets.token_urlsafe(32)}"
     values = {
         "key_id": key_id,
-        "principal": validate_id("principal", principal),
+        "principal": validate_principal(principal),
         "key_hash": _hash(key),
         "created_at": datetime.now(UTC),
     }

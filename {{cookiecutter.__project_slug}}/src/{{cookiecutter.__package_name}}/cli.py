@@ -17,14 +17,14 @@ from .config import EngineSettings, Settings, get_settings, settings_or_exit
 from .database import create_engine, migrate_if_embedded
 from .logs import log_config
 from .server import HeaderLimitsProtocol
-from .session_store import InvalidIdError, validate_id
+from .session_store import InvalidIdError, validate_principal
 from .session_store.records import LOCAL_PRINCIPAL
 
 
 def principal(text: str) -> str:
     """A principal named on the command line: refused by argparse, in one line, unless valid."""
     try:
-        validate_id("principal", text)
+        validate_principal(text)
     except InvalidIdError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     if text == LOCAL_PRINCIPAL:

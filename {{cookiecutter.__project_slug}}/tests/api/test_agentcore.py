@@ -30,13 +30,14 @@ def runtime(database_url: str, engine: Engine) -> Iterator[httpx.Client]:
         connection.execute(delete(sessions))
 
 
-def runtime_session() -> str:
-    """An id as the runtime makes them: 33 characters or more."""
-    return f"runtime-{uuid4()}"
+def runtime_session(length: int = 44) -> str:
+    """An id as the runtime takes them: 33 to 256 characters."""
+    return f"runtime-{uuid4()}".ljust(length, "0")
 
 
-def test_invocations_continue_the_runtime_session(runtime: httpx.Client) -> None:
-    session = {SESSION_HEADER: runtime_session()}
+@pytest.mark.parametrize("length", [44, 256], ids=["uuid", "longest"])
+def test_invocations_continue_the_runtime_session(runtime: httpx.Client, length: int) -> None:
+    session = {SESSION_HEADER: runtime_session(length)}
     first = runtime.post("/invocations", json={"prompt": "Hello"}, headers=session)
     second = runtime.post("/invocations", json={"prompt": "Again"}, headers=session)
     history = runtime.get(f"/sessions/{session[SESSION_HEADER]}/history").json()

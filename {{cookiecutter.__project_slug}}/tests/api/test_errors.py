@@ -30,7 +30,7 @@ MakeApi = Callable[..., Api]
         ({"prompt": ""}, 422, "invalid_request"),
         ({}, 422, "invalid_request"),
         ({"prompt": "hi", "session_id": "../etc/passwd"}, 422, "invalid_request"),
-        ({"prompt": "hi", "session_id": "x" * 129}, 422, "invalid_request"),
+        ({"prompt": "hi", "session_id": "x" * 257}, 422, "invalid_request"),
         ({"prompt": "x" * 101}, 413, "prompt_too_long"),
         # PostgreSQL cannot store NUL; a prompt of whitespace only says nothing to the model.
         ({"prompt": "before\u0000after"}, 422, "invalid_request"),

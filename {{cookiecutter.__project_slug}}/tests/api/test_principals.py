@@ -236,14 +236,15 @@ def test_the_key_commands_say_in_one_line_that_the_sqlite_file_cannot_be_made(
     assert "a-file" in key_command_failure(monkeypatch, in_a_file)
 
 
+@pytest.mark.parametrize("principal", ["a/b", "p" * 129], ids=["slash", "too-long"])
 def test_create_api_key_refuses_an_invalid_principal_in_one_line(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], principal: str
 ) -> None:
     with pytest.raises(SystemExit) as exit:
-        command_line(["create-api-key", "a/b"])
+        command_line(["create-api-key", principal])
 
     assert exit.value.code == 2
-    assert "invalid principal 'a/b'" in capsys.readouterr().err
+    assert f"invalid principal '{principal}': use 1 to 128 characters" in capsys.readouterr().err
 
 
 def test_no_credential_proves_the_open_modes_principal(

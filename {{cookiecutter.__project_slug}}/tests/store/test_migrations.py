@@ -82,6 +82,20 @@ def test_downgrade_base_removes_every_table_and_upgrade_rebuilds_them(empty_engi
     assert schema_differences(empty_engine) == []
 
 
+def test_ids_longer_than_before_0006_hold_a_downgrade_below_it(empty_engine: Engine) -> None:
+    upgrade_schema(empty_engine)
+    repository = SqlSessionRepository(empty_engine)
+    repository.create_session(Session("x" * 129, SessionType.AGENT))
+    config = alembic_config(empty_engine)
+
+    with pytest.raises(RuntimeError, match="sessions holds ids longer than 128 characters"):
+        command.downgrade(config, "0005")
+    repository.delete_session("x" * 129)
+    command.downgrade(config, "0005")
+    upgrade_schema(empty_engine)
+    assert schema_differences(empty_engine) == []
+
+
 def test_sessions_stored_before_they_were_named_per_principal_keep_everything(
     empty_engine: Engine,
 ) -> None:
@@ -314,8 +328,8 @@ def test_alembic_command_line_migrates_database_url(empty_database_url: str) -> 
         assert result.returncode == 0, result.stderr
         results[arguments[0]] = result
 
-    assert "Running upgrade 0004 -> 0005" in results["upgrade"].stderr
-    assert "0005 (head)" in results["current"].stdout
+    assert "Running upgrade 0005 -> 0006" in results["upgrade"].stderr
+    assert "0006 (head)" in results["current"].stdout
 
 
 def test_the_app_migrates_the_embedded_sqlite_database_at_start_up() -> None:

@@ -83,12 +83,12 @@ def test_creating_an_existing_session_raises_a_session_exception(
 @pytest.mark.parametrize(
     "bad_id",
     # The last reverses the text after it on a screen: a log line would lie.
-    ["", "a/b", "../etc", "a\\b", ".", "..", "x" * 129, "a\nb", "tab\there", "nul\x00", "a\u202eb"],
+    ["", "a/b", "../etc", "a\\b", ".", "..", "x" * 257, "a\nb", "tab\there", "nul\x00", "a\u202eb"],
 )
 def test_unsafe_ids_are_refused_with_a_clear_error(
     repository: SqlSessionRepository, bad_id: str
 ) -> None:
-    with pytest.raises(InvalidIdError, match="use 1 to 128 characters"):
+    with pytest.raises(InvalidIdError, match="use 1 to 256 characters"):
         new_session(repository, bad_id)
     with pytest.raises(InvalidIdError):
         repository.read_session(bad_id)
@@ -102,7 +102,8 @@ def test_unsafe_ids_are_refused_with_a_clear_error(
     [
         "0",
         "user:42.chat_1-a",
-        "x" * 128,
+        "x" * 256,
+        "\U0001f600" * 256,  # four bytes each in UTF-8: 1,024 bytes
         "_private",
         ".hidden",
         "-flag",
@@ -116,6 +117,26 @@ def test_ids_the_sdk_accepts_are_accepted(repository: SqlSessionRepository, good
     new_agent(repository, good_id, agent_id=good_id)
 
     assert repository.read_agent(good_id, good_id) is not None
+
+
+def test_a_message_keyed_by_the_longest_ids_is_stored_whatever_their_characters(
+    repository: SqlSessionRepository,
+) -> None:
+    """A message's key holds a principal and two ids: at their longest and in characters of
+    four bytes each, 2,560 bytes, within the 2,704 of an entry of a PostgreSQL index. Characters
+    that do not repeat, so that the entry cannot be compressed to fit."""
+
+    def longest(length: int, start: int) -> str:
+        return "".join(chr(0x20000 + start + number) for number in range(length))  # CJK Ext. B
+
+    widest = repository.for_principal(longest(128, 0))
+    session_id, agent_id = longest(256, 1_000), longest(256, 2_000)
+    new_session(widest, session_id)
+    new_agent(widest, session_id, agent_id)
+    message = text_message(0, "kept")
+    widest.create_message(session_id, agent_id, message)
+
+    assert widest.read_message(session_id, agent_id, 0).message == message.message
 
 
 def test_a_principal_sees_nothing_of_another_principals_sessions(

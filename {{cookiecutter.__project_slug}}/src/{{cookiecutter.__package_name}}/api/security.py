@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..api_keys import principal_for_key
 from ..config import Settings
-from ..session_store import InvalidIdError, validate_id
+from ..session_store import InvalidIdError, validate_principal
 from ..session_store.records import LOCAL_PRINCIPAL
 from .errors import (
     CLOSE_CONNECTION,
@@ -98,7 +98,7 @@ class Authenticator:
         except jwt.PyJWTError:  # not a JWT, or not a valid one
             return None
         try:
-            return validate_id("principal", claims.get(settings.jwt_principal_claim))
+            return validate_principal(claims.get(settings.jwt_principal_claim))
         except InvalidIdError:
             return None
 

@@ -10,6 +10,7 @@ from .records import (
     NotFoundError,
     SessionBusyError,
     validate_id,
+    validate_principal,
 )
 from .repository import InvalidCursorError, SessionPage, SqlSessionRepository
 from .tables import metadata
@@ -38,4 +39,5 @@ __all__ = [
     "metadata",
     "turn_store_for",
     "validate_id",
+    "validate_principal",
 ]

@@ -8,7 +8,7 @@ from strands.types.exceptions import SessionException
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
 from ..database import dumps_json, loads_json
-from .tables import ID_LENGTH
+from .tables import ID_LENGTH, PRINCIPAL_LENGTH
 
 
 class NotFoundError(SessionException):
@@ -34,13 +34,17 @@ class SessionBusyError(SessionException):
         )
 
 
-ID_RULE = (
-    f"1 to {ID_LENGTH} characters, none of them '/', '\\' or one that does not print (a control "
-    "or format character, or a separator but the space), and not '.' or '..'"
-)
+def id_rule(max_length: int) -> str:
+    return (
+        f"1 to {max_length} characters, none of them '/', '\\' or one that does not print (a "
+        "control or format character, or a separator but the space), and not '.' or '..'"
+    )
 
 
-def validate_id(kind: str, value: str) -> str:
+ID_RULE = id_rule(ID_LENGTH)
+
+
+def validate_id(kind: str, value: str, max_length: int = ID_LENGTH) -> str:
     """Return `value` if it is a valid session, agent or multi-agent id; else InvalidIdError.
 
     The SDK's own stores accept any id without a path separator; this store also refuses what
@@ -49,14 +53,19 @@ def validate_id(kind: str, value: str) -> str:
     """
     if (
         not isinstance(value, str)
-        or not 1 <= len(value) <= ID_LENGTH
+        or not 1 <= len(value) <= max_length
         or value in {".", ".."}
         or "/" in value
         or "\\" in value
         or not value.isprintable()
     ):
-        raise InvalidIdError(f"invalid {kind} {value!r}: use {ID_RULE}")
+        raise InvalidIdError(f"invalid {kind} {value!r}: use {id_rule(max_length)}")
     return value
+
+
+def validate_principal(value: str) -> str:
+    """Return `value` if it is a valid principal (as an id, but shorter); else InvalidIdError."""
+    return validate_id("principal", value, PRINCIPAL_LENGTH)
 
 
 # A message id is its position in the agent's conversation, in the table's integer column.

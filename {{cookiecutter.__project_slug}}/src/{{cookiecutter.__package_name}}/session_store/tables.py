@@ -17,7 +17,11 @@ from sqlalchemy import (
     TypeDecorator,
 )
 
-ID_LENGTH = 128
+# Session, agent and multi-agent ids are up to 256 characters, as long as an AgentCore Runtime
+# session id may be; principals up to 128. Whatever the characters, a message's key (principal,
+# session, agent) then fits in an entry of a PostgreSQL index, which holds at most 2,704 bytes.
+ID_LENGTH = 256
+PRINCIPAL_LENGTH = 128
 
 metadata = MetaData(
     naming_convention={
@@ -78,7 +82,7 @@ def _timestamps() -> list[Column]:
 sessions = Table(
     "sessions",
     metadata,
-    Column("principal", String(ID_LENGTH), primary_key=True),
+    Column("principal", String(PRINCIPAL_LENGTH), primary_key=True),
     Column("session_id", String(ID_LENGTH), primary_key=True),
     Column("session_type", String(32), nullable=False),
     *_timestamps(),
@@ -96,7 +100,7 @@ sessions = Table(
 agents = Table(
     "agents",
     metadata,
-    Column("principal", String(ID_LENGTH), primary_key=True),
+    Column("principal", String(PRINCIPAL_LENGTH), primary_key=True),
     Column("session_id", String(ID_LENGTH), primary_key=True),
     Column("agent_id", String(ID_LENGTH), primary_key=True),
     Column("state", Json, nullable=False),
@@ -115,7 +119,7 @@ agents = Table(
 messages = Table(
     "messages",
     metadata,
-    Column("principal", String(ID_LENGTH), primary_key=True),
+    Column("principal", String(PRINCIPAL_LENGTH), primary_key=True),
     Column("session_id", String(ID_LENGTH), primary_key=True),
     Column("agent_id", String(ID_LENGTH), primary_key=True),
     Column("message_id", Integer, primary_key=True, autoincrement=False),
@@ -132,7 +136,7 @@ messages = Table(
 multi_agents = Table(
     "multi_agents",
     metadata,
-    Column("principal", String(ID_LENGTH), primary_key=True),
+    Column("principal", String(PRINCIPAL_LENGTH), primary_key=True),
     Column("session_id", String(ID_LENGTH), primary_key=True),
     Column("multi_agent_id", String(ID_LENGTH), primary_key=True),
     Column("state", Json, nullable=False),

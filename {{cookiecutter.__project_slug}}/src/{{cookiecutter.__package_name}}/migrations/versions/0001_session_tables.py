@@ -11,8 +11,10 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from {{ cookiecutter.__package_name }}.session_store.tables import ID_LENGTH, UtcDateTime
+from {{ cookiecutter.__package_name }}.session_store.tables import UtcDateTime
 
+# The ids' length as this revision made them, until 0006.
+ID_LENGTH = 128
 # The JSON columns as this revision made them: jsonb on PostgreSQL, until 0005.
 Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 NullableJson = sa.JSON(none_as_null=True).with_variant(
