@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Engine, ExceptionContext, event, make_url
 from sqlalchemy.exc import OperationalError
@@ -252,14 +253,19 @@ def alembic_config(engine: Engine | None = None) -> Config:
     return config
 
 
+def known_revisions() -> frozenset[str]:
+    """This release's migrations. A database at a revision this release does not know is a
+    later release's, whose schema this one still works with: migrations are written so that the
+    previous release runs on them (a rollback)."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return frozenset(revision.revision for revision in script.walk_revisions())
+
+
 def earlier_revisions() -> frozenset[str]:
     """This release's migrations but its last: a database at one of them is not migrated for
-    this release yet. (One at a revision this release does not know is a later release's, whose
-    schema this one still works with: migrations are written so that the previous release runs
-    on them.)"""
-    script = ScriptDirectory.from_config(alembic_config())
-    revisions = {revision.revision for revision in script.walk_revisions()}
-    return frozenset(revisions - set(script.get_heads()))
+    this release yet."""
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    return known_revisions() - set(heads)
 
 
 def upgrade_schema(engine: Engine, revision: str = "head") -> None:
@@ -269,6 +275,12 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> None:
 
 def migrate_if_embedded(engine: Engine) -> None:
     """The embedded database (SQLite) migrates itself when first used; PostgreSQL is migrated
-    once per deployment (make migrate, or the compose migrate service), not by every replica."""
-    if engine.dialect.name == "sqlite":
+    once per deployment (make migrate, or the compose migrate service), not by every replica.
+    An embedded database that a later release migrated is left as it is (see known_revisions):
+    Alembic would refuse to start from a revision it cannot find."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as connection:
+        revision = MigrationContext.configure(connection).get_current_revision()
+    if revision is None or revision in known_revisions():
         upgrade_schema(engine)

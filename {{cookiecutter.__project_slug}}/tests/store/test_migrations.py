@@ -342,6 +342,22 @@ def test_the_app_migrates_the_embedded_sqlite_database_at_start_up() -> None:
     engine.dispose()
 
 
+def test_the_app_starts_on_an_embedded_database_that_a_later_release_migrated() -> None:
+    """A rollback: a release runs on the schema of the next one, which it cannot migrate."""
+    engine = create_engine(settings_for("sqlite:///.data/{{ cookiecutter.__package_name }}.db"))
+    upgrade_schema(engine)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'a-later-one'"))
+
+    with TestClient(create_app()) as client:
+        assert client.get("/ready").status_code == 200
+
+    with engine.connect() as connection:
+        revision = connection.execute(text("SELECT version_num FROM alembic_version"))
+        assert revision.scalar_one() == "a-later-one"
+    engine.dispose()
+
+
 def run(*command: str, env: dict[str, str]) -> str:
     result = subprocess.run(command, cwd=PROJECT_DIR, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
