@@ -150,8 +150,12 @@ class Api:
     repository: SqlSessionRepository
 
 
+# make_api: start the app with these scripted replies (or this model), and settings overrides.
+MakeApi = Callable[..., Api]
+
+
 @pytest.fixture
-def make_api(database_url: str, engine: Engine) -> Iterator[Callable[..., Api]]:
+def make_api(database_url: str, engine: Engine) -> Iterator[MakeApi]:
     """Start the app on the test database with these scripted replies (and settings overrides).
 
     The keys it makes are removed at the end, and no others: a module's or the run's server
@@ -178,7 +182,7 @@ def make_api(database_url: str, engine: Engine) -> Iterator[Callable[..., Api]]:
 
 
 @pytest.fixture
-def api(make_api: Callable[..., Api]) -> Api:
+def api(make_api: MakeApi) -> Api:
     """The app with a model that has no replies scripted: for tests that call no model."""
     return make_api()
 

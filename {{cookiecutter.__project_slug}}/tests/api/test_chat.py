@@ -4,7 +4,6 @@ scripted models. (test_chat_client.py speaks to it with the AI SDK's own client.
 import json
 import logging
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -15,12 +14,10 @@ from strands.types.exceptions import ModelThrottledException
 from {{ cookiecutter.__package_name }} import agent as agent_module
 from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository
 
-from ..conftest import Api
+from ..conftest import Api, MakeApi
 from ..support.http import assert_error
 from ..support.scripted_model import FailsMidAnswer, GatedModel, ToolCall
 from ..support.tools import failing_lookup_order, lookup_order
-
-MakeApi = Callable[..., Api]
 
 
 def chat_text(text: str) -> dict[str, str]:

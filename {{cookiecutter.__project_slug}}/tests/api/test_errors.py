@@ -1,7 +1,7 @@
 """Bad requests, authentication and documentation: clear errors, and nothing reaches the model."""
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy.exc import OperationalError
@@ -18,10 +18,8 @@ from {{ cookiecutter.__package_name }}.turns import (
     TurnTimeoutError,
 )
 
-from ..conftest import Api
+from ..conftest import Api, MakeApi
 from ..support.http import assert_error
-
-MakeApi = Callable[..., Api]
 
 
 @pytest.mark.parametrize(

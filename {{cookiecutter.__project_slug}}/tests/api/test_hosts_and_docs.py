@@ -1,16 +1,12 @@
 """The Host header must name an allowed host; the API documentation is served only when asked."""
 
-from collections.abc import Callable
-
 import pytest
 from fastapi.testclient import TestClient
 
 from {{ cookiecutter.__package_name }}.api.app import create_app
 
-from ..conftest import Api
+from ..conftest import Api, MakeApi
 from ..support.http import assert_error
-
-MakeApi = Callable[..., Api]
 
 
 def test_a_request_for_another_host_is_refused(api: Api) -> None:

@@ -5,7 +5,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,12 +27,10 @@ from {{ cookiecutter.__package_name }}.principal_limits import (
 )
 from {{ cookiecutter.__package_name }}.session_store import InvalidCursorError
 
-from ..conftest import Api
+from ..conftest import Api, MakeApi
 from ..support.databases import drop_other_connections, postgres_database, settings_for
 from ..support.http import QuietHandler, assert_error, local_http_server
 from ..support.scripted_model import GatedModel
-
-MakeApi = Callable[..., Api]
 
 
 def as_principal(api: Api, principal: str) -> dict[str, str]:

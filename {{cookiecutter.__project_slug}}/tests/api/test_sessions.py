@@ -3,15 +3,12 @@
 import json
 import uuid
 from base64 import urlsafe_b64encode
-from collections.abc import Callable
 
 import pytest
 from strands.types.session import SessionAgent, SessionMessage
 
-from ..conftest import Api
+from ..conftest import Api, MakeApi
 from ..support.http import assert_error
-
-MakeApi = Callable[..., Api]
 
 
 def test_create_list_inspect_and_delete_sessions(make_api: MakeApi) -> None:

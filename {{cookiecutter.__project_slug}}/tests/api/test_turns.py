@@ -1,7 +1,6 @@
 """The turn routes through FastAPI's test client, on SQLite and PostgreSQL, with scripted models."""
 
 import uuid
-from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
@@ -11,13 +10,11 @@ from {{ cookiecutter.__package_name }}.api import app as app_module
 from {{ cookiecutter.__package_name }}.config import Settings
 from {{ cookiecutter.__package_name }}.echo import EchoModel
 
-from ..conftest import Api
+from ..conftest import MakeApi
 from ..support.databases import new_api_key, settings_for
 from ..support.scripted_model import CutShort, ToolCall
 from ..support.sse import parse_events, streamed_text
 from ..support.tools import lookup_order
-
-MakeApi = Callable[..., Api]
 
 
 def stream(client: TestClient, **body: object) -> list:

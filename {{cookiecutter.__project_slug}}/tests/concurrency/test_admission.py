@@ -5,7 +5,6 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
@@ -14,12 +13,10 @@ from sqlalchemy import Engine
 
 from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository
 
-from ..conftest import Api
+from ..conftest import MakeApi
 from ..support.databases import TEST_PRINCIPAL
 from ..support.scripted_model import GatedModel
 from ..support.server import server_process
-
-MakeApi = Callable[..., Api]
 
 
 def test_at_capacity_a_turn_gets_429_at_once(make_api: MakeApi) -> None:

@@ -2,13 +2,10 @@
 works: sessions proceed in parallel, and the service keeps answering."""
 
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from ..conftest import Api
+from ..conftest import Api, MakeApi
 from ..support.scripted_model import GatedModel
-
-MakeApi = Callable[..., Api]
 
 
 def post_turns(api: Api, sessions: list[str]) -> list[int]:

@@ -5,7 +5,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -24,12 +24,10 @@ from {{ cookiecutter.__package_name }}.session_store import (
 )
 from {{ cookiecutter.__package_name }}.turns import ModelError, ModelFailures
 
-from ..conftest import Api, MakeRunner, client_stays
+from ..conftest import Api, MakeApi, MakeRunner, client_stays
 from ..support.databases import new_api_key, settings_for
 from ..support.scripted_model import FailsMidAnswer, GatedModel, ScriptedModel, ToolCall
 from ..support.sse import parse_events
-
-MakeApi = Callable[..., Api]
 
 
 def roles(api: Api, session_id: str = "s") -> list[str]:

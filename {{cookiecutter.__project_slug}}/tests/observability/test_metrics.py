@@ -1,7 +1,6 @@
 """Prometheus metrics: scraped after turns, they count what the turns did; /metrics needs a
 credential on the API's port, and METRICS_PORT serves them on a port of their own instead."""
 
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -9,11 +8,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from {{ cookiecutter.__package_name }}.api.errors import TURN_ERROR_CODES
 
-from ..conftest import Api
+from ..conftest import Api, MakeApi
 from ..support.scripted_model import ToolCall
 from ..support.server import free_port, running_server
-
-MakeApi = Callable[..., Api]
 
 
 def scrape(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
