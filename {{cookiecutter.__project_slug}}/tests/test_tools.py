@@ -1,9 +1,8 @@
-from collections.abc import Callable
 from datetime import datetime
 
 from {{ cookiecutter.__package_name }}.tools import EXAMPLE_TOOLS, current_time, word_count
 
-from .conftest import Api
+from .conftest import MakeApi
 from .support.scripted_model import ToolCall
 
 
@@ -28,7 +27,7 @@ def test_word_count() -> None:
     assert word_count(text="one two  three\nfour") == 4
 
 
-def test_the_agent_calls_an_example_tool_in_a_turn(make_api: Callable[..., Api]) -> None:
+def test_the_agent_calls_an_example_tool_in_a_turn(make_api: MakeApi) -> None:
     api = make_api([ToolCall("word_count", {"text": "one two three"}), "Three words."])
 
     reply = api.client.post("/process", json={"prompt": "Count: one two three", "session_id": "s"})

@@ -2,6 +2,7 @@
 
 import binascii
 import json
+import logging
 import math
 import re
 from base64 import b64decode, b64encode
@@ -20,6 +21,8 @@ from sqlalchemy.ext import asyncio as sqlalchemy_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .config import EngineSettings
+
+logger = logging.getLogger(__name__)
 
 MIGRATIONS = "{{ cookiecutter.__package_name }}:migrations"
 # libpq's checks that a PostgreSQL connection still reaches its server. One whose server went
@@ -284,3 +287,5 @@ def migrate_if_embedded(engine: Engine) -> None:
         revision = MigrationContext.configure(connection).get_current_revision()
     if revision is None or revision in known_revisions():
         upgrade_schema(engine)
+    else:
+        logger.warning("The database is at revision %s, a later release's: not migrated", revision)

@@ -1,5 +1,4 @@
 import asyncio
-from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,7 +13,7 @@ from {{ cookiecutter.__package_name }}.database import (
     upgrade_schema,
 )
 
-from ..conftest import Api
+from ..conftest import MakeApi
 from ..support.databases import postgres_database, settings_for
 from ..support.http import assert_error
 
@@ -48,7 +47,7 @@ def test_probes_answer_head_as_uptime_monitors_ask(client: TestClient, path: str
     assert response.content == b""
 
 
-def test_ready_while_session_requests_hold_their_pool(make_api: Callable[..., Api]) -> None:
+def test_ready_while_session_requests_hold_their_pool(make_api: MakeApi) -> None:
     """/sessions requests hold every connection of their pool (as slow reads of long
     conversations would): the probe answers at once, or every replica would leave the load
     balancer together."""

@@ -3,7 +3,6 @@ it, stores nothing, and its session is free for the next turn at once."""
 
 import asyncio
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -12,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository, turn_store_for
 from {{ cookiecutter.__package_name }}.turns import TurnCancelledError
 
-from ..conftest import Api, MakeRunner, client_stays
+from ..conftest import MakeApi, MakeRunner, client_stays
 from ..support.databases import TEST_PRINCIPAL, settings_for
 from ..support.http import assert_error
 from ..support.scripted_model import GatedModel, ScriptedModel
@@ -21,7 +20,7 @@ from ..support.sse import parse_events
 
 
 def test_a_turn_cancelled_on_its_replica_stops_at_once_and_stores_nothing(
-    make_api: Callable[..., Api],
+    make_api: MakeApi,
 ) -> None:
     release = threading.Event()
     model = GatedModel(release.wait)  # the model thinks until released

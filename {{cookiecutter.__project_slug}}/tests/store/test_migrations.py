@@ -18,7 +18,7 @@ from alembic.migration import MigrationContext
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import OperationalError
-from strands.types.session import Session, SessionAgent, SessionType
+from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
 from {{ cookiecutter.__package_name }}.api.app import create_app
 from {{ cookiecutter.__package_name }}.database import (
@@ -82,18 +82,47 @@ def test_downgrade_base_removes_every_table_and_upgrade_rebuilds_them(empty_engi
     assert schema_differences(empty_engine) == []
 
 
-def test_ids_longer_than_before_0006_hold_a_downgrade_below_it(empty_engine: Engine) -> None:
+def row_counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as connection:
+        return {
+            table: connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+            for table in sorted(TABLES)
+        }
+
+
+def test_a_downgrade_below_0006_waits_for_no_longer_id_and_keeps_every_row(
+    empty_engine: Engine,
+) -> None:
+    """Refused, naming them, while ids longer than 128 characters are stored; then, with
+    SQLite's tables rebuilt, every row kept."""
     upgrade_schema(empty_engine)
     repository = SqlSessionRepository(empty_engine)
-    repository.create_session(Session("x" * 129, SessionType.AGENT))
+    for session_id, agent_id in (("chat", "default"), ("s" * 129, "default"), ("t", "a" * 129)):
+        repository.create_session(Session(session_id, SessionType.AGENT))
+        repository.create_agent(session_id, SessionAgent(agent_id, {}, {}))
+        message = {"role": "user", "content": [{"text": "kept"}]}
+        repository.create_message(session_id, agent_id, SessionMessage(message, message_id=0))
+    with empty_engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO multi_agents (principal, session_id, multi_agent_id, state, "
+                "created_at, updated_at) VALUES ('local', 'chat', 'report', '{}', :at, :at)"
+            ),
+            {"at": "2026-11-27 10:00:00.000000"},
+        )
     config = alembic_config(empty_engine)
 
-    with pytest.raises(RuntimeError, match="sessions holds ids longer than 128 characters"):
+    with pytest.raises(RuntimeError, match="longer than 128") as refused:
         command.downgrade(config, "0005")
-    repository.delete_session("x" * 129)
+    for session_id in ("s" * 129, "t"):
+        repository.delete_session(session_id)
     command.downgrade(config, "0005")
+
+    assert "session_id 'ssss" in str(refused.value) and "agent_id 'aaaa" in str(refused.value)
+    assert set(row_counts(empty_engine).values()) == {1}, "chat's session, agent, message, state"
     upgrade_schema(empty_engine)
     assert schema_differences(empty_engine) == []
+    assert repository.read_message("chat", "default", 0).message["content"] == [{"text": "kept"}]
 
 
 def test_sessions_stored_before_they_were_named_per_principal_keep_everything(
@@ -342,7 +371,9 @@ def test_the_app_migrates_the_embedded_sqlite_database_at_start_up() -> None:
     engine.dispose()
 
 
-def test_the_app_starts_on_an_embedded_database_that_a_later_release_migrated() -> None:
+def test_the_app_starts_on_an_embedded_database_that_a_later_release_migrated(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """A rollback: a release runs on the schema of the next one, which it cannot migrate."""
     engine = create_engine(settings_for("sqlite:///.data/{{ cookiecutter.__package_name }}.db"))
     upgrade_schema(engine)
@@ -356,6 +387,7 @@ def test_the_app_starts_on_an_embedded_database_that_a_later_release_migrated() 
         revision = connection.execute(text("SELECT version_num FROM alembic_version"))
         assert revision.scalar_one() == "a-later-one"
     engine.dispose()
+    assert "revision a-later-one, a later release's: not migrated" in caplog.text
 
 
 def run(*command: str, env: dict[str, str]) -> str:

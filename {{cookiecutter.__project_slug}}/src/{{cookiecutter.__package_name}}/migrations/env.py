@@ -70,9 +70,11 @@ def sqlite_migration(connection: Connection) -> Iterator[None]:
     driver = connection.connection.driver_connection
     isolation_level = driver.isolation_level
     # Rebuilding a table drops the old one, which with foreign keys enforced would first delete
-    # (ON DELETE CASCADE) every row that refers to it. (A no-op inside a transaction: this is the
-    # connection's first statement.)
+    # (ON DELETE CASCADE) every row that refers to it. The pragma is a no-op inside a
+    # transaction, and the pool lends a connection with none open: checked all the same.
     connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    if connection.exec_driver_sql("PRAGMA foreign_keys").scalar_one() != 0:
+        raise RuntimeError("SQLite kept its foreign keys on: migrating would delete rows")
     try:
         driver.isolation_level = None  # no transactions of the driver's: only ours
         connection.exec_driver_sql("BEGIN IMMEDIATE")

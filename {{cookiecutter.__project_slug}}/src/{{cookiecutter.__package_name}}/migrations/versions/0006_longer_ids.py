@@ -19,6 +19,7 @@ down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# The id columns of each table.
 ID_COLUMNS = {
     "sessions": ["session_id"],
     "agents": ["session_id", "agent_id"],
@@ -26,20 +27,26 @@ ID_COLUMNS = {
     "multi_agents": ["session_id", "multi_agent_id"],
 }
 
+# The columns that hold every id stored (a message's ids are its agent's).
+STORED_IDS = {"sessions": "session_id", "agents": "agent_id", "multi_agents": "multi_agent_id"}
+
 
 def upgrade() -> None:
     change_id_length(128, 256)
 
 
 def downgrade() -> None:
-    for table, columns in ID_COLUMNS.items():
-        rows = sa.table(table, *(sa.column(name) for name in columns))
-        longer = sa.or_(*(sa.func.length(rows.c[name]) > 128 for name in columns))
-        if op.get_bind().execute(sa.select(rows).where(longer).limit(1)).first():
-            raise RuntimeError(
-                f"Cannot go below 0006 while {table} holds ids longer than 128 characters: "
-                "before it, no id is. Delete or rename those sessions first."
-            )
+    longer = []
+    for table, name in STORED_IDS.items():
+        column = sa.table(table, sa.column(name)).c[name]
+        query = sa.select(column).where(sa.func.length(column) > 128).limit(3)
+        longer += [f"{name} {value[:40]!r}..." for value in op.get_bind().scalars(query)]
+    if longer:
+        raise RuntimeError(
+            "Cannot go below 0006 while ids longer than 128 characters are stored "
+            f"({', '.join(longer)}): before it, none may be. Delete the sessions that hold them "
+            "first."
+        )
     change_id_length(256, 128)
 
 
