@@ -28,6 +28,8 @@ DEFAULT_DATABASE_URL = "sqlite:///.data/{{ cookiecutter.__package_name }}.db"
 # .env.example marks each secret it cannot know with this prefix: a service started with one would
 # use a password or key that anyone who has seen the template knows.
 PLACEHOLDER_PREFIX = "change-me"
+# The identity provider that .env.example and the Kubernetes settings name until one is set.
+PLACEHOLDER_IDENTITY_PROVIDER = "your-identity-provider.example"
 # What `secrets.token_urlsafe(32)` makes is 43 characters.
 MIN_CURSOR_SECRET_LENGTH = 32
 # The drivers installed: psycopg 3 for PostgreSQL, Python's own sqlite3.
@@ -202,15 +204,24 @@ class Settings(EngineSettings):
 
     @model_validator(mode="after")
     def require_jwt_settings(self) -> "Settings":
-        if self.auth_mode == "jwt":
-            missing = [
-                name.upper()
-                for name in ("jwt_jwks_url", "jwt_issuer", "jwt_audience")
-                if not getattr(self, name)
-            ]
-            if missing:
-                message = f"AUTH_MODE=jwt needs {', '.join(missing)}"
-                raise PydanticCustomError("jwt_settings_missing", message)
+        if self.auth_mode != "jwt":
+            return self
+        names = ("jwt_jwks_url", "jwt_issuer", "jwt_audience")
+        if missing := [name.upper() for name in names if not getattr(self, name)]:
+            message = f"AUTH_MODE=jwt needs {', '.join(missing)}"
+            raise PydanticCustomError("jwt_settings_missing", message)
+        # Refused here, or every request would get 503 auth_unavailable, as in an outage.
+        placeholders = [
+            name.upper()
+            for name in ("jwt_jwks_url", "jwt_issuer")
+            if urlsplit(getattr(self, name)).hostname == PLACEHOLDER_IDENTITY_PROVIDER
+        ]
+        if placeholders:
+            message = (
+                f"{' and '.join(placeholders)} name the placeholder identity provider "
+                f"{PLACEHOLDER_IDENTITY_PROVIDER}: set your own"
+            )
+            raise PydanticCustomError("placeholder", message)
         return self
 
     @field_validator("cursor_secret")
