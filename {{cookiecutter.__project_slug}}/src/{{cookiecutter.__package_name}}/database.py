@@ -16,13 +16,17 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Engine, ExceptionContext, event, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext import asyncio as sqlalchemy_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .config import EngineSettings
 
 logger = logging.getLogger(__name__)
+
+# The database is down, unreachable or out of connections: worth retrying, not a bug.
+DATABASE_OUTAGES = (OperationalError, InterfaceError, PoolTimeoutError)
 
 MIGRATIONS = "{{ cookiecutter.__package_name }}:migrations"
 # libpq's checks that a PostgreSQL connection still reaches its server. One whose server went

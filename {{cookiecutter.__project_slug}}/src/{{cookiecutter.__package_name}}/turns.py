@@ -31,7 +31,7 @@ from strands.types.tools import ToolResultContent
 from . import logs
 from .agent import AGENT_ID, build_agent
 from .config import Settings
-from .database import replace_unstorable
+from .database import DATABASE_OUTAGES, replace_unstorable
 from .metrics import Metrics
 from .principal_limits import PrincipalLimits, too_many_sessions
 from .session_store import (
@@ -448,6 +448,8 @@ class TurnRunner:
             logger.warning("turn failed: %s", error)
         elif isinstance(error, LeaseLostError):
             logger.warning("turn not stored: %s", error)
+        elif isinstance(error, DATABASE_OUTAGES):  # an outage, not a bug: one line, as requests
+            logger.warning("turn not stored: database unavailable: %s", error)
         else:
             logger.error("turn failed", exc_info=error)
 
@@ -514,6 +516,9 @@ class TurnRunner:
         if turn is None:
             async with self.connections:
                 return await self._store.revoke(principal, session_id)
+        if turn.cancelled:  # a second Stop, or a client's retry, while the first ends it
+            await turn.ended.wait()
+            return True
         if turn.ending:  # being saved: too late to stop
             return False
         turn.cancel()

@@ -198,14 +198,13 @@ def test_chat_requires_a_credential(api: Api) -> None:
         chat_body("../etc", "Hi"),
         chat_body("", "Hi"),
         chat_body("chat-1", "   "),
-        chat_body("chat-1", "Hi", trigger="regenerate-message"),
         {"id": "chat-1", "messages": []},
         {
             "id": "chat-1",
             "messages": [{"role": "assistant", "parts": [{"type": "text", "text": "Hi"}]}],
         },
     ],
-    ids=["bad-id", "empty-id", "no-text", "regenerate", "no-message", "last-not-the-users"],
+    ids=["bad-id", "empty-id", "no-text", "no-message", "last-not-the-users"],
 )
 def test_a_bad_chat_request_is_422(api: Api, body: dict[str, Any]) -> None:
     response = api.client.post("/chat", json=body)
@@ -252,12 +251,14 @@ IMAGE = {"type": "file", "mediaType": "image/png", "url": "data:image/png;base64
     [
         # What useChat sends when its user edits an earlier message and sends it again.
         (chat_body("chat-1", "Hi", messageId="m-0"), "editing a message already sent"),
+        # What its regenerate() sends.
+        (chat_body("chat-1", "Hi", trigger="regenerate-message"), "regenerating a reply"),
         (
             {"id": "chat-1", "messages": [{"role": "user", "parts": [chat_text("Hi"), IMAGE]}]},
             "file parts (images, documents) are not supported",
         ),
     ],
-    ids=["edit", "image"],
+    ids=["edit", "regenerate", "image"],
 )
 def test_what_chat_cannot_do_is_refused_not_dropped(
     api: Api, body: dict[str, Any], says: str

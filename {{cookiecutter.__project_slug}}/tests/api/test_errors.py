@@ -83,6 +83,22 @@ def test_a_body_that_is_not_json_gets_400(api: Api, path: str, body: bytes) -> N
     assert api.model.calls == []
 
 
+@pytest.mark.parametrize(
+    "content_type", [None, "text/plain;charset=UTF-8", "application/x-www-form-urlencoded"]
+)
+@pytest.mark.parametrize("path", ["/process", "/process-streaming", "/sessions"])
+def test_a_json_body_sent_as_another_type_says_which_header_to_send(
+    api: Api, path: str, content_type: str | None
+) -> None:
+    """As fetch() sends JSON.stringify(body) by default (text/plain), or curl -d (a form)."""
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = api.client.post(path, content=b'{"prompt": "Hi"}', headers=headers)
+
+    assert_error(response, 422, "invalid_request")
+    assert "Content-Type: application/json" in response.json()["error"]["message"]
+    assert api.model.calls == []
+
+
 def test_unknown_routes_and_methods(api: Api) -> None:
     assert_error(api.client.get("/no/such/route"), 404, "not_found")
     assert_error(api.client.delete("/health"), 405, "method_not_allowed")

@@ -8,7 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository, turn_store_for
+from {{ cookiecutter.__package_name }}.session_store import (
+    SqlSessionRepository,
+    TurnStore,
+    UnitOfWork,
+    turn_store_for,
+)
 from {{ cookiecutter.__package_name }}.turns import TurnCancelledError
 
 from ..conftest import MakeApi, MakeRunner, client_stays
@@ -63,6 +68,38 @@ async def test_a_turn_cancelled_before_its_task_began_ends_and_frees_its_session
     assert cancelled
     assert again.response == "Again."
     assert runner.turns_in_flight == 0
+
+
+@pytest.mark.anyio
+async def test_a_second_stop_of_a_turn_being_cancelled_says_it_was_cancelled(
+    make_runner: MakeRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two Stop buttons, or a client's retry, while the first Stop still ends the turn (its
+    lease being given back): the second was told that no turn had been cancelled, as if the
+    turn had been stored, and its client kept a message that the model never saw."""
+    giving_up = asyncio.Event()
+    give_up = TurnStore.give_up
+
+    async def give_up_and_say_so(store: TurnStore, work: UnitOfWork) -> None:
+        giving_up.set()
+        await give_up(store, work)
+
+    monkeypatch.setattr(TurnStore, "give_up", give_up_and_say_so)
+    release = threading.Event()
+    model = GatedModel(lambda: release.wait(timeout=20))
+    runner = make_runner(model)
+    turn = await runner.start("s", TEST_PRINCIPAL, "Hi", client_stays)
+    assert await asyncio.to_thread(model.entered.wait, 10)
+
+    first = asyncio.create_task(runner.cancel(TEST_PRINCIPAL, "s"))
+    async with asyncio.timeout(10):
+        await giving_up.wait()  # the first Stop stopped the turn: it gives its lease back
+    second = await runner.cancel(TEST_PRINCIPAL, "s")
+    release.set()
+
+    assert second and await first
+    with pytest.raises(TurnCancelledError):
+        await turn.result()
 
 
 @pytest.mark.anyio

@@ -2,6 +2,7 @@
 without a restart; a turn cut short by the outage leaves the session valid."""
 
 import itertools
+from pathlib import Path
 
 import httpx
 import pytest
@@ -33,6 +34,7 @@ def postgres() -> ThrowawayPostgres:
 def assert_unavailable(response: httpx.Response) -> None:
     assert response.status_code == 503, response.text
     assert response.json()["error"]["code"] == "database_unavailable"
+    assert int(response.headers["Retry-After"]) > 0
 
 
 def test_requests_fail_fast_during_an_outage_and_recover_after(postgres: ThrowawayPostgres) -> None:
@@ -62,10 +64,11 @@ def test_requests_fail_fast_during_an_outage_and_recover_after(postgres: Throwaw
 
 
 def test_a_turn_cut_short_by_an_outage_leaves_the_session_valid(
-    postgres: ThrowawayPostgres,
+    postgres: ThrowawayPostgres, tmp_path: Path
 ) -> None:
     slow = {"ECHO_WORD_DELAY": "0.3", **FAST_FAILURE}
-    with running_server(postgres.url, **slow) as client:
+    log = (tmp_path / "server.log").open("w+")
+    with running_server(postgres.url, log=log, **slow) as client:
         client.timeout = PROMPT_ANSWER
         body = {"prompt": "a long answer please", "session_id": "s"}
         with client.stream("POST", "/process-streaming", json=body) as response:
@@ -81,6 +84,10 @@ def test_a_turn_cut_short_by_an_outage_leaves_the_session_valid(
 
     assert events[-1].event == "error"
     assert events[-1].data["code"] == "database_unavailable"
+    log.seek(0)
+    logged = log.read()
+    assert "turn not stored: database unavailable" in logged
+    assert "turn failed" not in logged, "an outage is logged in a line, not as a bug of ours"
     assert after.status_code == 200, after.text
     assert [m["text"] for m in history] == ["again", "You said: again"]
     for earlier, later in itertools.pairwise(history):

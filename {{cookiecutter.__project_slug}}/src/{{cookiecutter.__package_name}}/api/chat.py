@@ -14,7 +14,7 @@ from uuid import uuid4
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from pydantic import AfterValidator, BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator
 
 from ..turns import (
     ModelRetry,
@@ -114,6 +114,17 @@ class ChatRequest(BaseModel):
         alias="messageId",
         description="Sent when the client edits an earlier message: not supported.",
     )
+
+    @field_validator("trigger", mode="before")
+    @classmethod
+    def no_regenerate(cls, trigger: object) -> object:
+        """What useChat's regenerate() sends: refused in words its user can act on."""
+        if trigger == "regenerate-message":
+            raise ValueError(
+                "regenerating a reply is not supported (a stored turn is never rewritten): "
+                "send a new message"
+            )
+        return trigger
 
     @property
     def prompt(self) -> str:

@@ -6,12 +6,11 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strands.types.exceptions import ModelThrottledException
 
+from ..database import DATABASE_OUTAGES
 from ..principal_limits import PrincipalLimitError
 from ..session_store import (
     AlreadyExistsError,
@@ -47,12 +46,12 @@ class ApiError(Exception):
 
 
 INTERNAL_ERROR_MESSAGE = "The service failed; it has been logged."
-# The database is down, unreachable or out of connections: worth retrying, not a bug.
-DATABASE_OUTAGES = (OperationalError, InterfaceError, PoolTimeoutError)
 
 
 def database_unavailable() -> ApiError:
-    return ApiError(503, "database_unavailable", "The database is unreachable; retry shortly.")
+    # Retry-After spaces out the retries of every client at once, for the seconds of a restart.
+    message = "The database is unreachable; retry shortly."
+    return ApiError(503, "database_unavailable", message, headers={"Retry-After": "5"})
 
 
 def database_outage(error: Exception) -> ApiError:
@@ -163,6 +162,11 @@ def install_error_handlers(app: FastAPI) -> None:
         # A body that is not JSON at all is the client's encoding bug, not a value to fix.
         if any(problem["type"] == "json_invalid" for problem in problems):
             return error_response(400, "invalid_json", "The request body is not valid JSON.")
+        # A body of another Content-Type (fetch's text/plain, curl's form) is not read as JSON
+        # but left as bytes: its problem is the header, not the fields found missing.
+        if isinstance(error.body, bytes):
+            message = "Send the body as JSON, with the header Content-Type: application/json."
+            return error_response(422, "invalid_request", message)
         message = "; ".join(
             f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
             for problem in problems[:MAX_PROBLEMS_SHOWN]

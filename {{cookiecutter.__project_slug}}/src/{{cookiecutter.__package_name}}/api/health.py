@@ -11,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..session_store import again_if_dropped
-from .errors import ApiError, documented
+from .errors import ApiError, database_unavailable, documented
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
@@ -93,5 +93,5 @@ async def ready(request: Request) -> Health:
         raise ApiError(503, "schema_not_migrated", message) from None
     except SQLAlchemyError as error:
         logger.warning("readiness check failed: %s", error)
-        raise ApiError(503, "database_unavailable", "The database is unreachable.") from None
+        raise database_unavailable() from None
     return Health()

@@ -24,15 +24,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..api_keys import principal_for_key
 from ..config import Settings
+from ..database import DATABASE_OUTAGES
 from ..session_store import InvalidIdError, validate_principal
 from ..session_store.records import LOCAL_PRINCIPAL
-from .errors import (
-    CLOSE_CONNECTION,
-    DATABASE_OUTAGES,
-    ApiError,
-    database_outage,
-    error_response,
-)
+from .errors import CLOSE_CONNECTION, ApiError, database_outage, error_response
 
 logger = logging.getLogger(__name__)
 bearer = HTTPBearer(auto_error=False, description="An API key, or a JWT (see AUTH_MODE).")
