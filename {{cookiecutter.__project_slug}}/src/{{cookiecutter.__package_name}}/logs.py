@@ -25,6 +25,8 @@ principal: ContextVar[str | None] = ContextVar("principal", default=None)
 
 CONTEXT_FIELDS = ("request_id", "session_id", "principal", "trace_id", "span_id")
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+# What SdkValuesFilter writes in place of each value.
+WITHHELD = "[withheld: LOG_PROMPTS=false]"
 # A context value shown as it is in text; any other is quoted (a session id may hold spaces and
 # brackets, and so pass for more of the context than it is).
 PLAIN_VALUE = re.compile(r"[\w.@:/+-]+")
@@ -41,6 +43,20 @@ class ContextFilter(logging.Filter):
         if span.is_valid:
             record.trace_id = trace.format_trace_id(span.trace_id)
             record.span_id = trace.format_span_id(span.span_id)
+        return True
+
+
+class SdkValuesFilter(logging.Filter):
+    """Withholds the values in the Strands SDK's log lines, keeping what each line says: it logs
+    a model's tool input at WARNING when it cannot parse it (the user's words, as the model
+    repeated them), and other parts of a conversation elsewhere. Unless LOG_PROMPTS=true."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.partition(".")[0] == "strands" and record.args:
+            if isinstance(record.args, dict):
+                record.args = dict.fromkeys(record.args, WITHHELD)
+            else:
+                record.args = (WITHHELD,) * len(record.args)
         return True
 
 
@@ -82,6 +98,7 @@ def log_config(settings: Settings) -> dict[str, Any]:
         name: {"handlers": [], "propagate": True} for name in UVICORN_LOGGERS
     }
     level = settings.log_level
+    filters = ["context"] if settings.log_prompts else ["context", "sdk_values"]
     if not settings.log_prompts and level == "DEBUG":
         # Libraries log their requests at DEBUG, prompts included (the Strands SDK, the model
         # providers' clients): only the service's own loggers go below INFO.
@@ -90,13 +107,13 @@ def log_config(settings: Settings) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"context": {"()": ContextFilter}},
+        "filters": {"context": {"()": ContextFilter}, "sdk_values": {"()": SdkValuesFilter}},
         "formatters": {"default": formatter},
         "handlers": {
             "default": {
                 "class": "logging.StreamHandler",
                 "formatter": "default",
-                "filters": ["context"],
+                "filters": filters,
             }
         },
         "root": {"level": level, "handlers": ["default"]},

@@ -22,7 +22,7 @@ from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler
 from sqlalchemy import Engine
 
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
@@ -93,9 +93,19 @@ def process_tracer_provider() -> TracerProvider:
     """
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
-        provider = TracerProvider(resource=service_resource())
+        provider = TracerProvider(sampler=default_sampler(), resource=service_resource())
         trace.set_tracer_provider(provider)
     return provider
+
+
+def default_sampler() -> Sampler | None:
+    """Every request traced, unless OTEL_TRACES_SAMPLER says otherwise (None: OpenTelemetry
+    reads it). Its own default follows a caller's traceparent, so that a client that sends one
+    with the sampled flag off would have its requests go untraced: here the caller's trace is
+    continued, sampled or not."""
+    if os.environ.get("OTEL_TRACES_SAMPLER"):
+        return None
+    return ParentBased(root=ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON)
 
 
 def service_resource() -> Resource:

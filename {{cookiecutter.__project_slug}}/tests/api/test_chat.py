@@ -317,11 +317,12 @@ def test_a_busy_chat_gets_409_before_its_stream_starts(make_api: MakeApi) -> Non
 
 
 def preflight(client: TestClient, origin: str) -> Any:
-    """What a browser asks before a page of `origin` sends its chat request."""
+    """What a browser asks before a page of `origin` sends its chat request (traced, as by
+    OpenTelemetry's instrumentation of fetch)."""
     headers = {
         "Origin": origin,
         "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization,content-type,x-request-id",
+        "Access-Control-Request-Headers": "authorization,content-type,x-request-id,traceparent",
     }
     return client.options("/chat", headers=headers)
 

@@ -3,6 +3,7 @@ never a prompt unless LOG_PROMPTS asks; plain text for development. Through a re
 logging is configured as in production (main.py)."""
 
 import json
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from {{ cookiecutter.__package_name }}.config import Settings
+from {{ cookiecutter.__package_name }}.logs import log_config
 
 from ..conftest import Api
 from ..support.databases import TEST_PRINCIPAL
@@ -55,6 +59,28 @@ def test_json_lines_carry_request_session_and_principal_but_no_prompt(
     assert {"time", "level", "logger"} <= finished[0].keys()
     # The card number with its space: a timestamp's microseconds can read 4111 too.
     assert "4111 1111" not in text
+
+
+@pytest.mark.parametrize("log_prompts", [False, True])
+def test_the_sdks_log_lines_keep_their_values_only_if_log_prompts_asks(log_prompts: bool) -> None:
+    """The SDK logs, at WARNING, a model's tool input that it cannot parse: the user's words,
+    as the model repeated them. Through the filters that the service's handler gets."""
+    config = log_config(Settings(_env_file=None, log_prompts=log_prompts))
+    handler = config["handlers"]["default"]
+    filters = [config["filters"][name]["()"]() for name in handler["filters"]]
+    record = logging.LogRecord(
+        "strands.event_loop.streaming",
+        logging.WARNING,
+        "streaming.py",
+        310,
+        "tool_name=<%s>, raw_input=<%s> | failed to parse tool input json",
+        ("word_count", '{"text": "' + SECRET_PROMPT),
+        None,
+    )
+
+    assert all(each.filter(record) for each in filters)
+    assert (SECRET_PROMPT in record.getMessage()) is log_prompts
+    assert "failed to parse tool input json" in record.getMessage()
 
 
 def test_log_prompts_logs_each_prompt_in_text_for_development(tmp_path: Path) -> None:

@@ -87,6 +87,20 @@ def test_a_turn_is_one_trace_from_its_request_to_its_statements_and_model(
     assert trace_ids == {request.context.trace_id}
 
 
+def test_a_callers_trace_is_continued_whether_it_sampled_it_or_not(database_url: str) -> None:
+    """Each request is traced: a caller's traceparent gives its trace id, not the decision."""
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    not_sampled = {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-00"}
+    with traced_client(database_url, ScriptedModel(["Hello."])) as (client, exporter):
+        response = client.post("/process", json={"prompt": "Hi"}, headers=not_sampled)
+        assert response.status_code == 200
+    spans = exporter.get_finished_spans()
+
+    [request] = [span for span in spans if span.kind == SpanKind.SERVER]
+    assert f"{request.context.trace_id:032x}" == trace_id
+    assert named(spans, "turn")
+
+
 def test_statements_of_no_request_and_a_streams_events_make_no_spans(database_url: str) -> None:
     """Lease renewals (every third of a lease), /ready's ping and a pool's connections would
     each be a trace of one span; each event of a stream, a span of the request."""

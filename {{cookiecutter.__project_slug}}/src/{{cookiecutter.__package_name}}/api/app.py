@@ -138,7 +138,14 @@ def create_app(
             CORSMiddleware,
             allow_origins=config.cors_allow_origins,
             allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            # traceparent and tracestate: what OpenTelemetry's instrumentation of fetch adds.
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "X-Request-ID",
+                "traceparent",
+                "tracestate",
+            ],
             expose_headers=["Retry-After", "X-Request-ID"],
         )
     app.add_middleware(AllowedHostsMiddleware, allowed_hosts=config.allowed_hosts)
