@@ -13,6 +13,8 @@ what to keep, as the SDK reads it: `gen_ai_unredacted_attributes=gen_ai.input.me
 """
 
 import os
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI
 from opentelemetry import trace
@@ -20,9 +22,11 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler
+from opentelemetry.trace import Status, StatusCode
+from opentelemetry.util.types import Attributes
 from sqlalchemy import Engine
 
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
@@ -31,6 +35,10 @@ UNTRACED_URLS = "/health$,/ready$,/metrics$,/ping$"
 # The Strands SDK's variable, and its token listing the conversation's attributes to keep.
 SEMCONV_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
 UNREDACTED = "gen_ai_unredacted_attributes="
+# The name of the SDK's tracer, and what its spans keep of an exception once its message is
+# withheld (the message, and the stack trace that ends with it, go).
+SDK_TRACER = "strands.telemetry.tracer"
+KEPT_OF_AN_EXCEPTION = ("exception.type", "exception.escaped")
 
 
 class Tracing:
@@ -72,17 +80,70 @@ def start_tracing(app: FastAPI, exporter: SpanExporter | None = None) -> Tracing
         if not any(os.environ.get(name) for name in ENDPOINT_VARIABLES):
             return None
         exporter = OTLPSpanExporter()
-    redact_conversations()
+    if redact_conversations():
+        exporter = ErrorMessagesWithheld(exporter)
     return Tracing(app, exporter)
 
 
-def redact_conversations() -> None:
+def redact_conversations() -> bool:
     """Have the SDK redact the conversation from its spans, unless the environment already says
-    which of its attributes to keep. (The SDK reads the variable as it makes its tracer, with the
-    process's first agent: before any turn.)"""
+    which of its attributes to keep; whether it keeps none. (The SDK reads the variable as it
+    makes its tracer, with the process's first agent: before any turn.)"""
     tokens = [token.strip() for token in os.environ.get(SEMCONV_OPT_IN, "").split(",")]
-    if not any(token.startswith(UNREDACTED) for token in tokens):
+    chosen = [token for token in tokens if token.startswith(UNREDACTED)]
+    if not chosen:
         os.environ[SEMCONV_OPT_IN] = ",".join([*filter(None, tokens), UNREDACTED])
+    return all(token == UNREDACTED for token in chosen)
+
+
+class ErrorMessagesWithheld(SpanExporter):
+    """Sends spans on to `exporter`, the Strands SDK's without the messages of their errors: a
+    tool's error, or the failed validation of its arguments, quotes what the model gave it,
+    which the SDK's redaction of the conversation leaves in a span's status and exception event.
+    That it failed, and the exception's type, stay."""
+
+    def __init__(self, exporter: SpanExporter) -> None:
+        self._exporter = exporter
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self._exporter.export([without_error_messages(span) for span in spans])
+
+    def shutdown(self) -> None:
+        self._exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._exporter.force_flush(timeout_millis)
+
+
+def without_error_messages(span: ReadableSpan) -> ReadableSpan:
+    scope = span.instrumentation_scope
+    failed = span.status.status_code is StatusCode.ERROR
+    if scope is None or scope.name != SDK_TRACER or not failed:
+        return span
+    events = [
+        Event(event.name, only(event.attributes, KEPT_OF_AN_EXCEPTION), event.timestamp)
+        if event.name == "exception"
+        else event
+        for event in span.events
+    ]
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=span.attributes,
+        events=events,
+        links=span.links,
+        kind=span.kind,
+        status=Status(StatusCode.ERROR),
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=scope,
+    )
+
+
+def only(attributes: Attributes, names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: value for name, value in (attributes or {}).items() if name in names}
 
 
 def process_tracer_provider() -> TracerProvider:

@@ -15,8 +15,9 @@ from fastapi.testclient import TestClient
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 
+from {{ cookiecutter.__package_name }} import agent as agent_module
 from {{ cookiecutter.__package_name }}.api.app import create_app
 from {{ cookiecutter.__package_name }}.tracing import (
     SEMCONV_OPT_IN,
@@ -26,8 +27,9 @@ from {{ cookiecutter.__package_name }}.tracing import (
 
 from ..support.databases import TEST_PRINCIPAL, new_api_key, settings_for
 from ..support.http import QuietHandler, local_http_server
-from ..support.scripted_model import GatedModel, ScriptedModel
+from ..support.scripted_model import GatedModel, ScriptedModel, ToolCall
 from ..support.server import running_server
+from ..support.tools import failing_lookup_order
 
 
 def ancestors(span: ReadableSpan, spans: Sequence[ReadableSpan]) -> list[str]:
@@ -85,6 +87,24 @@ def test_a_turn_is_one_trace_from_its_request_to_its_statements_and_model(
     assert all("turn" in ancestors(span, spans) for span in named(spans, "chat"))
     trace_ids = {span.context.trace_id for span in [turn, agent, *under_turn]}
     assert trace_ids == {request.context.trace_id}
+
+
+def test_a_failed_tools_error_message_stays_out_of_the_traces(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tool's error quotes what the model gave it: the SDK redacts the tool's arguments and
+    result from its spans, but not the error's message from their status and exception event."""
+    monkeypatch.setattr(agent_module, "TOOLS", [failing_lookup_order])
+    model = ScriptedModel([ToolCall("lookup_order", {"order_id": "A-4111"}), "Not found."])
+    with traced_client(database_url, model) as (client, exporter):
+        assert client.post("/process", json={"prompt": "Where is it?"}).status_code == 200
+    spans = exporter.get_finished_spans()
+
+    [tool] = named(spans, "execute_tool")
+    assert tool.status.status_code is StatusCode.ERROR
+    exceptions = [event.attributes for event in tool.events if event.name == "exception"]
+    assert exceptions == [{"exception.type": "LookupError", "exception.escaped": "False"}]
+    assert "4111" not in "\n".join(span.to_json() for span in spans)
 
 
 def test_a_callers_trace_is_continued_whether_it_sampled_it_or_not(database_url: str) -> None:
