@@ -111,17 +111,24 @@ def test_jwt_mode_needs_its_identity_provider(monkeypatch: pytest.MonkeyPatch) -
     assert refusal() == "Invalid settings: AUTH_MODE=jwt needs JWT_JWKS_URL, JWT_AUDIENCE"
 
 
+@pytest.mark.parametrize(
+    ("issuer", "named"),
+    [
+        ("https://your-identity-provider.example/", "JWT_JWKS_URL and JWT_ISSUER name"),
+        ("https://id.example/", "JWT_JWKS_URL names"),
+    ],
+)
 def test_jwt_mode_refuses_the_placeholder_identity_provider(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, issuer: str, named: str
 ) -> None:
     """As .env.example and the Kubernetes settings name it until the owner sets theirs."""
     monkeypatch.setenv("AUTH_MODE", "jwt")
     monkeypatch.setenv("JWT_JWKS_URL", "https://your-identity-provider.example/jwks.json")
-    monkeypatch.setenv("JWT_ISSUER", "https://your-identity-provider.example/")
+    monkeypatch.setenv("JWT_ISSUER", issuer)
     monkeypatch.setenv("JWT_AUDIENCE", "my-service")
 
     assert refusal() == (
-        "Invalid settings: JWT_JWKS_URL and JWT_ISSUER name the placeholder identity provider "
+        f"Invalid settings: {named} the placeholder identity provider "
         "your-identity-provider.example: set your own"
     )
 

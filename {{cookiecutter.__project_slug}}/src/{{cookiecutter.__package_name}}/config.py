@@ -210,15 +210,17 @@ class Settings(EngineSettings):
         if missing := [name.upper() for name in names if not getattr(self, name)]:
             message = f"AUTH_MODE=jwt needs {', '.join(missing)}"
             raise PydanticCustomError("jwt_settings_missing", message)
-        # Refused here, or every request would get 503 auth_unavailable, as in an outage.
+        # Refused here: else every request would get 503 auth_unavailable, as in an outage (the
+        # keys cannot be fetched), or 401 (no token names that issuer).
         placeholders = [
             name.upper()
             for name in ("jwt_jwks_url", "jwt_issuer")
             if urlsplit(getattr(self, name)).hostname == PLACEHOLDER_IDENTITY_PROVIDER
         ]
         if placeholders:
+            verb = "names" if len(placeholders) == 1 else "name"
             message = (
-                f"{' and '.join(placeholders)} name the placeholder identity provider "
+                f"{' and '.join(placeholders)} {verb} the placeholder identity provider "
                 f"{PLACEHOLDER_IDENTITY_PROVIDER}: set your own"
             )
             raise PydanticCustomError("placeholder", message)

@@ -25,8 +25,8 @@ principal: ContextVar[str | None] = ContextVar("principal", default=None)
 
 CONTEXT_FIELDS = ("request_id", "session_id", "principal", "trace_id", "span_id")
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
-# What SdkValuesFilter writes in place of each value.
-WITHHELD = "[withheld: LOG_PROMPTS=false]"
+# What SdkValuesFilter adds where it withheld values.
+WITHHELD = "[values withheld: LOG_PROMPTS=false]"
 # A context value shown as it is in text; any other is quoted (a session id may hold spaces and
 # brackets, and so pass for more of the context than it is).
 PLAIN_VALUE = re.compile(r"[\w.@:/+-]+")
@@ -47,16 +47,20 @@ class ContextFilter(logging.Filter):
 
 
 class SdkValuesFilter(logging.Filter):
-    """Withholds the values in the Strands SDK's log lines, keeping what each line says: it logs
-    a model's tool input at WARNING when it cannot parse it (the user's words, as the model
-    repeated them), and other parts of a conversation elsewhere. Unless LOG_PROMPTS=true."""
+    """Withholds the values in the Strands SDK's log lines, and the messages of the exceptions
+    they carry: it logs a model's tool input at WARNING when it cannot parse it (the user's
+    words, as the model repeated them), and other parts of a conversation elsewhere. Each line
+    still says what happened, its placeholders (`%s`, `%d`) as they are. Unless
+    LOG_PROMPTS=true. (It changes the record: the service logs through one handler.)"""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.name.partition(".")[0] == "strands" and record.args:
-            if isinstance(record.args, dict):
-                record.args = dict.fromkeys(record.args, WITHHELD)
-            else:
-                record.args = (WITHHELD,) * len(record.args)
+        if record.name.partition(".")[0] != "strands":
+            return True
+        if record.args:
+            record.msg, record.args = f"{record.msg} {WITHHELD}", ()
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = f"{record.msg} ({type(record.exc_info[1]).__name__}, {WITHHELD})"
+            record.exc_info, record.exc_text = None, None
         return True
 
 

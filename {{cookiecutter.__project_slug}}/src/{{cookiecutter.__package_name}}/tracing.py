@@ -9,7 +9,8 @@ OTEL_EXPORTER_OTLP_HEADERS, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TR
 
 The SDK's spans would carry the whole conversation: its prompts, answers, system prompt, tool
 inputs and results. They carry "[REDACTED]" in its place unless OTEL_SEMCONV_STABILITY_OPT_IN lists
-what to keep, as the SDK reads it: `gen_ai_unredacted_attributes=gen_ai.input.messages;...`.
+what to keep, as the SDK reads it: `gen_ai_unredacted_attributes=gen_ai.input.messages;...`. The
+messages of their errors, which may quote a tool's input, go too unless it keeps the tools'.
 """
 
 import os
@@ -35,10 +36,10 @@ UNTRACED_URLS = "/health$,/ready$,/metrics$,/ping$"
 # The Strands SDK's variable, and its token listing the conversation's attributes to keep.
 SEMCONV_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
 UNREDACTED = "gen_ai_unredacted_attributes="
-# The name of the SDK's tracer, and what its spans keep of an exception once its message is
-# withheld (the message, and the stack trace that ends with it, go).
+# The SDK's attributes of a tool's input and output, as the variable lists them to keep.
+TOOL_ATTRIBUTES = ("gen_ai.tool.call.arguments", "gen_ai.tool.call.result")
+# The name of the SDK's tracer.
 SDK_TRACER = "strands.telemetry.tracer"
-KEPT_OF_AN_EXCEPTION = ("exception.type", "exception.escaped")
 
 
 class Tracing:
@@ -80,20 +81,39 @@ def start_tracing(app: FastAPI, exporter: SpanExporter | None = None) -> Tracing
         if not any(os.environ.get(name) for name in ENDPOINT_VARIABLES):
             return None
         exporter = OTLPSpanExporter()
-    if redact_conversations():
+    redact_conversations()
+    if not keeps_tool_data():
         exporter = ErrorMessagesWithheld(exporter)
     return Tracing(app, exporter)
 
 
-def redact_conversations() -> bool:
+def opt_in_tokens() -> list[str]:
+    return [token.strip() for token in os.environ.get(SEMCONV_OPT_IN, "").split(",")]
+
+
+def redact_conversations() -> None:
     """Have the SDK redact the conversation from its spans, unless the environment already says
-    which of its attributes to keep; whether it keeps none. (The SDK reads the variable as it
-    makes its tracer, with the process's first agent: before any turn.)"""
-    tokens = [token.strip() for token in os.environ.get(SEMCONV_OPT_IN, "").split(",")]
-    chosen = [token for token in tokens if token.startswith(UNREDACTED)]
-    if not chosen:
+    which of its attributes to keep. (The SDK reads the variable as it makes its tracer, with the
+    process's first agent: before any turn.)"""
+    tokens = opt_in_tokens()
+    if not any(token.startswith(UNREDACTED) for token in tokens):
         os.environ[SEMCONV_OPT_IN] = ",".join([*filter(None, tokens), UNREDACTED])
-    return all(token == UNREDACTED for token in chosen)
+
+
+def keeps_tool_data() -> bool:
+    """Whether the SDK's spans keep a tool's input or output: the variable lists either, or a
+    prefix of them that ends with `*` (`gen_ai.*`), as the SDK matches them."""
+    kept = [
+        name
+        for token in opt_in_tokens()
+        if token.startswith(UNREDACTED)
+        for name in token.removeprefix(UNREDACTED).split(";")
+    ]
+    return any(
+        attribute == name or (name.endswith("*") and attribute.startswith(name[:-1]))
+        for attribute in TOOL_ATTRIBUTES
+        for name in kept
+    )
 
 
 class ErrorMessagesWithheld(SpanExporter):
@@ -117,33 +137,56 @@ class ErrorMessagesWithheld(SpanExporter):
 
 def without_error_messages(span: ReadableSpan) -> ReadableSpan:
     scope = span.instrumentation_scope
-    failed = span.status.status_code is StatusCode.ERROR
-    if scope is None or scope.name != SDK_TRACER or not failed:
+    if scope is None or scope.name != SDK_TRACER or span.status.status_code is not StatusCode.ERROR:
         return span
-    events = [
-        Event(event.name, only(event.attributes, KEPT_OF_AN_EXCEPTION), event.timestamp)
-        if event.name == "exception"
-        else event
-        for event in span.events
-    ]
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes=span.attributes,
-        events=events,
-        links=span.links,
-        kind=span.kind,
-        status=Status(StatusCode.ERROR),
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=scope,
-    )
+    return SpanWithoutErrorMessages(span)
 
 
-def only(attributes: Attributes, names: tuple[str, ...]) -> dict[str, Any]:
-    return {name: value for name, value in (attributes or {}).items() if name in names}
+class SpanWithoutErrorMessages(ReadableSpan):
+    """A failed span as it ended, but for the error's message: its status keeps the code alone,
+    and its exception events the exception's type (the message goes, and with it the stack
+    trace, which ends with it)."""
+
+    def __init__(self, span: ReadableSpan) -> None:
+        events = [
+            Event(event.name, exception_type_only(event.attributes), event.timestamp)
+            if event.name == "exception"
+            else event
+            for event in span.events
+        ]
+        super().__init__(
+            name=span.name,
+            context=span.context,
+            parent=span.parent,
+            resource=span.resource,
+            attributes=span.attributes,
+            events=events,
+            links=span.links,
+            kind=span.kind,
+            status=Status(StatusCode.ERROR),
+            start_time=span.start_time,
+            end_time=span.end_time,
+            instrumentation_scope=span.instrumentation_scope,
+        )
+        self._span = span
+
+    # What the span's limits dropped, as the span counted it.
+    @property
+    def dropped_attributes(self) -> int:
+        return self._span.dropped_attributes
+
+    @property
+    def dropped_events(self) -> int:
+        return self._span.dropped_events
+
+    @property
+    def dropped_links(self) -> int:
+        return self._span.dropped_links
+
+
+def exception_type_only(attributes: Attributes) -> dict[str, Any]:
+    kept = ("exception.type", "exception.escaped")
+    return {name: value for name, value in (attributes or {}).items() if name in kept}
 
 
 def process_tracer_provider() -> TracerProvider:

@@ -81,10 +81,15 @@ def test_bad_invocations_get_json_errors(runtime: httpx.Client) -> None:
         "/invocations", json={"prompt": "Hi"}, headers={SESSION_HEADER: "a/b"}
     )
     no_key = runtime.post("/invocations", json={"prompt": "Hi"}, headers={"Authorization": ""})
+    # Both problems said at once: the header's is not hidden behind the body's type.
+    as_text = {SESSION_HEADER: "a/b", "Content-Type": "text/plain"}
+    both = runtime.post("/invocations", content=b'{"prompt": "Hi"}', headers=as_text)
 
     assert_error(no_prompt, 422, "invalid_request")
     assert_error(bad_session, 422, "invalid_request")
     assert_error(no_key, 401, "unauthorized")
+    assert_error(both, 422, "invalid_request")
+    assert "invalid id 'a/b'" in both.json()["error"]["message"]
 
 
 def test_an_invocation_without_a_content_type_is_read_as_json(runtime: httpx.Client) -> None:

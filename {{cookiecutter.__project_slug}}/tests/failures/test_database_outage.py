@@ -67,8 +67,8 @@ def test_a_turn_cut_short_by_an_outage_leaves_the_session_valid(
     postgres: ThrowawayPostgres, tmp_path: Path
 ) -> None:
     slow = {"ECHO_WORD_DELAY": "0.3", **FAST_FAILURE}
-    log = (tmp_path / "server.log").open("w+")
-    with running_server(postgres.url, log=log, **slow) as client:
+    log_path = tmp_path / "server.log"
+    with log_path.open("w") as log, running_server(postgres.url, log=log, **slow) as client:
         client.timeout = PROMPT_ANSWER
         body = {"prompt": "a long answer please", "session_id": "s"}
         with client.stream("POST", "/process-streaming", json=body) as response:
@@ -84,8 +84,7 @@ def test_a_turn_cut_short_by_an_outage_leaves_the_session_valid(
 
     assert events[-1].event == "error"
     assert events[-1].data["code"] == "database_unavailable"
-    log.seek(0)
-    logged = log.read()
+    logged = log_path.read_text()
     assert "turn not stored: database unavailable" in logged
     assert "turn failed" not in logged, "an outage is logged in a line, not as a bug of ours"
     assert after.status_code == 200, after.text

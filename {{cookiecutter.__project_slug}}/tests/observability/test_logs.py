@@ -2,9 +2,11 @@
 never a prompt unless LOG_PROMPTS asks; plain text for development. Through a real server, whose
 logging is configured as in production (main.py)."""
 
+import io
 import json
 import logging
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,26 +63,46 @@ def test_json_lines_carry_request_session_and_principal_but_no_prompt(
     assert "4111 1111" not in text
 
 
+def sdk_log_line(log_prompts: bool, message: str, *args: object, error: bool = False) -> str:
+    """A line the SDK logs, through the handler that the service's logging configuration makes
+    (its filters and formatter, JSON)."""
+    config = log_config(Settings(_env_file=None, log_prompts=log_prompts, log_format="json"))
+    handler = logging.StreamHandler(io.StringIO())
+    formatter = dict(config["formatters"]["default"])
+    handler.setFormatter(formatter.pop("()")(**formatter))
+    for name in config["handlers"]["default"]["filters"]:
+        handler.addFilter(config["filters"][name]["()"]())
+    exc_info = None
+    if error:
+        try:
+            raise LookupError(f"no order {SECRET_PROMPT}")
+        except LookupError:
+            exc_info = sys.exc_info()
+    record = logging.LogRecord(
+        "strands.event_loop.streaming", logging.WARNING, "streaming.py", 1, message, args, exc_info
+    )
+    handler.handle(record)
+    return handler.stream.getvalue()
+
+
 @pytest.mark.parametrize("log_prompts", [False, True])
 def test_the_sdks_log_lines_keep_their_values_only_if_log_prompts_asks(log_prompts: bool) -> None:
     """The SDK logs, at WARNING, a model's tool input that it cannot parse: the user's words,
-    as the model repeated them. Through the filters that the service's handler gets."""
-    config = log_config(Settings(_env_file=None, log_prompts=log_prompts))
-    handler = config["handlers"]["default"]
-    filters = [config["filters"][name]["()"]() for name in handler["filters"]]
-    record = logging.LogRecord(
-        "strands.event_loop.streaming",
-        logging.WARNING,
-        "streaming.py",
-        310,
-        "tool_name=<%s>, raw_input=<%s> | failed to parse tool input json",
-        ("word_count", '{"text": "' + SECRET_PROMPT),
-        None,
-    )
+    as the model repeated them; and the exceptions of failed tools, whose messages may quote
+    what the tool was given."""
+    unparsable = "tool_name=<%s>, raw_input=<%s> | failed to parse tool input json"
+    lines = [
+        sdk_log_line(log_prompts, unparsable, "word_count", '{"text": "' + SECRET_PROMPT),
+        sdk_log_line(log_prompts, "tool_name=<%s> | tool failed", "lookup", error=True),
+        sdk_log_line(log_prompts, "max_switches=<%d> | reached", 3),  # not a string
+    ]
 
-    assert all(each.filter(record) for each in filters)
-    assert (SECRET_PROMPT in record.getMessage()) is log_prompts
-    assert "failed to parse tool input json" in record.getMessage()
+    assert [(SECRET_PROMPT in line) for line in lines] == [log_prompts, log_prompts, False]
+    assert "failed to parse tool input json" in lines[0]
+    assert "LookupError" in lines[1]
+    assert "max_switches=<" in lines[2]
+    for line in lines:
+        json.loads(line)  # one JSON object each, not a logging error
 
 
 def test_log_prompts_logs_each_prompt_in_text_for_development(tmp_path: Path) -> None:

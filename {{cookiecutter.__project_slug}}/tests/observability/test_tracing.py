@@ -13,14 +13,18 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from {{ cookiecutter.__package_name }} import agent as agent_module
 from {{ cookiecutter.__package_name }}.api.app import create_app
 from {{ cookiecutter.__package_name }}.tracing import (
+    SDK_TRACER,
     SEMCONV_OPT_IN,
+    ErrorMessagesWithheld,
+    keeps_tool_data,
     redact_conversations,
     service_resource,
 )
@@ -101,10 +105,46 @@ def test_a_failed_tools_error_message_stays_out_of_the_traces(
     spans = exporter.get_finished_spans()
 
     [tool] = named(spans, "execute_tool")
-    assert tool.status.status_code is StatusCode.ERROR
+    assert tool.status.status_code is StatusCode.ERROR and tool.status.description is None
     exceptions = [event.attributes for event in tool.events if event.name == "exception"]
     assert exceptions == [{"exception.type": "LookupError", "exception.escaped": "False"}]
-    assert "4111" not in "\n".join(span.to_json() for span in spans)
+
+
+def test_a_span_without_its_error_message_keeps_the_rest_as_it_ended() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(span_limits=SpanLimits(max_span_attributes=1, max_events=1))
+    provider.add_span_processor(SimpleSpanProcessor(ErrorMessagesWithheld(exporter)))
+    with provider.get_tracer(SDK_TRACER).start_as_current_span("execute_tool lookup") as span:
+        span.set_attributes({"gen_ai.operation.name": "execute_tool", "one.too.many": True})
+        span.add_event("one too many")
+        span.record_exception(LookupError("no order A-4111"))
+        span.set_status(StatusCode.ERROR, "no order A-4111")
+    [sent] = exporter.get_finished_spans()
+
+    assert (sent.dropped_attributes, sent.dropped_events) == (1, 1), "as the span counted them"
+    assert (sent.name, sent.context, sent.attributes) == (span.name, span.context, span.attributes)
+    assert sent.status.status_code is StatusCode.ERROR and sent.status.description is None
+    assert [event.attributes for event in sent.events] == [
+        {"exception.type": "LookupError", "exception.escaped": "False"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("chosen", "kept"),
+    [
+        (None, False),
+        ("gen_ai_unredacted_attributes=gen_ai.input.messages;gen_ai.output.messages", False),
+        ("gen_ai_unredacted_attributes=gen_ai.tool.call.arguments", True),
+        ("gen_ai_latest_experimental,gen_ai_unredacted_attributes=gen_ai.*", True),
+    ],
+)
+def test_error_messages_are_kept_only_where_the_tools_data_is(
+    monkeypatch: pytest.MonkeyPatch, chosen: str | None, kept: bool
+) -> None:
+    monkeypatch.setenv(SEMCONV_OPT_IN, chosen or "")  # restored after the test
+    redact_conversations()
+
+    assert keeps_tool_data() is kept
 
 
 def test_a_callers_trace_is_continued_whether_it_sampled_it_or_not(database_url: str) -> None:

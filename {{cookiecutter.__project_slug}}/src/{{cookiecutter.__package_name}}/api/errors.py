@@ -163,8 +163,9 @@ def install_error_handlers(app: FastAPI) -> None:
         if any(problem["type"] == "json_invalid" for problem in problems):
             return error_response(400, "invalid_json", "The request body is not valid JSON.")
         # A body of another Content-Type (fetch's text/plain, curl's form) is not read as JSON
-        # but left as bytes: its problem is the header, not the fields found missing.
-        if isinstance(error.body, bytes):
+        # but left as bytes: its problem is the header, not the fields found missing (unless
+        # something else of the request is wrong too: then all of it is said).
+        if isinstance(error.body, bytes) and all(p["loc"][:1] == ("body",) for p in problems):
             message = "Send the body as JSON, with the header Content-Type: application/json."
             return error_response(422, "invalid_request", message)
         message = "; ".join(
