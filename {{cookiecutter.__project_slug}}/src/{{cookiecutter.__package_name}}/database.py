@@ -13,9 +13,19 @@ from typing import Any
 import sqlalchemy
 from alembic import command
 from alembic.config import Config
-from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import URL, Engine, ExceptionContext, event, make_url
+from sqlalchemy import (
+    URL,
+    Connection,
+    Engine,
+    ExceptionContext,
+    column,
+    event,
+    inspect,
+    make_url,
+    select,
+    table,
+)
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext import asyncio as sqlalchemy_asyncio
@@ -275,6 +285,17 @@ def earlier_revisions() -> frozenset[str]:
     return known_revisions() - set(heads)
 
 
+# Where Alembic records the schema's revision.
+ALEMBIC_VERSION = table("alembic_version", column("version_num"))
+
+
+def schema_revisions(connection: Connection) -> set[str]:
+    """The schema's revisions, as the migrations record them: none when it has no schema."""
+    if not inspect(connection).has_table(ALEMBIC_VERSION.name):
+        return set()
+    return set(connection.execute(select(ALEMBIC_VERSION.c.version_num)).scalars())
+
+
 def upgrade_schema(engine: Engine, revision: str = "head") -> None:
     """Bring the database schema up to `revision` (the latest by default)."""
     command.upgrade(alembic_config(engine), revision)
@@ -288,8 +309,9 @@ def migrate_if_embedded(engine: Engine) -> None:
     if engine.dialect.name != "sqlite":
         return
     with engine.connect() as connection:
-        revision = MigrationContext.configure(connection).get_current_revision()
-    if revision is None or revision in known_revisions():
+        revisions = schema_revisions(connection)
+    if revisions <= known_revisions():
         upgrade_schema(engine)
     else:
-        logger.warning("The database is at revision %s, a later release's: not migrated", revision)
+        later = ", ".join(sorted(revisions))
+        logger.warning("The database is at revision %s, a later release's: not migrated", later)

@@ -6,10 +6,10 @@ from typing import Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
-from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ..database import schema_revisions
 from ..session_store import again_if_dropped
 from .errors import ApiError, database_unavailable, documented
 
@@ -27,13 +27,6 @@ class Health(BaseModel):
 async def health() -> Health:
     """Liveness: the process serves requests. Touches neither the database nor the model."""
     return Health()
-
-
-def schema_revisions(connection: Connection) -> set[str]:
-    """The schema's revisions, as the migrations record them: none when it has no schema."""
-    if not inspect(connection).has_table("alembic_version"):
-        return set()
-    return set(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
 
 
 class SchemaNotMigratedError(Exception):
