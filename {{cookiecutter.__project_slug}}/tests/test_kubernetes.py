@@ -131,6 +131,32 @@ def test_the_probes_answer_without_a_credential(monkeypatch: pytest.MonkeyPatch)
             assert response.status_code == 200, (request, response.text)
 
 
+def test_pods_of_the_namespace_reach_the_service_by_its_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The NetworkPolicy lets the namespace's pods in: ALLOWED_HOSTS must take the names they
+    call the Service by, or every one of their requests gets 400 `invalid_host`."""
+    objects = example()
+    monkeypatch.setenv("ALLOWED_HOSTS", settings_of(objects)["ALLOWED_HOSTS"])
+    monkeypatch.setenv("AUTH_MODE", "api_keys")
+    service = named(objects, "Service", "{{ cookiecutter.__project_slug }}")["metadata"]
+    names = [service["name"], f"{service['name']}.{service['namespace']}.svc.cluster.local"]
+
+    with TestClient(create_app()) as client:
+        for name in names:
+            response = client.get("/sessions", headers={"Host": name})
+
+            assert response.status_code == 401, (name, response.text)  # past the Host check
+
+
+def test_unready_pods_do_not_hold_node_drains() -> None:
+    """With the database down every pod is unready: a budget counting them would refuse every
+    eviction, and a node drain or a cluster upgrade would wait for the database."""
+    (budget,) = [manifest for manifest in example() if manifest["kind"] == "PodDisruptionBudget"]
+
+    assert budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
 def test_idle_connections_outlive_the_ingress_controllers() -> None:
     # Else the controller now and then sends a request down a connection the pod is closing.
     app = named_container(example(), "app")
