@@ -10,6 +10,7 @@ also runs with API keys (AUTH_MODE=api_keys, the generated default) and without,
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import statistics
@@ -17,9 +18,11 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,27 +45,33 @@ def loadtest(project: Path, server: Server, conversations: int) -> dict[str, Any
     command = [sys.executable, "scripts/loadtest.py", server.url]
     arguments = ["--conversations", str(conversations), "--json"]
     done = subprocess.run([*command, *arguments], cwd=project, capture_output=True, text=True)
-    done.check_returncode()
+    if done.returncode:
+        sys.exit(f"the load test failed:\n{done.stderr}")
     return json.loads(done.stdout)
 
 
 def percentile(values: list[float], fraction: float) -> float:
+    """The nearest-rank percentile, as the load test's."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+    return ordered[max(math.ceil(fraction * len(ordered)) - 1, 0)]
 
 
 async def process_load(
     server: Server, clients: int, sessions: int, seconds: float
 ) -> dict[str, Any]:
-    """`clients` clients sending /process turns to random sessions for `seconds`."""
+    """`clients` clients sending /process turns to random sessions for `seconds`: sessions of
+    their own, shared by no earlier load, which would have grown them."""
     latencies: list[float] = []
     errors = 0
-    deadline = time.perf_counter() + seconds
+    run = uuid.uuid4().hex[:8]
+    start = time.perf_counter()
+    deadline = start + seconds
 
     async def client_loop(client: aiohttp.ClientSession) -> None:
         nonlocal errors
         while time.perf_counter() < deadline:
-            body = {"prompt": "What is new today?", "session_id": f"s-{random.randrange(sessions)}"}
+            session_id = f"{run}-{random.randrange(sessions)}"
+            body = {"prompt": "What is new today?", "session_id": session_id}
             start = time.perf_counter()
             async with client.post("/process", json=body) as response:
                 await response.read()
@@ -74,10 +83,12 @@ async def process_load(
         base_url=server.url, connector=connector, headers=server.headers
     ) as client:
         await asyncio.gather(*(client_loop(client) for _ in range(clients)))
+    # Requests sent before the deadline end after it: counted over the time they took.
+    wall = time.perf_counter() - start
     return {
         "requests": len(latencies),
-        "requests/s": len(latencies) / seconds,
-        "p50": statistics.median(latencies),
+        "requests/s": len(latencies) / wall,
+        "p50": percentile(latencies, 0.50),
         "p99": percentile(latencies, 0.99),
         "errors": errors,
     }
@@ -169,9 +180,10 @@ def bench_conversations(
         servers = [stack.enter_context(running(app, project, **env)) for _ in range(replicas)]
         before = [server.cpu_seconds() for server in servers]
         with connections_held(database_url) as held:
-            share = conversations // replicas
+            share, more = divmod(conversations, replicas)
+            shares = [share + 1] * more + [share] * (replicas - more)
             with ThreadPoolExecutor(len(servers)) as pool:
-                reports = list(pool.map(lambda server: loadtest(project, server, share), servers))
+                reports = list(pool.map(partial(loadtest, project), servers, shares))
         cpu = sum(s.cpu_seconds() - b for s, b in zip(servers, before, strict=True))
         memory = max(server.peak_memory_mb() for server in servers)
     completed = sum(report["completed"] for report in reports)

@@ -18,6 +18,7 @@ The client is aiohttp: its C parser lets one process keep a thousand streams bus
 import argparse
 import asyncio
 import json
+import math
 import os
 import time
 import uuid
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError
 
 # Eighteen words: the echo model answers with twenty ("You said: ...").
 PROMPT = "please tell me again in your own words what we agreed on for the next release of it"
@@ -56,10 +58,11 @@ class Report:
 
 
 def percentile(values: list[float], fraction: float) -> float | None:
+    """The nearest-rank percentile: the smallest value that `fraction` of them do not exceed."""
     if not values:
         return None
     ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 3)
+    return round(ordered[max(math.ceil(fraction * len(ordered)) - 1, 0)], 3)
 
 
 async def error_code(response: aiohttp.ClientResponse) -> str:
@@ -67,6 +70,13 @@ async def error_code(response: aiohttp.ClientResponse) -> str:
     connection limit, has none."""
     try:
         return (await response.json(content_type=None))["error"]["code"]
+    except (ValueError, TypeError, KeyError):
+        return "(not the service's error)"
+
+
+def error_event_code(data: bytes) -> str:
+    try:
+        return json.loads(data)["code"]
     except (ValueError, TypeError, KeyError):
         return "(not the service's error)"
 
@@ -88,9 +98,10 @@ async def turn(client: aiohttp.ClientSession, session_id: str, prompt: str, repo
                     if event == "text" and first_text is None:
                         first_text = time.perf_counter() - start
                 elif line.startswith(b"data: ") and event == "error":
-                    report.errors[f"error event {json.loads(line[6:]).get('code')}"] += 1
+                    report.errors[f"error event {error_event_code(line[6:])}"] += 1
                     return
-    except (aiohttp.ClientError, TimeoutError) as error:
+    # HttpProcessingError: a line longer than aiohttp reads (512 KiB), or a malformed response.
+    except (aiohttp.ClientError, HttpProcessingError, TimeoutError) as error:
         report.errors[type(error).__name__] += 1
         return
     if event != "done":

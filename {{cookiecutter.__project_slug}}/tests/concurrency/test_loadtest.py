@@ -1,11 +1,15 @@
 """`make loadtest` against a real server: it counts what completed and what was refused."""
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from sqlalchemy import Engine
 
 from ..support.server import PROJECT_DIR, running_server, server_process
@@ -60,3 +64,42 @@ def test_the_load_test_counts_refusals_that_are_not_the_services_errors(tmp_path
     assert refused > 0
     assert report["completed"] + refused == 10
     assert report["errors"] == {}
+
+
+def loadtest_module():
+    path = PROJECT_DIR / "scripts" / "loadtest.py"
+    spec = importlib.util.spec_from_file_location("loadtest", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_percentiles_are_nearest_rank() -> None:
+    percentile = loadtest_module().percentile
+
+    assert percentile([float(n) for n in range(1, 101)], 0.99) == 99  # not the largest
+    assert percentile([float(n) for n in range(1, 11)], 0.50) == 5
+    assert percentile([7.0], 0.99) == 7
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("stream", "counted_as"),
+    [
+        # A proxy's page in an error event.
+        (b"event: error\ndata: <h1>Bad gateway</h1>\n\n", "error event (not the service's error)"),
+        # A `done` event carrying an answer longer than aiohttp reads as one line.
+        (b"event: done\ndata: " + b"x" * 600_000 + b"\n\n", "LineTooLong"),
+    ],
+)
+async def test_a_stream_it_cannot_read_is_counted_not_fatal(stream: bytes, counted_as: str) -> None:
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(body=stream, content_type="text/event-stream")
+
+    app = web.Application()
+    app.router.add_post("/process-streaming", answer)
+    async with TestServer(app) as server:
+        report = await loadtest_module().run(str(server.make_url("")), 2, 1, "hello", 30)
+
+    assert report.completed == 0
+    assert report.errors == {counted_as: 2}
