@@ -4,10 +4,10 @@ Runs under the interpreter that runs cookiecutter: standard library only. Safe t
 already removed stay removed and an existing .env (with its secrets) is kept.
 """
 
+import contextlib
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -122,10 +122,21 @@ def write_env_file() -> None:
 
 
 def git_init() -> None:
-    """Start a repository when COOKIECUTTER_GIT_INIT=1 asks for one and none exists yet."""
-    if Path(".git").exists() or shutil.which("git") is None:
+    """Start a repository when COOKIECUTTER_GIT_INIT=1 asks for one and none exists yet. The
+    project is whole without one: a git that is missing, or too old for `--initial-branch`
+    (before 2.28), gets a warning, not the project deleted."""
+    if Path(".git").exists():
         return
-    subprocess.run(["git", "init", "--quiet", "--initial-branch=main"], check=True)
+    command = ["git", "init", "--quiet", "--initial-branch=main"]
+    try:
+        subprocess.run(command, check=True, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError) as error:
+        reason = getattr(error, "stderr", None) or error
+        print(
+            f"WARNING: no repository started ({str(reason).strip()}): run `git init` in the "
+            "project yourself",
+            file=sys.stderr,
+        )
 
 
 def print_next_steps() -> None:
@@ -148,9 +159,11 @@ def main() -> None:
     if not AGENTCORE:
         remove_agentcore()
     write_env_file()
+    # The project is whole from here: nothing that follows may undo it.
     if os.environ.get("COOKIECUTTER_GIT_INIT") == "1":
         git_init()
-    print_next_steps()
+    with contextlib.suppress(OSError):  # an output closed or full: nowhere to say it
+        print_next_steps()
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ line that says what was wrong and what would be accepted, and exits 1; cookiecut
 the half-made output directory.
 """
 
+import json
 import keyword
 import re
 import sys
@@ -13,14 +14,23 @@ import sys
 # answer can end its literal early and inject code into this script.
 PROJECT_SLUG = {{ cookiecutter.__project_slug | tojson }}
 PACKAGE_NAME = {{ cookiecutter.__package_name | tojson }}
+AUTHOR_NAME = {{ cookiecutter.author_name | tojson }}
 AUTHOR_EMAIL = {{ cookiecutter.author_email | tojson }}
 # Free text that the project holds as typed: in its README, pyproject.toml and pages.
 TEXT_ANSWERS = {
     "project_name": {{ cookiecutter.project_name | tojson }},
     "description": {{ cookiecutter.description | tojson }},
-    "author_name": {{ cookiecutter.author_name | tojson }},
+    "author_name": AUTHOR_NAME,
     "author_email": AUTHOR_EMAIL,
 }
+# Yes/no answers: booleans from cookiecutter 2.2 on, the text "True" or "False" before. Each is
+# rendered as JSON, then as a JSON string of that: a Python literal whatever the answer.
+YES_NO_ANSWERS = [
+    json.loads({{ cookiecutter.include_example_tools | tojson | tojson }}),
+    json.loads({{ cookiecutter.github_actions | tojson | tojson }}),
+    json.loads({{ cookiecutter.kubernetes | tojson | tojson }}),
+    json.loads({{ cookiecutter.agentcore | tojson | tojson }}),
+]
 # What Jinja reads as a template: cookiecutter renders the answers kept in a project's
 # .cruft.json (and in its replay file) again, at every `cruft update`.
 JINJA_MARKERS = {% raw %}("{{", "{%", "{#"){% endraw %}
@@ -68,6 +78,19 @@ DEPENDENCY_DISTRIBUTIONS = frozenset(
         "python-json-logger", "pyyaml", "rpds-py", "strands-agents", "uv-build", "websocket-client",
     }
 )  # fmt: skip
+# Commands that the project's own command (named after the slug, in .venv/bin) would clash with:
+# the environment's own, its dependencies' (named otherwise than a name above), and the tools the
+# project runs, which .venv/bin, first on PATH under `uv run` and once activated, would hide.
+RESERVED_COMMANDS = frozenset(
+    {
+        "activate", "deactivate", "pip", "pip3", "pydoc", "python", "python3", "pythonw",
+        "cffi-gen-src", "hf", "huggingface-cli", "lite", "litellm-proxy", "mako-render",
+        "normalizer", "opentelemetry-bootstrap", "opentelemetry-instrument", "pygmentize", "st",
+        "tiny-agents", "watchmedo", "wsdump",
+        "chromedriver", "chromium", "docker", "git", "kubectl", "make", "node", "npm", "npx",
+        "uv", "uvx",
+    }
+)  # fmt: skip
 # The standard library of Python 3.11, which the project runs on, whatever Python runs this hook:
 # what later releases removed (3.12: PEP 632 and others, 3.13: PEP 594) and what 3.11 added. Its
 # own test suite is a package too, which stdlib_module_names leaves out.
@@ -84,7 +107,10 @@ SLUG_PATTERN = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 # within ruff's 100 characters (and `make lint` passes) up to this length, as the longest
 # combination of tests/test_bake.py checks. (Kubernetes would allow 55: 63 less "-migrate".)
 MAX_SLUG_LENGTH = 37
-EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+# Package metadata writes the author as `name <email>`, unquoted, in a list separated by commas:
+# in the name, these characters make readers of it split the author or lose part of the name.
+ADDRESS_SPECIALS = ',;:@<>"'
+EMAIL_PATTERN = re.compile(r'[^@\s,;:<>"]+@[^@\s,;:<>"]+\.[^@\s.,;:<>"]+')
 
 
 def slug_problem(slug: str) -> str | None:
@@ -99,6 +125,11 @@ def slug_problem(slug: str) -> str | None:
             f"project slug {slug!r} is {len(slug)} characters, longer than the "
             f"{MAX_SLUG_LENGTH} that the generated code's lines leave room for: choose a "
             "shorter project_name, e.g. 'Support Desk'"
+        )
+    if slug in RESERVED_COMMANDS:
+        return (
+            f"project slug {slug!r} is the name of a command that the project's own command "
+            f"would clash with in its environment: choose another project_name, e.g. '{slug} agent'"
         )
     if slug in DEPENDENCY_DISTRIBUTIONS:
         return (
@@ -160,6 +191,17 @@ def text_problem(name: str, text: str) -> str | None:
     return None
 
 
+def author_problem(name: str) -> str | None:
+    """Say what is wrong with the author name, if anything."""
+    for special in ADDRESS_SPECIALS:
+        if special in name:
+            return (
+                f"author_name {name!r} holds {special!r}, which package metadata would misread: "
+                "type it without, e.g. 'Jane Doe'"
+            )
+    return None
+
+
 def email_problem(email: str) -> str | None:
     """Say what is wrong with the author email, if anything."""
     if not EMAIL_PATTERN.fullmatch(email):
@@ -168,12 +210,20 @@ def email_problem(email: str) -> str | None:
 
 
 def main() -> int:
+    if not all(isinstance(answer, bool) for answer in YES_NO_ANSWERS):
+        print(
+            "ERROR: this cookiecutter is older than 2.2, whose yes/no questions the template "
+            "needs: pip install --upgrade cookiecutter",
+            file=sys.stderr,
+        )
+        return 1
     problems = [
         problem
         for problem in (
             *(text_problem(name, text) for name, text in TEXT_ANSWERS.items()),
             slug_problem(PROJECT_SLUG),
             package_problem(PACKAGE_NAME),
+            author_problem(AUTHOR_NAME),
             email_problem(AUTHOR_EMAIL),
         )
         if problem

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import pytest
 from cookiecutter.main import cookiecutter
@@ -105,17 +106,22 @@ def bake_project(work_dir: Path, **answers: object) -> BakedProject:
 
 
 def run_cookiecutter_cli(
-    output_dir: Path, *answers: str, stdin: str | None = None
+    output_dir: Path, *answers: str, stdin: str | None = None, stdout: int | IO = subprocess.PIPE
 ) -> subprocess.CompletedProcess:
     """Run the `cookiecutter` command as a user would; answers are KEY=VALUE pairs. Its replay
-    file goes beside `output_dir`."""
+    file goes beside `output_dir`; its output is captured unless `stdout` says where it goes."""
     config = private_config(output_dir.parent)
     command = [sys.executable, "-m", "cookiecutter", str(TEMPLATE_DIR), "-o", str(output_dir)]
     command += ["--config-file", str(config)]
     if stdin is None:
         command.append("--no-input")
     return subprocess.run(
-        [*command, *answers], input=stdin, capture_output=True, text=True, env=tool_env()
+        [*command, *answers],
+        input=stdin,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=tool_env(),
     )
 
 

@@ -113,26 +113,29 @@ def test_baked_project_passes_its_own_suite(bake: Bake, name: str) -> None:
     assert " failed" not in result.stdout
 
 
-# The modules and the distributions an environment holds, as JSON.
+# The modules, the distributions and the commands an environment holds, as JSON.
 INSTALLED = (
     "import importlib.metadata as m, json; print(json.dumps("
-    "[list(m.packages_distributions()), [d.metadata['Name'] for d in m.distributions()]]))"
+    "[list(m.packages_distributions()), [d.metadata['Name'] for d in m.distributions()], "
+    "[e.name for e in m.entry_points(group='console_scripts')]]))"
 )
 
 
 def names_the_hook_lets_through(project: BakedProject) -> list[str]:
     """What the project's environment holds that a project of the same name would shadow (a
-    module) or depend on itself for (a distribution), and the pre-generation hook lets through:
-    dependencies of dependencies too, which the generated code never names."""
+    module), depend on itself for (a distribution) or clash with (a command), and the
+    pre-generation hook lets through: dependencies of dependencies too, which the generated code
+    never names."""
     hook = load_hook("pre_gen_project.py")
-    modules, distributions = json.loads(project.run("uv", "run", "python", "-c", INSTALLED).stdout)
+    installed = json.loads(project.run("uv", "run", "python", "-c", INSTALLED).stdout)
+    modules, distributions, commands = installed
     names = {name for name in modules if re.fullmatch(r"[a-z][a-z0-9_]*", name)}
     names -= sys.stdlib_module_names | {project.package_name}
     let_through = {name for name in names if not hook["package_problem"](name)}
-    for distribution in distributions:
-        slug = re.sub(r"[-_.]+", "-", distribution).lower()
-        refused = hook["slug_problem"](slug) or hook["package_problem"](slug.replace("-", "_"))
-        if slug != project.path.name and not refused:
+    slugs = {re.sub(r"[-_.]+", "-", distribution).lower() for distribution in distributions}
+    slugs |= set(commands)  # a command is named after the slug as it is
+    for slug in slugs - {project.path.name}:
+        if not hook["slug_problem"](slug) and not hook["package_problem"](slug.replace("-", "_")):
             let_through.add(slug)
     return sorted(let_through)
 

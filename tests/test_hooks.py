@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from .baking import DEFAULTS, TEMPLATE_DIR, Bake, load_hook, render_hook, run_cookiecutter_cli
+from .baking import (
+    DEFAULTS,
+    TEMPLATE_DIR,
+    Bake,
+    load_hook,
+    render_hook,
+    run_cookiecutter_cli,
+    tool_env,
+)
 
 REFUSED = {
     "name-starts-with-a-digit": (["project_name=1 bad"], "must start with a letter"),
@@ -34,6 +42,14 @@ REFUSED = {
     "name-too-long": (["project_name=" + "Agent " * 5 + "Abcdefgh"], "leave room for"),
     # The byte 0xE9 alone, as a Latin-1 terminal sends "é".
     "description-not-utf8": (["description=Caf\udce9 agent"], "not UTF-8"),
+    # The project's command, in .venv/bin, would clash: with the environment's own, uv refusing
+    # to install it; with a dependency's (schemathesis's `st`); with a tool `uv run` would hide.
+    "environment-command": (["project_name=Python"], "the name of a command"),
+    "dependency-command": (["project_name=ST"], "the name of a command"),
+    "tool-command": (["project_name=UV"], "the name of a command"),
+    # Package metadata would read the author as two: "Doe" and "Jane <you@example.com>".
+    "author-with-comma": (["author_name=Doe, Jane"], "which package metadata would misread"),
+    "email-with-comma": (["author_email=a,b@example.com"], "is not an email address"),
     "email-without-at": (["author_email=me.example.com"], "is not an email address"),
     "email-without-domain": (["author_email=me@localhost"], "is not an email address"),
     "email-not-utf8": (["author_email=caf\udce9@example.com"], "not UTF-8"),
@@ -214,17 +230,20 @@ def test_injected_code_in_answers_never_runs(tmp_path: Path) -> None:
     # Typed at the prompts, as a user would: project name, description, author name, author email,
     # then the default of every other question.
     questions = [name for name in DEFAULTS if not name.startswith("_")]
-    answers = ["My Agent", INJECTED, INJECTED, "me@example.com"] + [""] * (len(questions) - 4)
+    answers = ["My Agent", INJECTED, "Jane Doe", "me@example.com"] + [""] * (len(questions) - 4)
     output_dir = tmp_path / "out"
 
     result = run_cookiecutter_cli(output_dir, stdin="\n".join(answers) + "\n")
+    # In the author's name the hook refuses it (package metadata would misread its quotes).
+    answers[1:3] = ["An agent", INJECTED]
+    refused = run_cookiecutter_cli(tmp_path / "again", stdin="\n".join(answers) + "\n")
 
     assert result.returncode == 0, result.stderr
-    project = output_dir / "my-agent"
+    assert refused.returncode == 1, refused.stderr
     assert not list(tmp_path.rglob("PWNED")), "an answer was executed"
+    project = output_dir / "my-agent"
     pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
     assert pyproject["project"]["description"] == INJECTED
-    assert pyproject["project"]["authors"][0]["name"] == INJECTED
 
 
 @pytest.mark.parametrize("marker", ["{{ 7 * 7 }}", "{% if 1 %}J{% endif %}", "{# note #}"])
@@ -254,12 +273,12 @@ def test_awkward_answers_give_valid_toml_and_python_that_passes_ruff(bake: Bake)
     project = bake(
         project_name=NAME_IN_QUOTES,
         description=QUOTING,
-        author_name="Zoë 'Q' O\"Brien \\",
+        author_name="Zoë 'Q' O'Brien \\",
     )
 
     pyproject = tomllib.loads(project.read("pyproject.toml"))
     assert pyproject["project"]["description"] == " ".join(QUOTING.split())
-    assert pyproject["project"]["authors"][0]["name"] == "Zoë 'Q' O\"Brien \\"
+    assert pyproject["project"]["authors"][0]["name"] == "Zoë 'Q' O'Brien \\"
     module = ast.parse(project.read(f"src/{project.package_name}/__init__.py"))
     assert ast.get_docstring(module, clean=False) == QUOTING
     assert ast.literal_eval(module.body[1].value) == NAME_IN_QUOTES
@@ -301,3 +320,45 @@ def test_git_init_only_when_asked(bake: Bake, monkeypatch: pytest.MonkeyPatch) -
     assert project.has_file(".git")
     ignored = project.run("git", "check-ignore", ".env").stdout
     assert ignored.strip() == ".env"
+
+
+def test_a_git_that_cannot_start_a_repository_leaves_the_project_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """git before 2.28 refuses `--initial-branch`: the project is whole without a repository,
+    and is kept, with a word of what to do."""
+    old_git = tmp_path / "bin" / "git"
+    old_git.parent.mkdir()
+    old_git.write_text("#!/bin/sh\necho 'error: unknown option initial-branch' >&2\nexit 129\n")
+    old_git.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{old_git.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("COOKIECUTTER_GIT_INIT", "1")
+
+    result = run_cookiecutter_cli(tmp_path / "out")
+
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "my-agent" / ".env").is_file()
+    assert "unknown option" in result.stderr
+    assert "run `git init` in the project yourself" in result.stderr
+
+
+def test_an_output_that_cannot_be_written_leaves_the_project_whole(tmp_path: Path) -> None:
+    """The next steps printed to a full disk (or a closed pipe): the project is kept."""
+    with open("/dev/full", "w") as full:
+        result = run_cookiecutter_cli(tmp_path / "out", stdout=full)
+
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "my-agent" / ".env").is_file()
+
+
+def test_a_cookiecutter_without_yes_no_questions_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Before 2.2, cookiecutter passed "True" and "False" as text: the project was rendered
+    whole, then the post-generation hook died with a traceback."""
+    old = ["uv", "tool", "run", "--from", "cookiecutter==2.1.1", "cookiecutter"]
+    command = [*old, str(TEMPLATE_DIR), "--no-input", "-o", str(tmp_path / "out")]
+    result = subprocess.run(command, capture_output=True, text=True, env=tool_env())
+
+    assert result.returncode == 1
+    assert "ERROR: this cookiecutter is older than 2.2" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "my-agent").exists()
