@@ -32,7 +32,9 @@ def test_the_root_and_the_bare_path_lead_to_the_playground(playground: TestClien
     for path in ("/", "/playground"):
         response = playground.get(path)
         assert response.is_redirect, path
-        assert response.headers["Location"].endswith("/playground/"), path
+        assert response.next_request.url.path == "/playground/", path
+    # Relative, so that it leads there under a proxy's path prefix too.
+    assert playground.get("/").headers["Location"] == "playground/"
 
 
 @pytest.mark.parametrize(
@@ -56,6 +58,21 @@ def test_pages_are_served_with_a_strict_content_policy(
     assert "unsafe-inline" not in policy
     assert "frame-ancestors 'none'" in policy
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    "path", ["/playground/", "/playground/api.js", "/playground/playground.js"]
+)
+def test_pages_are_checked_for_a_new_version_on_every_load(
+    playground: TestClient, path: str
+) -> None:
+    """Else the browser would keep running the scripts it cached before an upgrade."""
+    response = playground.get(path)
+    assert response.headers["Cache-Control"] == "no-cache"
+
+    unchanged = playground.get(path, headers={"If-None-Match": response.headers["ETag"]})
+    assert unchanged.status_code == 304
+    assert unchanged.headers["Cache-Control"] == "no-cache"
 
 
 def test_an_unknown_file_is_a_json_404(playground: TestClient) -> None:

@@ -1,20 +1,30 @@
 """The playground in headless Chromium, against a real uvicorn server with the echo model."""
 
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from uuid import uuid4
 
+import httpx
 import pytest
+import uvicorn
 from selenium.webdriver import Chrome, Keys
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.wait import WebDriverWait
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
 
 from ..support.browsers import headless_chrome
 from ..support.databases import new_api_key
-from ..support.server import PROJECT_DIR, Server, server_process
+from ..support.server import PROJECT_DIR, Server, free_port, server_process
 
 # The echo model streams a word every WORD_DELAY seconds, so that a turn's text arrives over time.
 WORD_DELAY = "0.05"
@@ -77,6 +87,20 @@ class Playground:
     def error(self) -> str:
         return self.find("#error").text
 
+    def hold_history(self) -> None:
+        """Hold back the page's requests for a conversation's history until release_history(),
+        as a slow network would."""
+        self.driver.execute_script("""
+            const fetch = (window.unheldFetch ??= window.fetch);
+            window.heldHistory = [];
+            window.fetch = (url, options) => String(url).includes("/history")
+              ? new Promise((go) => window.heldHistory.push(go)).then(() => fetch(url, options))
+              : fetch(url, options);
+        """)
+
+    def release_history(self) -> None:
+        self.driver.execute_script("window.heldHistory.splice(0).forEach((go) => go())")
+
     def script_problems(self) -> list[str]:
         """Uncaught errors and Content-Security-Policy violations logged since the last call.
         (A refused request is logged too, as the browser's own error: that is not a problem.)"""
@@ -134,3 +158,49 @@ def screenshot_path(tmp_path: Path) -> Path:
     project, as the tests run in a directory of their own), or the test's tmp_path."""
     wanted = os.environ.get("PLAYGROUND_SCREENSHOT")
     return PROJECT_DIR / wanted if wanted else tmp_path / "playground.png"
+
+
+@contextmanager
+def behind_a_path_prefix(upstream: str, prefix: str = "/agent") -> Iterator[str]:
+    """A reverse proxy that serves `upstream` at `prefix`/ with the prefix taken off the path (as
+    nginx's `location /agent/ { proxy_pass http://upstream/; }` does); yields its URL there."""
+    client = httpx.AsyncClient(base_url=upstream, timeout=None)
+
+    async def forward(request: Request) -> Response:
+        if not request.url.path.startswith(f"{prefix}/"):
+            return PlainTextResponse("Not behind the prefix", status_code=404)
+        path = request.url.path.removeprefix(prefix)
+        url = f"{path}?{request.url.query}" if request.url.query else path
+        headers = [(k, v) for k, v in request.headers.raw if k not in (b"host", b"content-length")]
+        sent = client.build_request(
+            request.method, url, headers=headers, content=await request.body()
+        )
+        answer = await client.send(sent, stream=True)
+        skipped = ("content-length", "transfer-encoding")  # the proxy streams the body anew
+        return StreamingResponse(
+            answer.aiter_raw(),
+            status_code=answer.status_code,
+            headers={k: v for k, v in answer.headers.items() if k not in skipped},
+            background=BackgroundTask(answer.aclose),
+        )
+
+    methods = ["GET", "POST", "DELETE"]
+    proxy = uvicorn.Server(
+        uvicorn.Config(
+            Starlette(routes=[Route("/{path:path}", forward, methods=methods)]),
+            host="127.0.0.1",
+            port=free_port(),
+            log_level="warning",
+            timeout_graceful_shutdown=1,
+        )
+    )
+    thread = threading.Thread(target=proxy.run)
+    thread.start()
+    try:
+        while not proxy.started:
+            assert thread.is_alive(), "the proxy did not start"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{proxy.config.port}{prefix}/"
+    finally:
+        proxy.should_exit = True
+        thread.join()

@@ -2,13 +2,17 @@
 in words; the API key asked for when the service needs one."""
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from selenium.webdriver import Chrome, Keys
+from sqlalchemy import create_engine, update
+
+from {{ cookiecutter.__package_name }}.session_store.tables import sessions
 
 from ..support.server import SLOW_APP, Server, server_process
-from .conftest import WORD_DELAY, Playground
+from .conftest import WORD_DELAY, Playground, behind_a_path_prefix
 
 pytestmark = pytest.mark.browser
 
@@ -75,6 +79,152 @@ def test_conversations_can_be_switched_and_deleted(
     ]
     page.sessions()[0].click()
     page.wait_for(lambda: page.texts("user") == ["second conversation"])
+
+
+def test_a_conversation_opened_again_before_its_history_came_shows_it_once(
+    page: Playground, new_key: NewKey
+) -> None:
+    page.sign_in(new_key())
+    page.send_and_wait("first conversation")
+    page.find("#new-conversation").click()
+    page.send_and_wait("second conversation")
+    page.wait_for(lambda: len(page.sessions()) == 2)
+    newest, oldest = page.sessions()
+
+    # Opened, then the other, then it again (or a double click), on a slow network.
+    page.hold_history()
+    oldest.click()
+    newest.click()
+    oldest.click()
+    page.release_history()
+    page.wait_for(lambda: page.texts("user") and page.find("#send").is_enabled())
+    assert page.texts("user") == ["first conversation"]
+    assert page.texts("assistant") == ["You said: first conversation"]
+
+    # A message sent while the history is coming waits for it, so that it comes after it.
+    page.hold_history()
+    newest.click()
+    page.send("and then?")
+    assert not page.find("#send").is_enabled()
+    page.release_history()
+    page.wait_for(lambda: page.texts("user") and page.find("#send").is_enabled())
+    assert page.texts("user") == ["second conversation"]
+    assert page.find("#prompt").get_attribute("value") == "and then?"
+    assert page.send_and_wait("") == "You said: and then?"
+    assert page.texts("user") == ["second conversation", "and then?"]
+    assert page.script_problems() == []
+
+
+def test_while_a_turn_runs_the_page_stays_on_its_conversation(
+    page: Playground, new_key: NewKey
+) -> None:
+    """Leaving it would stop reading the answer, and the service refuses to delete it."""
+    page.sign_in(new_key())
+    page.send_and_wait("first conversation")
+    page.find("#new-conversation").click()
+    page.send_and_wait("hello")
+    page.wait_for(lambda: len(page.sessions()) == 2)
+    long_prompt = " ".join(["word"] * 40)  # 2 s of streaming
+    page.send(long_prompt)
+    page.wait_for(lambda: page.streaming() and len(page.texts("assistant")) == 2)
+
+    current, other = page.sessions()
+    assert current.get_attribute("aria-current") == "true"
+    for button in (current, other, page.find("#new-conversation")):
+        assert not button.is_enabled()
+        button.click()
+    assert not page.find("#delete-conversation").is_enabled()
+    assert page.streaming()
+    page.wait_for(lambda: not page.streaming())
+
+    assert page.texts("user") == ["hello", long_prompt]
+    assert page.texts("assistant")[-1] == f"You said: {long_prompt}"
+    assert page.error() == ""
+    assert all(button.is_enabled() for button in page.sessions())
+    assert page.find("#delete-conversation").is_enabled()
+
+
+def test_an_answer_coming_in_leaves_a_reader_where_they_scrolled(
+    page: Playground, new_key: NewKey
+) -> None:
+    page.sign_in(new_key())
+    lines = " ".join(["line\n"] * 60)  # a message, and an answer, taller than the view
+    page.driver.execute_script("document.getElementById('prompt').value = arguments[0]", lines)
+    page.type(Keys.ENTER)
+    messages = page.find("#messages")
+
+    def scroll(script: str) -> object:
+        return page.driver.execute_script(f"const m = arguments[0]; return {script}", messages)
+
+    # The view follows the answer as it comes in...
+    page.wait_for(lambda: page.streaming() and page.texts("assistant"))
+    assert scroll("m.scrollHeight - m.scrollTop - m.clientHeight < 20")
+    # ... but not once the user scrolled up to read.
+    scroll("m.scrollTop = 0")
+    shown = page.texts("assistant")[-1]
+    page.wait_for(lambda: page.texts("assistant")[-1] != shown)
+    assert scroll("m.scrollTop") == 0
+    assert page.streaming()
+
+
+def test_the_keyboard_focus_goes_to_the_prompt_when_stop_goes_away(
+    page: Playground, new_key: NewKey
+) -> None:
+    page.sign_in(new_key())
+    focus_stop = "document.getElementById('stop').focus()"
+
+    # Stopped from the keyboard: the prompt comes back, and the focus with it.
+    page.send(" ".join(["word"] * 60))
+    page.wait_for(lambda: page.find("#stop").is_enabled())
+    page.driver.execute_script(focus_stop)
+    page.driver.switch_to.active_element.send_keys(Keys.ENTER)
+    page.wait_for(page.error)
+    assert page.driver.switch_to.active_element.get_attribute("id") == "prompt"
+
+    # Stop had the focus when the answer ended.
+    page.find("#prompt").clear()
+    page.send(" ".join(["word"] * 20))  # 1 s of streaming
+    page.wait_for(lambda: page.find("#stop").is_enabled())
+    page.driver.execute_script(focus_stop)
+    page.wait_for(lambda: not page.streaming())
+    assert page.driver.switch_to.active_element.get_attribute("id") == "prompt"
+
+
+def test_the_page_works_behind_a_proxy_under_a_path_prefix(
+    page: Playground, new_key: NewKey, server: Server
+) -> None:
+    with behind_a_path_prefix(str(server.client.base_url)) as url:
+        page.driver.get(url)
+        page.wait_for(lambda: page.driver.current_url == f"{url}playground/")
+        page.sign_in(new_key())
+        assert (
+            page.send_and_wait("hello from behind a proxy") == "You said: hello from behind a proxy"
+        )
+        page.wait_for(page.sessions)[0].click()
+        page.wait_for(lambda: page.texts("user") == ["hello from behind a proxy"])
+        assert page.error() == ""
+
+
+def test_conversations_are_listed_with_the_time_they_were_started(
+    page: Playground, new_key: NewKey, database_file: str
+) -> None:
+    """The list is in that order, newest first."""
+    page.sign_in(new_key())
+    page.send_and_wait("hello")
+    session_id = page.wait_for(page.sessions)[0].get_attribute("data-session-id")
+    engine = create_engine(database_file)
+    with engine.begin() as connection:  # as if its last turn had been in another year
+        connection.execute(
+            update(sessions)
+            .where(sessions.c.session_id == session_id)
+            .values(updated_at=datetime(2001, 6, 1, tzinfo=UTC))
+        )
+    engine.dispose()
+    page.driver.refresh()
+
+    label = page.wait_for(page.sessions)[0].text
+    assert str(datetime.now().year) in label
+    assert "2001" not in label
 
 
 def test_a_second_tab_is_told_that_the_conversation_is_busy(

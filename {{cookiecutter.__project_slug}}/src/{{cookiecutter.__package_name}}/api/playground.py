@@ -30,13 +30,17 @@ class PlaygroundFiles(StaticFiles):
     async def get_response(self, path: str, scope: Scope) -> Response:
         response = await super().get_response(path, scope)
         response.headers.update(SECURITY_HEADERS)
+        # Revalidated on every load (a 304 while the ETag holds): without it, a browser keeps
+        # running the scripts it cached before the service was upgraded.
+        response.headers["Cache-Control"] = "no-cache"
         return response
 
 
 def install_playground(app: FastAPI) -> None:
-    """Serve the playground at /playground/ and send / there."""
+    """Serve the playground at /playground/ and send / there (by a relative path, so that it
+    works under a proxy's path prefix too)."""
     app.mount("/playground", PlaygroundFiles(directory=PAGES_DIR, html=True), name="playground")
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:  # async: a redirect needs no thread of the pool
-        return RedirectResponse("/playground/")
+        return RedirectResponse("playground/")

@@ -12,6 +12,10 @@ export class ApiError extends Error {
   }
 }
 
+// Where the API's paths start: the page is at <root>/playground/, and <root> is "/" or the path
+// prefix of a proxy in front (uvicorn --root-path), so the paths are resolved against the page.
+const ROOT = new URL("../", document.baseURI);
+
 export class Api {
   // credential: a function that returns the API key or JWT to send, or "" for none.
   constructor(credential) {
@@ -19,14 +23,14 @@ export class Api {
   }
 
   // The parsed JSON body of a successful answer (null for 204); throws ApiError otherwise.
-  async request(method, path, body) {
-    const response = await this.send(method, path, body);
+  async request(method, path, body, signal) {
+    const response = await this.send(method, path, body, signal);
     return response.status === 204 ? null : response.json();
   }
 
-  // The events of one turn of POST /process-streaming, as {event, data}, as they arrive.
+  // The events of one turn of POST process-streaming, as {event, data}, as they arrive.
   async *streamTurn(body, signal) {
-    const response = await this.send("POST", "/process-streaming", body, signal);
+    const response = await this.send("POST", "process-streaming", body, signal);
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     const parser = new EventParser();
     let ended = false;
@@ -46,13 +50,14 @@ export class Api {
     if (!ended) throw new ApiError(null, "stream_dropped", "The connection dropped.");
   }
 
+  // path: relative to the service's root, as "sessions" (never "/sessions": see ROOT).
   async send(method, path, body, signal) {
     const headers = body === undefined ? {} : { "Content-Type": "application/json" };
     const credential = this.credential();
     if (credential) headers.Authorization = `Bearer ${credential}`;
     let response;
     try {
-      response = await fetch(path, {
+      response = await fetch(new URL(path, ROOT), {
         method,
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),

@@ -11,6 +11,7 @@ const api = new Api(() => sessionStorage.getItem(CREDENTIAL_ITEM) ?? "");
 let sessionId = null; // the open conversation; null for a new one
 let nextCursor = null; // the next page of the conversation list
 let runningTurn = null; // the AbortController of the turn being read, if any
+let loadingHistory = null; // the AbortController of the history being loaded, if any
 
 // --- Errors and the credential ---
 
@@ -50,7 +51,7 @@ function forgetCredential() {
 
 async function loadSessions({ more = false } = {}) {
   const query = more && nextCursor ? `&cursor=${encodeURIComponent(nextCursor)}` : "";
-  const page = await api.request("GET", `/sessions?limit=20${query}`);
+  const page = await api.request("GET", `sessions?limit=20${query}`);
   const items = page.sessions.map(sessionItem);
   if (more) $("session-list").append(...items);
   else $("session-list").replaceChildren(...items);
@@ -65,8 +66,10 @@ function sessionItem(session) {
   const id = document.createElement("span");
   id.className = "session-id";
   id.textContent = session.session_id.slice(0, 8);
-  button.append(formatTime(session.updated_at), id);
+  // The time it was started: the list is in that order, newest first.
+  button.append(formatTime(session.created_at), id);
   button.title = session.session_id;
+  button.disabled = runningTurn !== null; // see lockConversation
   if (session.session_id === sessionId) button.setAttribute("aria-current", "true");
   button.addEventListener("click", () => openSession(session.session_id).catch(showError));
   const item = document.createElement("li");
@@ -90,13 +93,29 @@ function formatTime(iso) {
 function stopReading() {
   runningTurn?.abort();
   runningTurn = null;
+  if (document.activeElement === $("stop")) $("prompt").focus(); // not lost with the button
   $("send").hidden = false;
   $("stop").hidden = true;
   $("stop").disabled = true;
+  lockConversation(false);
+}
+
+// While a turn runs, the page stays on its conversation: leaving it would stop reading the answer
+// (the service would still store it, unseen), and deleting it is refused. Stop ends the turn.
+function lockConversation(locked) {
+  const buttons = "#session-list button, #new-conversation, #delete-conversation";
+  for (const button of document.querySelectorAll(buttons)) button.disabled = locked;
+}
+
+function stopLoading() {
+  loadingHistory?.abort();
+  loadingHistory = null;
+  $("send").disabled = false;
 }
 
 function newConversation() {
   stopReading();
+  stopLoading();
   clearError();
   leaveSession();
   $("messages").replaceChildren();
@@ -117,20 +136,27 @@ async function openSession(id) {
   markCurrent();
   $("conversation-title").textContent = `Conversation ${id.slice(0, 8)}`;
   $("delete-conversation").hidden = false;
-  let offset = 0;
-  while (offset !== null && sessionId === id) {
-    const page = await api.request(
-      "GET", `/sessions/${encodeURIComponent(id)}/history?limit=100&offset=${offset}`,
-    );
-    if (sessionId !== id) return; // another conversation was opened meanwhile
-    page.messages.forEach(showStoredMessage);
-    offset = page.next_offset;
+  // The history comes a page at a time, until another conversation is opened (even this one
+  // again). Nothing is sent before it is all shown, so that a new message comes after it.
+  const load = (loadingHistory = new AbortController());
+  $("send").disabled = true;
+  try {
+    let offset = 0;
+    while (offset !== null) {
+      const path = `sessions/${encodeURIComponent(id)}/history?limit=100&offset=${offset}`;
+      const page = await api.request("GET", path, undefined, load.signal);
+      page.messages.forEach(showStoredMessage);
+      scrollToEnd();
+      offset = page.next_offset;
+    }
+  } finally {
+    if (loadingHistory === load) stopLoading();
   }
 }
 
 async function deleteConversation() {
   if (!confirm("Delete this conversation and all its messages?")) return;
-  await api.request("DELETE", `/sessions/${encodeURIComponent(sessionId)}`);
+  await api.request("DELETE", `sessions/${encodeURIComponent(sessionId)}`);
   newConversation();
   await loadSessions();
 }
@@ -161,7 +187,6 @@ function appendText(bubble, text) {
     bubble.append(paragraph);
   }
   paragraph.append(text);
-  scrollToEnd();
 }
 
 // The model is called again: the text it streamed since its last tool call is withdrawn.
@@ -171,6 +196,13 @@ function withdrawText(bubble) {
 
 function scrollToEnd() {
   $("messages").scrollTop = $("messages").scrollHeight;
+}
+
+// Whether the end of the conversation is in view (give or take a few pixels): an answer coming
+// in scrolls along only then, so that someone who scrolled up to read is left there.
+function atEnd() {
+  const messages = $("messages");
+  return messages.scrollHeight - messages.scrollTop - messages.clientHeight < 20;
 }
 
 function showToolCall(bubble, id, name, input) {
@@ -184,7 +216,6 @@ function showToolCall(bubble, id, name, input) {
   status.textContent = "running…";
   call.append("Tool ", code, " ", status);
   bubble.append(call);
-  scrollToEnd();
 }
 
 function showToolResult(id, status) {
@@ -214,15 +245,18 @@ async function send(prompt) {
   appendText(question, prompt);
   const answer = bubbleFor("assistant");
   answer.setAttribute("aria-busy", "true");
+  scrollToEnd();
   const turn = (runningTurn = new AbortController());
   // One turn at a time from this page: Stop instead of Send, usable once the turn has started.
   if (document.activeElement === $("send")) $("prompt").focus(); // not lost with the button
   $("send").hidden = true;
   $("stop").hidden = false;
+  lockConversation(true);
   let created = false;
   try {
     const body = sessionId ? { prompt, session_id: sessionId } : { prompt };
     for await (const { event, data } of api.streamTurn(body, turn.signal)) {
+      const following = atEnd();
       if (event === "session" && data.session_id !== sessionId) {
         created = true;
         sessionId = data.session_id;
@@ -235,6 +269,7 @@ async function send(prompt) {
       if (event === "tool_result") showToolResult(data.id, data.status);
       if (event === "retry") withdrawText(answer);
       if (event === "error") throw new ApiError(null, data.code, data.message);
+      if (following) scrollToEnd();
     }
   } catch (error) {
     // Nothing of a failed turn is stored: take it off the page and give the prompt back.
@@ -256,9 +291,10 @@ async function send(prompt) {
 // Stop the running turn: the service stores nothing of it and frees the conversation at once;
 // its stream then ends with turn_cancelled, and the prompt comes back to be edited or sent again.
 async function stopTurn() {
+  $("prompt").focus(); // where the prompt comes back; Stop is disabled, then hidden
   $("stop").disabled = true;
   try {
-    await api.request("POST", `/sessions/${encodeURIComponent(sessionId)}/cancel`);
+    await api.request("POST", `sessions/${encodeURIComponent(sessionId)}/cancel`);
   } catch (error) {
     if (error.status === 404) return; // the turn failed first, and its new session with it
     $("stop").disabled = false; // the turn goes on: Stop again
@@ -269,7 +305,7 @@ async function stopTurn() {
 function submit(event) {
   event.preventDefault();
   const prompt = $("prompt").value;
-  if (!prompt.trim() || runningTurn) return;
+  if (!prompt.trim() || runningTurn || loadingHistory) return;
   $("prompt").value = "";
   send(prompt).catch(showError);
 }
