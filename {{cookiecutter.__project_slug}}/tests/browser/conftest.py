@@ -75,6 +75,14 @@ class Playground:
         self.wait_for(lambda: len(self.texts("assistant")) > answers and not self.streaming())
         return self.texts("assistant")[-1]
 
+    def start_conversations(self, *first_messages: str) -> None:
+        """A conversation for each message, from "New conversation" after the first; listed."""
+        for number, message in enumerate(first_messages):
+            if number:
+                self.find("#new-conversation").click()
+            self.send_and_wait(message)
+        self.wait_for(lambda: len(self.sessions()) == len(first_messages))
+
     def streaming(self) -> bool:
         return bool(self.find_all('.message[aria-busy="true"]'))
 

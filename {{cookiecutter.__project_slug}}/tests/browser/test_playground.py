@@ -57,10 +57,7 @@ def test_conversations_can_be_switched_and_deleted(
 ) -> None:
     key = new_key()
     page.sign_in(key)
-    page.send_and_wait("first conversation")
-    page.find("#new-conversation").click()
-    page.send_and_wait("second conversation")
-    page.wait_for(lambda: len(page.sessions()) == 2)
+    page.start_conversations("first conversation", "second conversation")
 
     newest, oldest = page.sessions()
     oldest.click()
@@ -85,10 +82,7 @@ def test_a_conversation_opened_again_before_its_history_came_shows_it_once(
     page: Playground, new_key: NewKey
 ) -> None:
     page.sign_in(new_key())
-    page.send_and_wait("first conversation")
-    page.find("#new-conversation").click()
-    page.send_and_wait("second conversation")
-    page.wait_for(lambda: len(page.sessions()) == 2)
+    page.start_conversations("first conversation", "second conversation")
     newest, oldest = page.sessions()
 
     # Opened, then the other, then it again (or a double click), on a slow network.
@@ -120,10 +114,7 @@ def test_while_a_turn_runs_the_page_stays_on_its_conversation(
 ) -> None:
     """Leaving it would stop reading the answer, and the service refuses to delete it."""
     page.sign_in(new_key())
-    page.send_and_wait("first conversation")
-    page.find("#new-conversation").click()
-    page.send_and_wait("hello")
-    page.wait_for(lambda: len(page.sessions()) == 2)
+    page.start_conversations("first conversation", "hello")
     long_prompt = " ".join(["word"] * 40)  # 2 s of streaming
     page.send(long_prompt)
     page.wait_for(lambda: page.streaming() and len(page.texts("assistant")) == 2)
