@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None) -> None:
             print(key)
         elif args.command == "list-api-keys":
             for api_key in list_api_keys(engine):
-                line = f"{api_key.key_id}  {api_key.principal}  created {api_key.created_at:%F %R}"
+                # Quoted, as principals may hold spaces, and look alike (é, or e and U+0301).
+                holder = repr(api_key.principal)
+                line = f"{api_key.key_id}  {holder}  created {api_key.created_at:%F %R}"
                 if api_key.revoked_at:
                     line += f"  revoked {api_key.revoked_at:%F %R}"
                 print(line)

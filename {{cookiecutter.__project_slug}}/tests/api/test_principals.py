@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import Engine
 
+from {{ cookiecutter.__package_name }}.api import security
 from {{ cookiecutter.__package_name }}.api.app import create_app
 from {{ cookiecutter.__package_name }}.api.cursors import sign_cursor, verify_cursor
 from {{ cookiecutter.__package_name }}.api_keys import create_api_key, revoke_api_key
@@ -191,7 +192,7 @@ def test_the_command_line_makes_lists_and_revokes_keys(
     with pytest.raises(SystemExit, match="no unrevoked key"):
         command_line(["revoke-api-key", key_id])
 
-    assert key_id in listed and "dave" in listed and "revoked" not in listed
+    assert key_id in listed and "'dave'" in listed and "revoked" not in listed
     assert key.partition(".")[2] not in listed, "the secret is shown only once"
     command_line(["list-api-keys"])
     assert "revoked" in capsys.readouterr().out
@@ -347,14 +348,16 @@ def signing_key() -> rsa.RSAPrivateKey:
 
 
 @contextmanager
-def jwks_server(status: int, body: str, fetches: list[str] | None = None) -> Iterator[str]:
-    """An identity provider's JWKS address that answers every GET with `status` and `body`; the
-    paths fetched are added to `fetches`."""
+def jwks_server(*answers: tuple[int, str], fetches: list[str] | None = None) -> Iterator[str]:
+    """An identity provider's JWKS address that answers each GET with the next of `answers`
+    (status, body), the last one from then on; the paths fetched are added to `fetches`."""
+    remaining = list(answers)
 
     class Jwks(QuietHandler):
         def do_GET(self) -> None:
             if fetches is not None:
                 fetches.append(self.path)
+            status, body = remaining.pop(0) if len(remaining) > 1 else remaining[0]
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
@@ -364,18 +367,23 @@ def jwks_server(status: int, body: str, fetches: list[str] | None = None) -> Ite
         yield f"{url}/jwks.json"
 
 
+def key_set(key: rsa.RSAPrivateKey, **fields: str) -> str:
+    """The JWKS document of the key's public half, with these fields (kid, use, alg)."""
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    return json.dumps({"keys": [{**jwk, **fields}]})
+
+
 @pytest.fixture(scope="module")
 def jwks_url(signing_key: rsa.RSAPrivateKey) -> Iterator[str]:
-    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(signing_key.public_key()))
-    document = json.dumps({"keys": [{**jwk, "kid": "key-1", "use": "sig", "alg": "RS256"}]})
-    with jwks_server(200, document) as url:
+    with jwks_server((200, key_set(signing_key, kid="key-1", use="sig", alg="RS256"))) as url:
         yield url
 
 
-def token(key: rsa.RSAPrivateKey, **claims: object) -> dict[str, str]:
+def token(key: rsa.RSAPrivateKey, key_id: str | None = "key-1", **claims: object) -> dict[str, str]:
     now = int(time.time())
     payload = {"sub": "erin", "iss": ISSUER, "aud": AUDIENCE, "exp": now + 300, **claims}
-    encoded = jwt.encode(payload, key, algorithm="RS256", headers={"kid": "key-1"})
+    headers = {"kid": key_id} if key_id else {}
+    encoded = jwt.encode(payload, key, algorithm="RS256", headers=headers)
     return {"Authorization": f"Bearer {encoded}"}
 
 
@@ -440,7 +448,7 @@ def broken_jwks_url(request: pytest.FixtureRequest) -> Iterator[str]:
     if request.param == "unreachable":
         yield "http://127.0.0.1:9/jwks.json"
         return
-    with jwks_server(*request.param) as url:
+    with jwks_server(request.param) as url:
         yield url
 
 
@@ -476,7 +484,7 @@ def test_a_failing_identity_provider_is_not_asked_again_by_every_request(
     """Anyone can send tokens that name no key held: each would have the failing provider asked
     again, five seconds at most each, while every other token check waited."""
     fetches: list[str] = []
-    with jwks_server(502, "Bad Gateway", fetches) as url:
+    with jwks_server((502, "Bad Gateway"), fetches=fetches) as url:
         settings = {"jwt_issuer": ISSUER, "jwt_audience": AUDIENCE}
         api = make_api(auth_mode="jwt", jwt_jwks_url=url, **settings)
         responses = [api.client.get("/sessions", headers=token(signing_key)) for _ in range(5)]
@@ -484,6 +492,44 @@ def test_a_failing_identity_provider_is_not_asked_again_by_every_request(
     for response in responses:
         assert_error(response, 503, "auth_unavailable")
     assert len(fetches) == 1
+
+
+def test_tokens_naming_no_key_held_do_not_each_ask_a_failing_provider(
+    make_api: MakeApi, signing_key: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a key set held, a token naming a key that it lacks has the provider asked once (a
+    key it has published since), and not again for a while whatever came of it: while the
+    provider fails, every such token would have it asked, five seconds each, while the others
+    queued."""
+    monkeypatch.setattr(security, "JWKS_REFETCH_SECONDS", 0)  # the key set read long ago
+    fetches: list[str] = []
+    answers = [(200, key_set(signing_key, kid="key-1")), (502, "Bad Gateway")]
+    with jwks_server(*answers, fetches=fetches) as url:
+        settings = {"jwt_issuer": ISSUER, "jwt_audience": AUDIENCE}
+        api = make_api(auth_mode="jwt", jwt_jwks_url=url, **settings)
+        known = api.client.get("/sessions", headers=token(signing_key))
+        unknown = [
+            api.client.get("/sessions", headers=token(signing_key, key_id="key-2"))
+            for _ in range(5)
+        ]
+        known_again = api.client.get("/sessions", headers=token(signing_key))
+
+    assert known.status_code == known_again.status_code == 200
+    for response in unknown:
+        assert_error(response, 401, "unauthorized")
+    assert len(fetches) == 2  # the key set, then once for key-2
+
+
+def test_a_key_set_whose_keys_have_no_ids_checks_tokens_that_name_none(
+    make_api: MakeApi, signing_key: rsa.RSAPrivateKey
+) -> None:
+    """An id is optional in a JWKS (RFC 7517): a provider of one key may give it none."""
+    with jwks_server((200, key_set(signing_key))) as url:
+        settings = {"jwt_issuer": ISSUER, "jwt_audience": AUDIENCE}
+        api = make_api(auth_mode="jwt", jwt_jwks_url=url, **settings)
+        responses = [api.client.get("/sessions", headers=token(signing_key, None)) for _ in "ab"]
+
+    assert [response.status_code for response in responses] == [200, 200]
 
 
 def test_a_principal_past_its_turns_a_minute_waits_others_do_not(make_api: MakeApi) -> None:

@@ -33,7 +33,10 @@ logger = logging.getLogger(__name__)
 bearer = HTTPBearer(auto_error=False, description="An API key, or a JWT (see AUTH_MODE).")
 # How far the identity provider's clock may run ahead of ours, or behind (a token's nbf, iat, exp).
 JWT_CLOCK_SKEW_SECONDS = 30
-# How long after a failed fetch of the provider's key set the next may be tried.
+# How long after a fetch of the provider's key set the next may be made: after one that read it,
+# and after one that failed. Tokens naming a key that the set held does not have, which anyone
+# can send, would otherwise each have the provider asked again.
+JWKS_REFETCH_SECONDS = 30
 JWKS_RETRY_SECONDS = 5
 # The methods that change nothing, which a browser may send from any page.
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -61,9 +64,9 @@ class Authenticator:
         self._jwks = (
             jwt.PyJWKClient(settings.jwt_jwks_url, timeout=5) if settings.jwt_jwks_url else None
         )
-        # One request at a time fetches the key set, and after a fetch failed none does for a
-        # while: tokens naming no key we hold, which anyone can send, must not have each of them
-        # ask a failing provider, or queue the requests behind them.
+        # One request at a time fetches the key set, and after a fetch none does for a while
+        # (JWKS_REFETCH_SECONDS, JWKS_RETRY_SECONDS): the requests waiting for that one find the
+        # key it fetched, or that no fetch may be made yet.
         self._fetching = threading.Lock()
         self._no_fetch_until = 0.0
 
@@ -98,28 +101,41 @@ class Authenticator:
             return None
 
     def _signing_key(self, key_id: object) -> jwt.PyJWK | None:
-        """The provider's key of that id: from the key set held, else from the provider (which
-        PyJWT asks again for an id it does not know at most every 30 s). None if the provider has
-        no such key; SigningKeysUnavailableError if its key set cannot be read."""
+        """The provider's key of that id (None for a token that names none: a key set's key
+        without one): from the key set held, else from the provider's, fetched again unless a
+        fetch was made lately. None if there is no such key, as far as the key set held tells;
+        SigningKeysUnavailableError if no key set can be read."""
         assert self._jwks is not None and self._jwks.jwk_set_cache is not None  # AUTH_MODE=jwt
-        held = self._jwks.jwk_set_cache.get()  # None once it has expired
-        for key in held.keys if held else []:
-            if key.key_id == key_id and key.public_key_use in ("sig", None):  # as PyJWT reads them
-                return key
+        if key := signing_key(self._jwks.jwk_set_cache.get(), key_id):
+            return key
         with self._fetching:
+            held = self._jwks.jwk_set_cache.get()  # None once it has expired
+            if key := signing_key(held, key_id):  # fetched while this request waited
+                return key
             if time.monotonic() < self._no_fetch_until:
-                raise SigningKeysUnavailableError()
+                if held is None:
+                    raise SigningKeysUnavailableError()
+                return None
             try:
-                return self._jwks.get_signing_key(key_id)
+                fetched = self._jwks.get_jwk_set(refresh=True)
             except (jwt.PyJWKClientError, jwt.PyJWKSetError, ValueError) as error:
-                # No key has that id; or there is no key set to read: the provider cannot be
-                # reached, or answers with an error page (not JSON: a ValueError) or with no
-                # keys. Only that is an outage.
-                if self._jwks.jwk_set_cache.get() is not None:
-                    return None
+                # The provider cannot be reached, or answers with an error page (not JSON: a
+                # ValueError), or with no keys: an outage unless a key set is still held.
                 logger.warning("cannot fetch the JWT signing keys: %s", error)
                 self._no_fetch_until = time.monotonic() + JWKS_RETRY_SECONDS
-                raise SigningKeysUnavailableError() from error
+                if held is None:
+                    raise SigningKeysUnavailableError() from error
+                return None
+            self._no_fetch_until = time.monotonic() + JWKS_REFETCH_SECONDS
+            return signing_key(fetched, key_id)
+
+
+def signing_key(key_set: jwt.PyJWKSet | None, key_id: object) -> jwt.PyJWK | None:
+    """The key of that id in the key set that may check signatures (as PyJWT reads `use`)."""
+    for key in key_set.keys if key_set else []:
+        if key.key_id == key_id and key.public_key_use in ("sig", None):
+            return key
+    return None
 
 
 async def authenticate(
