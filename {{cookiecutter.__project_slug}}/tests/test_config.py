@@ -1,10 +1,13 @@
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import uvicorn
+from dotenv import dotenv_values
 
 from {{ cookiecutter.__package_name }}.cli import main as command_line
 from {{ cookiecutter.__package_name }}.config import (
@@ -13,6 +16,8 @@ from {{ cookiecutter.__package_name }}.config import (
     get_settings,
     settings_or_exit,
 )
+
+from .support.server import PROJECT_DIR
 
 
 def test_defaults_come_from_the_template_answers() -> None:
@@ -230,3 +235,32 @@ def test_the_server_refuses_to_start_without_its_model_providers_client() -> Non
         f"MODEL_PROVIDER={provider} needs the {provider} package: "
         f"uv add 'strands-agents[{provider}]'"
     ]
+
+
+def test_every_setting_of_env_example_reaches_the_service_as_it_reads_env(tmp_path: Path) -> None:
+    """`make dev` has uv put .env in the environment, where it takes precedence over what the
+    service reads of .env itself: uncommented, each line must come out of uv's reading (a
+    shell's) as the service's (python-dotenv's). A JSON list unquoted lost its quotes there, or
+    stopped uv reading the file."""
+    example = (PROJECT_DIR / ".env.example").read_text(encoding="utf-8")
+    settings = [
+        line.removeprefix("# ")
+        for line in example.splitlines()
+        if re.match(r"(# )?[A-Z][A-Z0-9_]*=", line)
+    ]
+    env_file = tmp_path / ".env"
+    env_file.write_text("\n".join(settings) + "\n", encoding="utf-8")
+    expected = dotenv_values(env_file)
+    show = "import json, os; print(json.dumps(dict(os.environ)))"
+    command = ["uv", "run", "--no-sync", "--env-file", str(env_file), "python", "-c", show]
+    # uv sets none that the environment has already: the tests' own settings left out.
+    environment = {name: value for name, value in os.environ.items() if name not in expected}
+
+    shown = subprocess.run(
+        command, cwd=PROJECT_DIR, env=environment, capture_output=True, text=True, check=True
+    )
+
+    assert "warning" not in shown.stderr, shown.stderr
+    passed_on = json.loads(shown.stdout)
+    for name, value in expected.items():
+        assert passed_on.get(name) == value, name
