@@ -44,7 +44,16 @@ def test_unknown_provider_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
-@pytest.mark.parametrize("url", ["sqlite:///:memory:", "sqlite://", "sqlite+aiosqlite://"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///:memory:",
+        "sqlite://",
+        "sqlite+aiosqlite://",
+        "sqlite:///file::memory:?uri=true",
+        "sqlite:///file:agent?mode=memory&cache=shared&uri=true",
+    ],
+)
 def test_an_in_memory_sqlite_database_is_refused(url: str) -> None:
     # Each connection of the pools would see a database of its own, empty.
     with pytest.raises(ValueError, match="name a file"):

@@ -183,8 +183,12 @@ def _url(settings: EngineSettings) -> URL:
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":  # a file (Settings refuses an in-memory database)
         # Its owner's alone: the file holds every conversation, and SQLite creates it as the
-        # umask allows, readable by every user of the machine.
-        Path(url.database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # umask allows, readable by every user of the machine (its -wal and -shm files take the
+        # file's own mode). A file that exists keeps the mode its owner gave it.
+        path = Path(url.database)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not path.exists():
+            path.touch(mode=0o600)
     return url
 
 

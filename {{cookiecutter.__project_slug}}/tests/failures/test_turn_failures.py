@@ -3,10 +3,12 @@
 import asyncio
 import itertools
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -76,6 +78,28 @@ def test_a_failing_model_is_reported_and_its_turn_rolled_back(
     shown = [m["content"][0]["text"] for m in api.model.calls[-1]]
     assert shown == ["one", "First answer.", "three"], "the failed prompt is gone"
     assert roles(api) == ["user", "assistant", "user", "assistant"]
+
+
+def test_a_turn_the_database_keeps_from_starting_is_logged_as_an_outage(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A turn that started logs why it failed; one that could not start, for the SQLite file
+    held by another writer past SQLITE_BUSY_TIMEOUT_MS, said nothing of it."""
+    path = tmp_path / "busy.db"
+    settings = settings_for(f"sqlite:///{path}", auth_mode="none", sqlite_busy_timeout_ms=100)
+    app = create_app(settings, model=ScriptedModel(["Hi."]))
+    with TestClient(app, client=("127.0.0.1", 50000)) as client:
+        other = sqlite3.connect(path)  # another process, writing
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            response = client.post("/process", json={"prompt": "hello"})
+        finally:
+            other.rollback()
+            other.close()
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "database_unavailable"
+    assert "database unavailable: (sqlite3.OperationalError) database is locked" in caplog.text
 
 
 def test_a_failed_first_turn_leaves_no_session_behind(make_api: MakeApi) -> None:

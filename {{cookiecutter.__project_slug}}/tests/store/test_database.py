@@ -2,6 +2,7 @@
 
 import os
 import socket
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,6 +58,22 @@ async def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_pa
     await turn_engine.dispose()
 
     assert pragmas == async_pragmas == ["wal", 1, 1234]
+
+
+def test_a_new_sqlite_file_is_its_owners_alone(tmp_path: Path) -> None:
+    """It holds every conversation: SQLite would create it as the umask allows, readable by
+    every user of the machine, in a folder that already exists as in one made for it."""
+    path = tmp_path / "agent.db"
+    old_umask = os.umask(0o022)
+    try:
+        engine = create_engine(settings_for(f"sqlite:///{path}"))
+        with engine.connect() as connection:
+            connection.execute(text("CREATE TABLE t (x)"))
+        engine.dispose()
+    finally:
+        os.umask(old_umask)
+
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 @pytest.mark.postgresql
