@@ -20,6 +20,7 @@ import asyncio
 import json
 import math
 import os
+import sys
 import time
 import uuid
 from collections import Counter
@@ -163,9 +164,11 @@ def main() -> None:
     summary = report.summary()
     if args.json:
         print(json.dumps(summary))
-        return
-    for name, value in summary.items():
-        print(f"{name:>18}: {value}")
+    else:
+        for name, value in summary.items():
+            print(f"{name:>18}: {value}")
+    if report.completed < summary["turns"]:
+        sys.exit(1)  # the report says what failed
 
 
 if __name__ == "__main__":

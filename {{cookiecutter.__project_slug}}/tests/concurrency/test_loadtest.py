@@ -27,8 +27,10 @@ def loadtest(client: httpx.Client, *arguments: str) -> dict:
         text=True,
         timeout=300,
     )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    report = json.loads(done.stdout)
+    # 1 when a turn did not complete, so that a script may act on it.
+    assert done.returncode == int(report["completed"] < report["turns"]), done.stderr
+    return report
 
 
 def test_the_load_test_reports_completed_turns_and_refusals(

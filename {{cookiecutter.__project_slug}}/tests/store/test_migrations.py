@@ -437,9 +437,12 @@ TURNS_AND_A_MESSAGE = textwrap.dedent(
 def test_adding_a_column_is_an_edit_of_tables_py_and_a_migration(
     empty_database_url: str, tmp_path: Path
 ) -> None:
-    """What an owner of the project does to add a column, in a copy of the project's source."""
+    """What an owner of the project does to add a column, in a copy of the project's source
+    (and its ruff settings, which the new revision is formatted and linted with as it is
+    written)."""
     source = tmp_path / "src"
     shutil.copytree(PROJECT_DIR / "src", source)
+    shutil.copy(PROJECT_DIR / "pyproject.toml", tmp_path)
     tables = source / "{{ cookiecutter.__package_name }}" / "session_store" / "tables.py"
     anchor = '    Column("redact_message", NullableJson, nullable=True),\n'
     added = '    Column("channel", String(32), nullable=False, server_default="web"),\n'
@@ -451,5 +454,8 @@ def test_adding_a_column_is_an_edit_of_tables_py_and_a_migration(
     run(*ALEMBIC, "upgrade", "head", env=env)
     run(*ALEMBIC, "check", env=env)
     channels = run(sys.executable, "-c", TURNS_AND_A_MESSAGE, env=env)
+    versions = source / "{{ cookiecutter.__package_name }}" / "migrations" / "versions"
+    run(sys.executable, "-m", "ruff", "check", "--no-cache", str(versions), env=env)
+    run(sys.executable, "-m", "ruff", "format", "--check", "--no-cache", str(versions), env=env)
 
     assert channels.strip() == str(["web"] * 5)
