@@ -6,6 +6,7 @@
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import uvicorn
 from sqlalchemy import Engine
@@ -59,6 +60,8 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
         host=args.host,
         port=args.port,
         reload=args.reload,
+        # The package's code only: SQLite's writes in .data/ are changes too, logged at every turn.
+        reload_dirs=[str(Path(__file__).parent)] if args.reload else None,
         proxy_headers=True,  # from FORWARDED_ALLOW_IPS only (default 127.0.0.1)
         http=HeaderLimitsProtocol,  # bounds each request's headers in time and size (server.py)
         timeout_keep_alive=args.timeout_keep_alive,

@@ -30,6 +30,8 @@ DEFAULT_DATABASE_URL = "sqlite:///.data/{{ cookiecutter.__package_name }}.db"
 PLACEHOLDER_PREFIX = "change-me"
 # The identity provider that .env.example and the Kubernetes settings name until one is set.
 PLACEHOLDER_IDENTITY_PROVIDER = "your-identity-provider.example"
+# How to make a secret, as the refusals of a placeholder or a short one say.
+MAKE_A_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 # What `secrets.token_urlsafe(32)` makes is 43 characters.
 MIN_CURSOR_SECRET_LENGTH = 32
 # The drivers installed: psycopg 3 for PostgreSQL, Python's own sqlite3.
@@ -104,7 +106,7 @@ class EngineSettings(BaseSettings):
             return value
         text = value.get_secret_value() if isinstance(value, SecretStr) else value
         if isinstance(text, str) and text.startswith(PLACEHOLDER_PREFIX):
-            message = "is still the .env.example placeholder; set a real secret"
+            message = f"is still the .env.example placeholder; set a real secret: {MAKE_A_SECRET}"
             raise PydanticCustomError("placeholder", message)
         return value
 
@@ -238,7 +240,7 @@ class Settings(EngineSettings):
             raise PydanticCustomError(
                 "too_short",
                 f"must be at least {MIN_CURSOR_SECRET_LENGTH} characters: make one with "
-                "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
+                f"{MAKE_A_SECRET}",
             )
         return secret
 
