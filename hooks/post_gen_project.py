@@ -140,13 +140,17 @@ def git_init() -> None:
 
 
 def print_next_steps() -> None:
-    print(
+    text = (
         f"\nCreated {PROJECT_SLUG}. Next:\n"
         f"  cd {Path.cwd()}\n"
         "  make install   # uv sync: creates .venv with the project and its dev tools\n"
         "  make test\n"
         "  make dev       # http://127.0.0.1:8000/docs\n"
     )
+    # Written at once, unbuffered: an output closed or full fails here, where it is ignored,
+    # not in the flush at exit, which would fail the hook and have the project deleted.
+    with contextlib.suppress(OSError):
+        os.write(sys.stdout.fileno(), text.encode())
 
 
 def main() -> None:
@@ -162,8 +166,7 @@ def main() -> None:
     # The project is whole from here: nothing that follows may undo it.
     if os.environ.get("COOKIECUTTER_GIT_INIT") == "1":
         git_init()
-    with contextlib.suppress(OSError):  # an output closed or full: nowhere to say it
-        print_next_steps()
+    print_next_steps()
 
 
 if __name__ == "__main__":

@@ -109,8 +109,8 @@ SLUG_PATTERN = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 MAX_SLUG_LENGTH = 37
 # Package metadata writes the author as `name <email>`, unquoted, in a list separated by commas:
 # in the name, these characters make readers of it split the author or lose part of the name.
-ADDRESS_SPECIALS = ',;:@<>"'
-EMAIL_PATTERN = re.compile(r'[^@\s,;:<>"]+@[^@\s,;:<>"]+\.[^@\s.,;:<>"]+')
+ADDRESS_SPECIALS = ',;:@<>[]"'
+EMAIL_PATTERN = re.compile(r'[^@\s,;:<>\[\]"]+@[^@\s,;:<>\[\]"]+\.[^@\s.,;:<>\[\]"]+')
 
 
 def slug_problem(slug: str) -> str | None:

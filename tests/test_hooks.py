@@ -49,6 +49,7 @@ REFUSED = {
     "tool-command": (["project_name=UV"], "the name of a command"),
     # Package metadata would read the author as two: "Doe" and "Jane <you@example.com>".
     "author-with-comma": (["author_name=Doe, Jane"], "which package metadata would misread"),
+    "author-with-brackets": (["author_name=Zoe [QA]"], "which package metadata would misread"),
     "email-with-comma": (["author_email=a,b@example.com"], "is not an email address"),
     "email-without-at": (["author_email=me.example.com"], "is not an email address"),
     "email-without-domain": (["author_email=me@localhost"], "is not an email address"),

@@ -116,8 +116,9 @@ def main(argv: list[str] | None = None) -> None:
             print(key)
         elif args.command == "list-api-keys":
             for api_key in list_api_keys(engine):
-                # Quoted, as principals may hold spaces, and look alike (é, or e and U+0301).
-                holder = repr(api_key.principal)
+                # Quoted, as principals may hold spaces; escaped beyond ASCII, as they may look
+                # alike (é, and e followed by U+0301).
+                holder = ascii(api_key.principal)
                 line = f"{api_key.key_id}  {holder}  created {api_key.created_at:%F %R}"
                 if api_key.revoked_at:
                     line += f"  revoked {api_key.revoked_at:%F %R}"

@@ -35,6 +35,7 @@ def test_the_root_and_the_bare_path_lead_to_the_playground(playground: TestClien
         assert response.next_request.url.path == "/playground/", path
     # Relative, so that it leads there under a proxy's path prefix too.
     assert playground.get("/").headers["Location"] == "playground/"
+    assert playground.get("/playground").headers["Location"] == "playground/"
 
 
 @pytest.mark.parametrize(

@@ -520,6 +520,46 @@ def test_tokens_naming_no_key_held_do_not_each_ask_a_failing_provider(
     assert len(fetches) == 2  # the key set, then once for key-2
 
 
+def test_while_the_key_set_is_fetched_a_token_naming_another_key_does_not_wait(
+    make_api: MakeApi, signing_key: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Queued behind a fetch from a provider that hangs, such tokens would hold every worker
+    thread, and the valid tokens would wait for one."""
+    monkeypatch.setattr(security, "JWKS_REFETCH_SECONDS", 0)  # the key set read long ago
+    document = key_set(signing_key, kid="key-1")
+    answered: list[str] = []
+    fetching, hang_up = threading.Event(), threading.Event()
+
+    class HangsAfterItsFirstAnswer(QuietHandler):
+        def do_GET(self) -> None:
+            if answered:
+                fetching.set()
+                hang_up.wait(30)
+            answered.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(document.encode())
+
+    other_key = token(signing_key, key_id="key-2")
+    with local_http_server(HangsAfterItsFirstAnswer) as url, ThreadPoolExecutor(1) as pool:
+        settings = {"jwt_issuer": ISSUER, "jwt_audience": AUDIENCE}
+        api = make_api(auth_mode="jwt", jwt_jwks_url=f"{url}/jwks.json", **settings)
+        assert api.client.get("/sessions", headers=token(signing_key)).status_code == 200
+        fetches = pool.submit(api.client.get, "/sessions", headers=other_key)
+        assert fetching.wait(30)  # the second fetch hangs
+
+        meanwhile = api.client.get("/sessions", headers=other_key)
+        valid = api.client.get("/sessions", headers=token(signing_key))
+        still_fetching = not fetches.done()
+        hang_up.set()
+
+    assert still_fetching
+    assert_error(meanwhile, 401, "unauthorized")
+    assert valid.status_code == 200
+    assert_error(fetches.result(), 401, "unauthorized")
+
+
 def test_a_key_set_whose_keys_have_no_ids_checks_tokens_that_name_none(
     make_api: MakeApi, signing_key: rsa.RSAPrivateKey
 ) -> None:

@@ -112,7 +112,8 @@ def test_a_conversation_opened_again_before_its_history_came_shows_it_once(
 def test_while_a_turn_runs_the_page_stays_on_its_conversation(
     page: Playground, new_key: NewKey
 ) -> None:
-    """Leaving it would stop reading the answer, and the service refuses to delete it."""
+    """Leaving it (or forgetting the key) would stop reading the answer, and the service refuses
+    to delete it."""
     page.sign_in(new_key())
     page.start_conversations("first conversation", "hello")
     long_prompt = " ".join(["word"] * 40)  # 2 s of streaming
@@ -121,7 +122,7 @@ def test_while_a_turn_runs_the_page_stays_on_its_conversation(
 
     current, other = page.sessions()
     assert current.get_attribute("aria-current") == "true"
-    for button in (current, other, page.find("#new-conversation")):
+    for button in (current, other, page.find("#new-conversation"), page.find("#forget-credential")):
         assert not button.is_enabled()
         button.click()
     assert not page.find("#delete-conversation").is_enabled()

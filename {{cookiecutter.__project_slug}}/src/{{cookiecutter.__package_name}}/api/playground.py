@@ -37,10 +37,16 @@ class PlaygroundFiles(StaticFiles):
 
 
 def install_playground(app: FastAPI) -> None:
-    """Serve the playground at /playground/ and send / there (by a relative path, so that it
-    works under a proxy's path prefix too)."""
+    """Serve the playground at /playground/, and send / and /playground there by a relative
+    path, so that it works under a proxy's path prefix too (Starlette's own redirect to the
+    slash is absolute, and would leave the prefix out)."""
     app.mount("/playground", PlaygroundFiles(directory=PAGES_DIR, html=True), name="playground")
 
+    # async: a redirect needs no thread of the pool.
     @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:  # async: a redirect needs no thread of the pool
+    async def root() -> RedirectResponse:
+        return RedirectResponse("playground/")
+
+    @app.get("/playground", include_in_schema=False)
+    async def playground_without_its_slash() -> RedirectResponse:
         return RedirectResponse("playground/")

@@ -106,10 +106,16 @@ class Authenticator:
         fetch was made lately. None if there is no such key, as far as the key set held tells;
         SigningKeysUnavailableError if no key set can be read."""
         assert self._jwks is not None and self._jwks.jwk_set_cache is not None  # AUTH_MODE=jwt
-        if key := signing_key(self._jwks.jwk_set_cache.get(), key_id):
+        held = self._jwks.jwk_set_cache.get()  # None once it has expired
+        if key := signing_key(held, key_id):
             return key
-        with self._fetching:
-            held = self._jwks.jwk_set_cache.get()  # None once it has expired
+        # With a key set held, a token naming another key does not wait for a fetch under way:
+        # such tokens, which anyone can send, would hold the worker threads while a provider
+        # hangs, and the valid tokens would wait for a thread. With none held, every token waits.
+        if not self._fetching.acquire(blocking=held is None):
+            return None
+        try:
+            held = self._jwks.jwk_set_cache.get()
             if key := signing_key(held, key_id):  # fetched while this request waited
                 return key
             if time.monotonic() < self._no_fetch_until:
@@ -128,6 +134,8 @@ class Authenticator:
                 return None
             self._no_fetch_until = time.monotonic() + JWKS_REFETCH_SECONDS
             return signing_key(fetched, key_id)
+        finally:
+            self._fetching.release()
 
 
 def signing_key(key_set: jwt.PyJWKSet | None, key_id: object) -> jwt.PyJWK | None:

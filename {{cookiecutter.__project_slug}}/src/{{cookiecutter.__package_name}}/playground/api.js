@@ -13,7 +13,7 @@ export class ApiError extends Error {
 }
 
 // Where the API's paths start: the page is at <root>/playground/, and <root> is "/" or the path
-// prefix of a proxy in front (uvicorn --root-path), so the paths are resolved against the page.
+// prefix that a proxy in front serves the service under: the paths are resolved against the page.
 const ROOT = new URL("../", document.baseURI);
 
 export class Api {

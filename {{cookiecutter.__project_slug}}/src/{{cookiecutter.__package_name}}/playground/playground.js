@@ -100,10 +100,12 @@ function stopReading() {
   lockConversation(false);
 }
 
-// While a turn runs, the page stays on its conversation: leaving it would stop reading the answer
-// (the service would still store it, unseen), and deleting it is refused. Stop ends the turn.
+// While a turn runs, the page stays on its conversation: leaving it (or forgetting the key, which
+// starts a new one) would stop reading the answer, which the service still stores, unseen; and
+// deleting it is refused. Stop ends the turn.
 function lockConversation(locked) {
-  const buttons = "#session-list button, #new-conversation, #delete-conversation";
+  const buttons =
+    "#session-list button, #new-conversation, #delete-conversation, #forget-credential";
   for (const button of document.querySelectorAll(buttons)) button.disabled = locked;
 }
 
