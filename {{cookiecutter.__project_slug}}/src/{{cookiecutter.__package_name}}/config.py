@@ -84,12 +84,13 @@ class EngineSettings(BaseSettings):
         except (ArgumentError, ValueError):
             message = f"is not a database URL: use {DATABASE_URL_FORMS}"
             raise PydanticCustomError("database_url", message) from None
-        if parsed.get_backend_name() == "sqlite" and (
-            parsed.database in (None, "", ":memory:") or "uri" in parsed.query
-        ):
-            # A URI filename (?uri=true) too: it may name one (file::memory:, mode=memory).
+        if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
             message = "an in-memory SQLite database is not kept; name a file: sqlite:///agent.db"
             raise PydanticCustomError("sqlite_in_memory", message)
+        if parsed.get_backend_name() == "sqlite" and "uri" in parsed.query:
+            # It may name an in-memory database too (file::memory:, mode=memory).
+            message = "SQLite URI filenames are not supported; name a file: sqlite:///agent.db"
+            raise PydanticCustomError("sqlite_uri", message)
         if parsed.drivername not in DATABASE_DRIVERS:
             message = f"{parsed.drivername} is not supported: use {DATABASE_URL_FORMS}"
             raise PydanticCustomError("database_url", message)
