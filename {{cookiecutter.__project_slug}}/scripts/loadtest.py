@@ -101,7 +101,7 @@ async def turn(client: aiohttp.ClientSession, session_id: str, prompt: str, repo
                 elif line.startswith(b"data: ") and event == "error":
                     report.errors[f"error event {error_event_code(line[6:])}"] += 1
                     return
-    # HttpProcessingError: a line longer than aiohttp reads (512 KiB), or a malformed response.
+    # HttpProcessingError: a line longer than aiohttp reads at once, or a malformed response.
     except (aiohttp.ClientError, HttpProcessingError, TimeoutError) as error:
         report.errors[type(error).__name__] += 1
         return

@@ -30,6 +30,8 @@ DEFAULT_DATABASE_URL = "sqlite:///.data/{{ cookiecutter.__package_name }}.db"
 PLACEHOLDER_PREFIX = "change-me"
 # The identity provider that .env.example and the Kubernetes settings name until one is set.
 PLACEHOLDER_IDENTITY_PROVIDER = "your-identity-provider.example"
+# What a refused SQLite URL is told to be instead.
+NAME_A_FILE = "name a file: sqlite:///agent.db"
 # How to make a secret, as the refusals of a placeholder or a short one say.
 MAKE_A_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 # What `secrets.token_urlsafe(32)` makes is 43 characters.
@@ -84,13 +86,13 @@ class EngineSettings(BaseSettings):
         except (ArgumentError, ValueError):
             message = f"is not a database URL: use {DATABASE_URL_FORMS}"
             raise PydanticCustomError("database_url", message) from None
-        if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
-            message = "an in-memory SQLite database is not kept; name a file: sqlite:///agent.db"
-            raise PydanticCustomError("sqlite_in_memory", message)
-        if parsed.get_backend_name() == "sqlite" and "uri" in parsed.query:
-            # It may name an in-memory database too (file::memory:, mode=memory).
-            message = "SQLite URI filenames are not supported; name a file: sqlite:///agent.db"
-            raise PydanticCustomError("sqlite_uri", message)
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database in (None, "", ":memory:"):
+                message = "an in-memory SQLite database is not kept"
+                raise PydanticCustomError("sqlite_in_memory", f"{message}; {NAME_A_FILE}")
+            if "uri" in parsed.query:  # which may name an in-memory database too
+                message = "SQLite URI filenames are not supported"
+                raise PydanticCustomError("sqlite_uri", f"{message}; {NAME_A_FILE}")
         if parsed.drivername not in DATABASE_DRIVERS:
             message = f"{parsed.drivername} is not supported: use {DATABASE_URL_FORMS}"
             raise PydanticCustomError("database_url", message)

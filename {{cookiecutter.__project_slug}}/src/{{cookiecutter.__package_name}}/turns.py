@@ -274,6 +274,8 @@ class TurnRunner:
             with trace.use_span(span, end_on_exit=False):
                 turn = await self._start(session_id, principal, prompt, client_gone, span, asked_at)
         except BaseException as error:
+            if isinstance(error, DATABASE_OUTAGES):  # as a turn that could not be stored is
+                logger.warning("turn not started: database unavailable: %s", error)
             code = self._error_code(error)
             self._metrics.turns_refused.labels(code=code).inc()
             span.set_attribute("turn.outcome", code)

@@ -42,11 +42,7 @@ def install_playground(app: FastAPI) -> None:
     slash is absolute, and would leave the prefix out)."""
     app.mount("/playground", PlaygroundFiles(directory=PAGES_DIR, html=True), name="playground")
 
-    # async: a redirect needs no thread of the pool.
     @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        return RedirectResponse("playground/")
-
     @app.get("/playground", include_in_schema=False)
-    async def playground_without_its_slash() -> RedirectResponse:
+    async def to_the_playground() -> RedirectResponse:  # async: it needs no thread of the pool
         return RedirectResponse("playground/")

@@ -7,7 +7,6 @@ from uuid import uuid4
 from fastapi import APIRouter, Depends, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from ..database import DATABASE_OUTAGES
 from ..turns import ModelRetry, TextDelta, ToolResult, ToolUse, Turn, TurnEvent, TurnResult
 from .dependencies import AppSettings, Runner
 from .errors import (
@@ -16,7 +15,6 @@ from .errors import (
     TURN_RUN_ERRORS,
     TURN_START_ERRORS,
     ApiError,
-    database_outage,
     documented,
     turn_error,
 )
@@ -48,8 +46,6 @@ async def started_turn(
     try:
         return await runner.start(session_id, principal, body.prompt, request.is_disconnected)
     except Exception as error:
-        if isinstance(error, DATABASE_OUTAGES):
-            raise database_outage(error) from error  # logged: a turn that started logs its own
         failure = turn_error(error)
         if failure.code == "internal_error":
             raise  # not a turn's known failure: logged, once, by UnexpectedErrorMiddleware
