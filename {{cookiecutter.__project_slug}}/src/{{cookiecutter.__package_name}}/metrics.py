@@ -88,6 +88,14 @@ class Metrics:
         self.output_tokens = Counter(
             "agent_output_tokens", "Tokens the model generated.", registry=registry
         )
+        self.responses = Counter(
+            "agent_http_responses",
+            "Responses sent, by route (its path template) and HTTP status, refusals included "
+            "that no turn counter sees: a credential the database could not check, a body too "
+            "large, an unknown host.",
+            ["route", "status"],
+            registry=registry,
+        )
         self.connections_in_use = Gauge(
             "agent_db_connections_in_use",
             "Database connections checked out of each engine's pool (turns, sessions).",

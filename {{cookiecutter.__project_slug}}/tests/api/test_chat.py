@@ -224,6 +224,16 @@ def test_only_the_new_message_is_read_and_validated(make_api: MakeApi) -> None:
     assert [part["delta"] for part in parts if part["type"] == "text-delta"] == ["Hello."]
 
 
+def test_text_parts_of_the_new_message_reach_the_model_a_line_apart(make_api: MakeApi) -> None:
+    api = make_api(["Noted."])
+    body = chat_body("chat-1", "Hello")
+    body["messages"][0]["parts"] += [{"type": "data-page", "data": {}}, chat_text("world")]
+
+    chat(api.client, body)
+
+    assert api.model.calls[0][-1]["content"] == [{"text": "Hello\nworld"}]
+
+
 @pytest.mark.parametrize(
     ("bad_parts", "says"),
     [

@@ -18,9 +18,10 @@ def test_a_request_for_another_host_is_refused(api: Api) -> None:
     assert api.model.calls == []
 
 
-def test_the_probes_answer_whatever_the_host(api: Api) -> None:
-    # Kubernetes, Docker and load balancers probe by IP address; an answer tells nothing.
-    for path in ("/health", "/ready"):
+def test_the_probes_and_metrics_answer_whatever_the_host(api: Api) -> None:
+    # Kubernetes, Docker and load balancers probe by IP address, as Prometheus scrapes each
+    # replica; a probe's answer tells nothing, and /metrics asks for a credential.
+    for path in ("/health", "/ready", "/metrics"):
         assert api.client.get(path, headers={"Host": "10.0.3.7:8080"}).status_code == 200
 
 

@@ -1,5 +1,6 @@
-"""Prometheus metrics: scraped after turns, they count what the turns did; /metrics needs a
-credential on the API's port, and METRICS_PORT serves them on a port of their own instead."""
+"""Prometheus metrics: scraped after turns, they count what the turns did and every response;
+/metrics needs a credential on the API's port, and METRICS_PORT serves them on a port of their
+own instead."""
 
 from pathlib import Path
 
@@ -75,6 +76,31 @@ def test_refused_turns_are_counted_by_code(make_api: MakeApi) -> None:
     samples = scrape(api.client.get("/metrics").text)
     assert value(samples, "agent_turns_refused_total", code="too_many_turns") == 1
     assert value(samples, "agent_turns_started_total") == 1
+
+
+def test_responses_are_counted_by_route_and_status_refusals_included(make_api: MakeApi) -> None:
+    api = make_api(["Hi."])
+    api.client.post("/process", json={"prompt": "hi", "session_id": "s"})
+    api.client.get("/sessions/nobody/history")
+    api.client.get("/no/such/route")
+    # Refused by middleware before their routes run: no turn counter sees them.
+    api.client.post("/process", json={"prompt": "hi"}, headers={"Authorization": "Bearer no"})
+    api.client.get("/sessions", headers={"Host": "attacker.example"})
+
+    samples = scrape(api.client.get("/metrics").text)
+
+    responses = {
+        labels: count
+        for (name, labels), count in samples.items()
+        if name == "agent_http_responses_total"
+    }
+    assert responses == {
+        (("route", "/process"), ("status", "200")): 1,
+        (("route", "/sessions/{session_id}/history"), ("status", "404")): 1,
+        (("route", "none"), ("status", "404")): 1,
+        (("route", "none"), ("status", "401")): 1,
+        (("route", "none"), ("status", "400")): 1,
+    }
 
 
 def test_metrics_need_a_credential_on_the_api_port(api: Api) -> None:

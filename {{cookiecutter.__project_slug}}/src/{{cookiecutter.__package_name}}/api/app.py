@@ -41,6 +41,7 @@ from .errors import (
 )
 from .hosts import AllowedHostsMiddleware
 from .limits import BodyLimitsMiddleware
+from .metrics import ResponseCountMiddleware
 from .playground import install_playground
 from .request_ids import RequestIdMiddleware
 from .security import AuthenticateBeforeBodyMiddleware, Authenticator
@@ -149,6 +150,7 @@ def create_app(
             expose_headers=["Retry-After", "X-Request-ID"],
         )
     app.add_middleware(AllowedHostsMiddleware, allowed_hosts=config.allowed_hosts)
+    app.add_middleware(ResponseCountMiddleware, counter=app_metrics.responses)
     app.add_middleware(RequestIdMiddleware)  # outermost: every log line of a request has its id
     install_error_handlers(app)
     app.include_router(health.router)

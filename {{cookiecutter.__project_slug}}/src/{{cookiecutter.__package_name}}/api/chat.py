@@ -57,7 +57,9 @@ class UIMessage(BaseModel):
 
 
 def ui_text(message: UIMessage) -> str:
-    return "".join(
+    """The message's text parts, a line apart: parts that a front end sent apart (a document,
+    then the question about it) must not run together into one word."""
+    return "\n".join(
         part["text"]
         for part in message.parts
         if part.get("type") == "text" and isinstance(part.get("text"), str)
@@ -179,8 +181,8 @@ class UIMessageParts:
                 parts.append({"type": "text-start", "id": self.open_text})
             parts.append({"type": "text-delta", "id": self.open_text, "delta": event.text})
         elif isinstance(event, ModelRetry):
-            # The protocol cannot withdraw the failed call's text: the new call's text is a part
-            # of its own.
+            # The protocol cannot withdraw the failed call's text before the AI SDK's v7 (whose
+            # `reset-step` v5 and v6 refuse): the new call's text is a part of its own.
             parts += self.end_text()
         elif isinstance(event, ToolUse):
             parts += self.end_text()

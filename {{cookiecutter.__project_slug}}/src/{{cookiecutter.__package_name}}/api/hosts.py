@@ -1,9 +1,10 @@
 """Only requests whose Host header names one of ALLOWED_HOSTS reach the service.
 
 A forged Host header is how DNS rebinding reaches a service on 127.0.0.1 from a browser, and how
-absolute URLs built from the request end up pointing elsewhere. The probes answer whatever the
-host: Kubernetes, Docker and load balancers send them to an IP address, and what they answer tells
-nothing.
+absolute URLs built from the request end up pointing elsewhere. The probes and /metrics answer
+whatever the host: Kubernetes, Docker, load balancers and Prometheus send them to an IP address
+(each replica's own), what the probes answer tells nothing, and /metrics asks for a credential
+as the API does.
 """
 
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .errors import CLOSE_CONNECTION, error_response
 
 # /ping: AgentCore's probe, where the project serves it (api/agentcore.py).
-PROBES = {"/health", "/ready", "/ping"}
+ANY_HOST = {"/health", "/ready", "/ping", "/metrics"}
 # What the inner app of the check sends: the host was allowed.
 _ALLOWED: Message = {"type": "allowed_host"}
 
@@ -33,7 +34,7 @@ class AllowedHostsMiddleware:
         self.check = TrustedHostMiddleware(_report_allowed, allowed_hosts, www_redirect=False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in PROBES:
+        if scope["type"] == "http" and scope["path"] in ANY_HOST:
             await self.app(scope, receive, send)
             return
         sent: list[Message] = []
