@@ -343,6 +343,19 @@ def test_no_downgrade_below_0004_while_principals_share_a_session_id(
     assert schema_differences(empty_engine) == []  # nothing of the downgrade was done
 
 
+def test_no_downgrade_below_0003_while_sessions_belong_to_principals(
+    empty_engine: Engine,
+) -> None:
+    """Below it, sessions have no owner: alice's would be open to anyone (AUTH_MODE=none)."""
+    upgrade_schema(empty_engine)
+    SqlSessionRepository(empty_engine, "alice").create_session(Session("chat", SessionType.AGENT))
+
+    with pytest.raises(RuntimeError, match=r"belong to principals \(alice\)"):
+        command.downgrade(alembic_config(empty_engine), "0002")
+
+    assert schema_differences(empty_engine) == []  # nothing of the downgrade was done
+
+
 def test_alembic_command_line_migrates_database_url(empty_database_url: str) -> None:
     """`make migrate` runs `alembic upgrade head` in the project directory. It reads the
     database's settings only: a service whose identity provider is not set up yet migrates. It
@@ -434,19 +447,25 @@ TURNS_AND_A_MESSAGE = textwrap.dedent(
 )
 
 
-def test_adding_a_column_is_an_edit_of_tables_py_and_a_migration(
-    empty_database_url: str, tmp_path: Path
-) -> None:
-    """What an owner of the project does to add a column, in a copy of the project's source
-    (and its ruff settings, which the new revision is formatted and linted with as it is
-    written)."""
+def edited_source(tmp_path: Path, old: str, new: str) -> Path:
+    """A copy of the project's source (and its ruff settings, which a new revision is formatted
+    and linted with as it is written), with `old` in tables.py replaced by `new`."""
     source = tmp_path / "src"
     shutil.copytree(PROJECT_DIR / "src", source)
     shutil.copy(PROJECT_DIR / "pyproject.toml", tmp_path)
     tables = source / "{{ cookiecutter.__package_name }}" / "session_store" / "tables.py"
+    assert old in tables.read_text()
+    tables.write_text(tables.read_text().replace(old, new))
+    return source
+
+
+def test_adding_a_column_is_an_edit_of_tables_py_and_a_migration(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    """What an owner of the project does to add a column, in a copy of the project's source."""
     anchor = '    Column("redact_message", NullableJson, nullable=True),\n'
     added = '    Column("channel", String(32), nullable=False, server_default="web"),\n'
-    tables.write_text(tables.read_text().replace(anchor, anchor + added))
+    source = edited_source(tmp_path, anchor, anchor + added)
     env = {**os.environ, "PYTHONPATH": str(source), "DATABASE_URL": empty_database_url}
 
     run(*ALEMBIC, "upgrade", "head", env=env)
@@ -459,3 +478,78 @@ def test_adding_a_column_is_an_edit_of_tables_py_and_a_migration(
     run(sys.executable, "-m", "ruff", "format", "--check", "--no-cache", str(versions), env=env)
 
     assert channels.strip() == str(["web"] * 5)
+
+
+@pytest.mark.postgresql
+def test_a_revision_generated_against_postgresql_migrates_sqlite_too(tmp_path: Path) -> None:
+    """Owners generate revisions against PostgreSQL, their production schema, and develop on
+    SQLite, which cannot ALTER a column in place: the revision must rebuild the table there."""
+    longer = '    Column("session_type", String(64), nullable=False),\n'
+    source = edited_source(tmp_path, longer.replace("64", "32"), longer)
+    env = {**os.environ, "PYTHONPATH": str(source)}
+    with postgres_database() as url:
+        production = {**env, "DATABASE_URL": url}
+        run(*ALEMBIC, "upgrade", "head", env=production)
+        run(*ALEMBIC, "revision", "--autogenerate", "-m", "longer session type", env=production)
+        run(*ALEMBIC, "upgrade", "head", env=production)
+        run(*ALEMBIC, "check", env=production)
+    development = {**env, "DATABASE_URL": f"sqlite:///{tmp_path / 'development.db'}"}
+
+    run(*ALEMBIC, "upgrade", "head", env=development)
+    run(*ALEMBIC, "check", env=development)
+    run(*ALEMBIC, "downgrade", "-1", env=development)
+
+
+# A revision that builds an index CONCURRENTLY, as on a live table: outside the migration's
+# transaction. It keeps what the settings were there in a table of its own.
+CONCURRENT_INDEX = textwrap.dedent(
+    """
+    from alembic import op
+
+    revision = "0007"
+    down_revision = "0006"
+
+
+    def upgrade() -> None:
+        with op.get_context().autocommit_block():
+            op.execute(
+                "CREATE TABLE settings_seen AS SELECT "
+                "current_setting('statement_timeout') AS statement_timeout, "
+                "current_setting('lock_timeout') AS lock_timeout, "
+                "(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND pid = pg_backend_pid()) AS advisory_locks"
+            )
+            op.create_index(
+                "ix_messages_created_at", "messages", ["created_at"], postgresql_concurrently=True
+            )
+    """
+)
+
+
+@pytest.mark.postgresql
+def test_a_migration_that_commits_on_its_way_keeps_its_settings_and_gives_them_back(
+    tmp_path: Path,
+) -> None:
+    """Past the commit, the index is built without the statement timeout of requests, with the
+    lock timeout of migrations, and under the lock that keeps two migrations apart; after it,
+    the connection goes back to the app's pool as the pool made it."""
+    migrations = tmp_path / "migrations"
+    shutil.copytree(PROJECT_DIR / "src" / "{{ cookiecutter.__package_name }}" / "migrations", migrations)
+    (migrations / "versions" / "0007_concurrent_index.py").write_text(CONCURRENT_INDEX)
+    session_settings = text(
+        "SELECT current_setting('statement_timeout'), current_setting('lock_timeout'), "
+        "(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory')"
+    )
+    with postgres_database() as url:
+        engine = create_engine(settings_for(url, db_statement_timeout_ms=5000))
+        config = alembic_config(engine)
+        config.set_main_option("script_location", str(migrations))
+
+        command.upgrade(config, "head")
+
+        with engine.connect() as connection:
+            seen = connection.execute(text("SELECT * FROM settings_seen")).one()
+            after = connection.execute(session_settings).one()
+        engine.dispose()
+    assert tuple(seen) == ("0", "10s", 1)
+    assert tuple(after) == ("5s", "0", 0)

@@ -1,7 +1,7 @@
 """Alembic environment: migrates the database of DATABASE_URL, or the engine the app hands over."""
 
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from logging.config import fileConfig
 
 from alembic import context
@@ -14,6 +14,27 @@ from {{ cookiecutter.__package_name }}.session_store import metadata
 
 # How long a migration waits for a table's lock on PostgreSQL (a query that holds it), then fails.
 LOCK_TIMEOUT = "10s"
+# A PostgreSQL migration's settings, for its connection's session rather than one transaction
+# (SET LOCAL, pg_advisory_xact_lock): a migration that commits on its way, to build an index
+# CONCURRENTLY in `op.get_context().autocommit_block()`, keeps them past that commit.
+HOLD_MIGRATION_SESSION = [
+    # DB_STATEMENT_TIMEOUT_MS bounds a request's statements; a migration may rewrite a whole
+    # table, or build an index over it.
+    "SET statement_timeout = 0",
+    # Two migrations at once (a Job run twice, `make migrate` beside it): the second waits here
+    # for the first, then finds nothing left to do.
+    f"SELECT pg_advisory_lock({MIGRATION_LOCK})",
+    # A migration waiting for a table's lock holds up every query of that table behind it: it
+    # gives up after LOCK_TIMEOUT instead, undone whole, and is run again (the Kubernetes Job
+    # retries).
+    f"SET lock_timeout = '{LOCK_TIMEOUT}'",
+]
+# The connection may be the app's, back to its pool after the migration (upgrade_schema).
+RELEASE_MIGRATION_SESSION = [
+    f"SELECT pg_advisory_unlock({MIGRATION_LOCK})",
+    "RESET statement_timeout",
+    "RESET lock_timeout",
+]
 
 
 def run_migrations() -> None:
@@ -27,33 +48,38 @@ def run_migrations() -> None:
     try:
         with engine.connect() as connection:
             sqlite = connection.dialect.name == "sqlite"
-            with sqlite_migration(connection) if sqlite else nullcontext():
+            with sqlite_migration(connection) if sqlite else migration_session(connection):
                 context.configure(
                     connection=connection,
                     target_metadata=metadata,
-                    # SQLite cannot ALTER most things in place: Alembic rebuilds the table instead.
-                    render_as_batch=sqlite,
+                    # SQLite cannot ALTER most things in place: Alembic rebuilds the table
+                    # instead. Always, so that a revision generated against PostgreSQL (where it
+                    # ALTERs in place all the same) also migrates the SQLite of development.
+                    render_as_batch=True,
                     compare_server_default=True,
                 )
                 with context.begin_transaction():
-                    if not sqlite:
-                        # DB_STATEMENT_TIMEOUT_MS bounds a request's statements; a migration may
-                        # rewrite a whole table. Unbounded for this transaction only.
-                        connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
-                        # Two migrations at once (a Job run twice, `make migrate` beside it): the
-                        # second waits here for the first, then finds nothing left to do.
-                        connection.exec_driver_sql(
-                            f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"
-                        )
-                        # A migration waiting for a table's lock holds up every query of that
-                        # table behind it: it gives up after LOCK_TIMEOUT instead, undone whole,
-                        # and is run again (the Kubernetes Job retries).
-                        connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
                     context.run_migrations()
                 connection.commit()
     finally:
         if own_engine:
             engine.dispose()
+
+
+@contextmanager
+def migration_session(connection: Connection) -> Iterator[None]:
+    """Migrate PostgreSQL with the settings of HOLD_MIGRATION_SESSION, given back whatever
+    happens."""
+    for statement in HOLD_MIGRATION_SESSION:
+        connection.exec_driver_sql(statement)
+    connection.commit()
+    try:
+        yield
+    finally:
+        connection.rollback()  # of a migration that failed; after a commit, a no-op
+        for statement in RELEASE_MIGRATION_SESSION:
+            connection.exec_driver_sql(statement)
+        connection.commit()
 
 
 @contextmanager

@@ -43,6 +43,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    sessions = sa.table("sessions", sa.column("principal"))
+    owned = sa.select(sessions.c.principal).where(sessions.c.principal != "local").distinct()
+    if principals := op.get_bind().execute(owned.limit(5)).scalars().all():
+        raise RuntimeError(
+            f"Cannot go below 0003 while sessions belong to principals ({', '.join(principals)}): "
+            "before it, every session is everyone's. Delete those sessions first."
+        )
     op.drop_table("api_keys")
     op.drop_index("ix_sessions_principal_created_at_session_id", table_name="sessions")
     op.create_index("ix_sessions_created_at_session_id", "sessions", ["created_at", "session_id"])
