@@ -397,6 +397,11 @@ class TurnRunner:
                 raise
         except BaseException as error:
             turn.ending = True
+            # Whatever stopped the turn (a Stop, TURN_TIMEOUT, a lost lease) stops its model:
+            # a provider that streams on a thread of its own (Bedrock) reads on, and generates
+            # the rest of the answer, after the turn's task is cancelled, unless told. Told now,
+            # as the SDK clears its signal while the task unwinds.
+            agent.cancel()
             self._log_failure(error)
             code = self._error_code(error)
             self._metrics.turns_failed.labels(code=code).inc()

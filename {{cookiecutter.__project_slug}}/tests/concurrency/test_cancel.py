@@ -49,6 +49,30 @@ def test_a_turn_cancelled_on_its_replica_stops_at_once_and_stores_nothing(
     assert_error(api.client.post("/sessions/unknown/cancel"), 404, "session_not_found")
 
 
+@pytest.mark.parametrize(
+    ("stop", "status", "code"),
+    [("cancel", 409, "turn_cancelled"), ("timeout", 504, "model_timeout")],
+)
+def test_a_stopped_turn_tells_its_model_to_stop(
+    make_api: MakeApi, stop: str, status: int, code: str
+) -> None:
+    """Bedrock's client streams on a thread of its own, which cancelling the turn's task leaves
+    reading until the answer ends: told by the agent's signal, it closes the stream at its next
+    chunk, and the model stops generating (and billing) the rest."""
+    model = GatedModel(lambda: model.cancel_signal.wait(30))  # a stream read until told to stop
+    api = make_api(model=model, turn_timeout=0.5 if stop == "timeout" else 30)
+
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(api.client.post, "/process", json={"prompt": "Hi", "session_id": "s"})
+        assert model.entered.wait(10)
+        if stop == "cancel":
+            api.client.post("/sessions/s/cancel")
+        stopped = running.result(timeout=10)
+
+    assert_error(stopped, status, code)
+    assert model.cancel_signal.wait(10), "the model was never told to stop"
+
+
 @pytest.mark.anyio
 async def test_a_turn_cancelled_before_its_task_began_ends_and_frees_its_session(
     make_runner: MakeRunner,

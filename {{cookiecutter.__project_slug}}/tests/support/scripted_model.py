@@ -117,9 +117,11 @@ class GatedModel(ScriptedModel):
         self.gate = gate
         self.entered = threading.Event()
         self.arrivals = 0
+        self.cancel_signal: threading.Event | None = None
 
     async def stream(self, messages: Messages, *args: Any, **kwargs: Any) -> AsyncIterator[dict]:
         self.arrivals += 1
+        self.cancel_signal = kwargs["cancel_signal"]  # what tells a provider to stop streaming
         self.entered.set()
         await asyncio.to_thread(self.gate)
         self.replies.append("done")

@@ -87,11 +87,12 @@ def create_app(
                 )
             app.state.cursor_secret = cursor_secret(config)
             # The SDK runs blocking work of a turn on the event loop's default executor:
-            # Bedrock's streamed response and every plain `def` tool. Sized to the turns
-            # admitted, so that none of them queues behind the others (threads start only when
-            # needed).
+            # Bedrock's streamed response and every plain `def` tool. Sized to twice the turns
+            # admitted, so that none of them queues behind the others, nor behind the reads of
+            # stopped turns that wait for a stalled model's next chunk to see they were stopped
+            # (threads start only when needed).
             asyncio.get_running_loop().set_default_executor(
-                ThreadPoolExecutor(config.max_concurrent_turns, thread_name_prefix="turn")
+                ThreadPoolExecutor(2 * config.max_concurrent_turns, thread_name_prefix="turn")
             )
             app_metrics.watch_pool("sessions", engine)
             app_metrics.watch_pool("turns", turn_engine.sync_engine)
