@@ -122,7 +122,9 @@ def test_jwt_mode_needs_its_identity_provider(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("AUTH_MODE", "jwt")
     monkeypatch.setenv("JWT_ISSUER", "https://id.example/")
 
-    assert refusal() == "Invalid settings: AUTH_MODE=jwt needs JWT_JWKS_URL, JWT_AUDIENCE"
+    assert refusal() == (
+        "Invalid settings: AUTH_MODE=jwt needs JWT_JWKS_URL, JWT_AUDIENCE or JWT_CLIENT_IDS"
+    )
 
 
 @pytest.mark.parametrize(

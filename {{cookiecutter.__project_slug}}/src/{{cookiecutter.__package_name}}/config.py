@@ -183,10 +183,13 @@ class Settings(EngineSettings):
     # "local", for development on this machine only.
     auth_mode: AuthMode = "{{ cookiecutter.auth_mode }}"
     # AUTH_MODE=jwt: tokens signed by a key of JWT_JWKS_URL, issued by JWT_ISSUER for
-    # JWT_AUDIENCE; the principal is their JWT_PRINCIPAL_CLAIM.
+    # JWT_AUDIENCE (their `aud`), or to one of JWT_CLIENT_IDS (their `client_id`: Amazon
+    # Cognito's access tokens carry no `aud`), or both; the principal is their
+    # JWT_PRINCIPAL_CLAIM.
     jwt_jwks_url: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    jwt_client_ids: list[str] = []
     jwt_algorithms: list[str] = Field(default=["RS256"], min_length=1)
     jwt_principal_claim: str = Field(default="sub", min_length=1)
     # AUTH_MODE=none has no credential to check: unless this is true, it answers only clients on
@@ -214,8 +217,11 @@ class Settings(EngineSettings):
     def require_jwt_settings(self) -> "Settings":
         if self.auth_mode != "jwt":
             return self
-        names = ("jwt_jwks_url", "jwt_issuer", "jwt_audience")
-        if missing := [name.upper() for name in names if not getattr(self, name)]:
+        names = ("jwt_jwks_url", "jwt_issuer")
+        missing = [name.upper() for name in names if not getattr(self, name)]
+        if not (self.jwt_audience or self.jwt_client_ids):
+            missing.append("JWT_AUDIENCE or JWT_CLIENT_IDS")
+        if missing:
             message = f"AUTH_MODE=jwt needs {', '.join(missing)}"
             raise PydanticCustomError("jwt_settings_missing", message)
         # Refused here: else every request would get 503 auth_unavailable, as in an outage (the

@@ -380,8 +380,10 @@ def jwks_url(signing_key: rsa.RSAPrivateKey) -> Iterator[str]:
 
 
 def token(key: rsa.RSAPrivateKey, key_id: str | None = "key-1", **claims: object) -> dict[str, str]:
+    """A token of the identity provider's signed by `key`: a claim given as None is left out."""
     now = int(time.time())
     payload = {"sub": "erin", "iss": ISSUER, "aud": AUDIENCE, "exp": now + 300, **claims}
+    payload = {name: value for name, value in payload.items() if value is not None}
     headers = {"kid": key_id} if key_id else {}
     encoded = jwt.encode(payload, key, algorithm="RS256", headers=headers)
     return {"Authorization": f"Bearer {encoded}"}
@@ -414,6 +416,24 @@ def test_a_jwt_from_a_provider_whose_clock_runs_ahead_is_accepted(
     response = api.client.get("/sessions", headers=token(signing_key, iat=ahead, nbf=ahead))
 
     assert response.status_code == 200, response.text
+
+
+def test_a_jwt_may_be_checked_by_its_client_id_instead_of_an_audience(
+    make_api: MakeApi, signing_key: rsa.RSAPrivateKey, jwks_url: str
+) -> None:
+    """Amazon Cognito's access tokens, which AgentCore's JWT authorizer takes by their client
+    (`allowedClients`), carry a `client_id` and no `aud`."""
+    settings = {"jwt_jwks_url": jwks_url, "jwt_issuer": ISSUER, "jwt_client_ids": ["app", "cli"]}
+    api = make_api(auth_mode="jwt", **settings)
+
+    def sessions(**claims: object) -> int:
+        access_token = token(signing_key, **{"aud": None, **claims})
+        return api.client.get("/sessions", headers=access_token).status_code
+
+    assert sessions(client_id="cli") == 200
+    assert sessions(client_id="cli", aud="any-audience") == 200
+    assert sessions(client_id="another-app") == 401
+    assert sessions() == 401
 
 
 @pytest.mark.parametrize(

@@ -84,16 +84,22 @@ class Authenticator:
             signing_key = self._signing_key(jwt.get_unverified_header(token).get("kid"))
             if signing_key is None:
                 return None
+            checks_audience = settings.jwt_audience is not None
             claims = jwt.decode(
                 token,
                 signing_key,
                 algorithms=settings.jwt_algorithms,
                 audience=settings.jwt_audience,
                 issuer=settings.jwt_issuer,
-                options={"require": ["exp", "iss", "aud"]},
+                options={
+                    "require": ["exp", "iss", *(["aud"] if checks_audience else [])],
+                    "verify_aud": checks_audience,
+                },
                 leeway=JWT_CLOCK_SKEW_SECONDS,
             )
         except jwt.PyJWTError:  # not a JWT, or not a valid one
+            return None
+        if settings.jwt_client_ids and claims.get("client_id") not in settings.jwt_client_ids:
             return None
         try:
             return validate_principal(claims.get(settings.jwt_principal_claim))
