@@ -534,7 +534,8 @@ def test_a_migration_that_commits_on_its_way_keeps_its_settings_and_gives_them_b
     lock timeout of migrations, and under the lock that keeps two migrations apart; after it,
     the connection goes back to the app's pool as the pool made it."""
     migrations = tmp_path / "migrations"
-    shutil.copytree(PROJECT_DIR / "src" / "{{ cookiecutter.__package_name }}" / "migrations", migrations)
+    package = PROJECT_DIR / "src" / "{{ cookiecutter.__package_name }}"
+    shutil.copytree(package / "migrations", migrations)
     (migrations / "versions" / "0007_concurrent_index.py").write_text(CONCURRENT_INDEX)
     session_settings = text(
         "SELECT current_setting('statement_timeout'), current_setting('lock_timeout'), "

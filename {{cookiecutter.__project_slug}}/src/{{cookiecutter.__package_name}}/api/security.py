@@ -84,12 +84,12 @@ class Authenticator:
             signing_key = self._signing_key(jwt.get_unverified_header(token).get("kid"))
             if signing_key is None:
                 return None
-            checks_audience = settings.jwt_audience is not None
+            checks_audience = bool(settings.jwt_audience)  # else JWT_CLIENT_IDS (config.py)
             claims = jwt.decode(
                 token,
                 signing_key,
                 algorithms=settings.jwt_algorithms,
-                audience=settings.jwt_audience,
+                audience=settings.jwt_audience or None,
                 issuer=settings.jwt_issuer,
                 options={
                     "require": ["exp", "iss", *(["aud"] if checks_audience else [])],
