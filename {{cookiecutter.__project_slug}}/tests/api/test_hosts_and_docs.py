@@ -25,6 +25,18 @@ def test_the_probes_and_metrics_answer_whatever_the_host(api: Api) -> None:
         assert api.client.get(path, headers={"Host": "10.0.3.7:8080"}).status_code == 200
 
 
+def test_without_a_credential_to_ask_metrics_answer_only_allowed_hosts(make_api: MakeApi) -> None:
+    """AUTH_MODE=none answers this machine alone: a page that rebinds its name to 127.0.0.1
+    reaches it, with a Host header of its own."""
+    api = make_api(auth_mode="none")
+    del api.client.headers["Authorization"]
+
+    rebound = api.client.get("/metrics", headers={"Host": "rebound.attacker.example"})
+
+    assert_error(rebound, 400, "invalid_host")
+    assert api.client.get("/metrics").status_code == 200
+
+
 def test_allowed_hosts_match_without_the_port_and_by_wildcard(make_api: MakeApi) -> None:
     api = make_api(allowed_hosts=["api.example.com", "*.agents.example.com"])
 

@@ -500,8 +500,8 @@ def test_a_revision_generated_against_postgresql_migrates_sqlite_too(tmp_path: P
     run(*ALEMBIC, "downgrade", "-1", env=development)
 
 
-# A revision that builds an index CONCURRENTLY, as on a live table: outside the migration's
-# transaction. It keeps what the settings were there in a table of its own.
+# A revision that builds an index CONCURRENTLY as the README shows, outside the migration's
+# transaction; it first keeps what the settings were there in a table of its own.
 CONCURRENT_INDEX = textwrap.dedent(
     """
     from alembic import op
@@ -519,11 +519,16 @@ CONCURRENT_INDEX = textwrap.dedent(
                 "(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
                 "AND pid = pg_backend_pid()) AS advisory_locks"
             )
-            op.create_index(
-                "ix_messages_created_at", "messages", ["created_at"], postgresql_concurrently=True
-            )
+            op.execute("SET lock_timeout = 0")
+            name, concurrently = "ix_messages_created_at", {"postgresql_concurrently": True}
+            op.drop_index(name, "messages", if_exists=True, **concurrently)
+            op.create_index(name, "messages", ["created_at"], **concurrently)
+            op.execute("SET lock_timeout = '10s'")
     """
 )
+
+
+INDEX_VALID = "SELECT indisvalid FROM pg_index WHERE indexrelid = CAST(:name AS regclass)"
 
 
 @pytest.mark.postgresql
@@ -551,6 +556,8 @@ def test_a_migration_that_commits_on_its_way_keeps_its_settings_and_gives_them_b
         with engine.connect() as connection:
             seen = connection.execute(text("SELECT * FROM settings_seen")).one()
             after = connection.execute(session_settings).one()
+            valid = connection.execute(text(INDEX_VALID), {"name": "ix_messages_created_at"})
+            assert valid.scalar_one()
         engine.dispose()
     assert tuple(seen) == ("0", "10s", 1)
     assert tuple(after) == ("5s", "0", 0)

@@ -39,7 +39,7 @@ from .errors import (
     install_error_handlers,
     turn_error_code,
 )
-from .hosts import AllowedHostsMiddleware
+from .hosts import PROBES, AllowedHostsMiddleware
 from .limits import BodyLimitsMiddleware
 from .metrics import ResponseCountMiddleware
 from .playground import install_playground
@@ -150,7 +150,11 @@ def create_app(
             ],
             expose_headers=["Retry-After", "X-Request-ID"],
         )
-    app.add_middleware(AllowedHostsMiddleware, allowed_hosts=config.allowed_hosts)
+    # /metrics asks for a credential, but under AUTH_MODE=none.
+    any_host = PROBES | {"/metrics"} if config.auth_mode != "none" else PROBES
+    app.add_middleware(
+        AllowedHostsMiddleware, allowed_hosts=config.allowed_hosts, any_host=any_host
+    )
     app.add_middleware(ResponseCountMiddleware, counter=app_metrics.responses)
     app.add_middleware(RequestIdMiddleware)  # outermost: every log line of a request has its id
     install_error_handlers(app)

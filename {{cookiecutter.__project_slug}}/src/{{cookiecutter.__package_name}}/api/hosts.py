@@ -4,10 +4,10 @@ A forged Host header is how DNS rebinding reaches a service on 127.0.0.1 from a 
 absolute URLs built from the request end up pointing elsewhere. The probes and /metrics answer
 whatever the host: Kubernetes, Docker, load balancers and Prometheus send them to an IP address
 (each replica's own), what the probes answer tells nothing, and /metrics asks for a credential
-as the API does.
+as the API does (but under AUTH_MODE=none, where it too is checked).
 """
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .errors import CLOSE_CONNECTION, error_response
 
 # /ping: AgentCore's probe, where the project serves it (api/agentcore.py).
-ANY_HOST = {"/health", "/ready", "/ping", "/metrics"}
+PROBES = frozenset({"/health", "/ready", "/ping"})
 # What the inner app of the check sends: the host was allowed.
 _ALLOWED: Message = {"type": "allowed_host"}
 
@@ -28,13 +28,17 @@ class AllowedHostsMiddleware:
     """Starlette's TrustedHostMiddleware judges the Host header; a refused request gets 400
     invalid_host with the service's JSON error body instead of Starlette's plain text."""
 
-    def __init__(self, app: ASGIApp, allowed_hosts: Sequence[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, allowed_hosts: Sequence[str], any_host: Collection[str] = PROBES
+    ) -> None:
+        """`any_host`: the paths answered whatever the host."""
         self.app = app
+        self.any_host = any_host
         # Starlette's check, over an app that only reports that it was reached.
         self.check = TrustedHostMiddleware(_report_allowed, allowed_hosts, www_redirect=False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in ANY_HOST:
+        if scope["type"] == "http" and scope["path"] in self.any_host:
             await self.app(scope, receive, send)
             return
         sent: list[Message] = []
