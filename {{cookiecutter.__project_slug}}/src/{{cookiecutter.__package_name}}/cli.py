@@ -1,4 +1,5 @@
-"""The project's command line: serve the service; make, list and revoke API keys.
+"""The project's command line: serve the service; make, list and revoke API keys; delete idle
+sessions.
 
 `{{ cookiecutter.__project_slug }} --help` lists the commands.
 """
@@ -6,6 +7,7 @@
 import argparse
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import uvicorn
@@ -20,6 +22,7 @@ from .logs import log_config
 from .server import HeaderLimitsProtocol
 from .session_store import InvalidIdError, validate_principal
 from .session_store.records import LOCAL_PRINCIPAL
+from .session_store.retention import delete_idle_sessions
 
 
 def principal(text: str) -> str:
@@ -74,7 +77,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def database() -> Engine:
-    """The database of the API key commands: they read its settings only."""
+    """The database of the commands but `serve`: they read its settings only."""
     engine = create_engine(settings_or_exit(EngineSettings))
     migrate_if_embedded(engine)
     return engine
@@ -102,6 +105,10 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("list-api-keys", help="every key: id, principal, created, revoked")
     revoke = commands.add_parser("revoke-api-key", help="refuse a key from now on, everywhere")
     revoke.add_argument("key_id", help="the id that list-api-keys shows (the key's first part)")
+    idle = commands.add_parser(
+        "delete-idle-sessions", help="delete every principal's sessions idle for DAYS days"
+    )
+    idle.add_argument("days", type=number(1, 36_500), help="days since a turn last changed them")
     args = parser.parse_args(argv)
 
     if args.command == "serve":
@@ -123,6 +130,9 @@ def main(argv: list[str] | None = None) -> None:
                 if api_key.revoked_at:
                     line += f"  revoked {api_key.revoked_at:%F %R}"
                 print(line)
+        elif args.command == "delete-idle-sessions":
+            deleted = delete_idle_sessions(engine, timedelta(days=args.days))
+            print(f"deleted {deleted} sessions idle for more than {args.days} days")
         elif not revoke_api_key(engine, args.key_id):
             sys.exit(f"no unrevoked key {args.key_id!r}: list-api-keys shows the keys")
         else:
