@@ -542,9 +542,11 @@ def test_a_migration_that_commits_on_its_way_keeps_its_settings_and_gives_them_b
     package = PROJECT_DIR / "src" / "{{ cookiecutter.__package_name }}"
     shutil.copytree(package / "migrations", migrations)
     (migrations / "versions" / "0007_concurrent_index.py").write_text(CONCURRENT_INDEX)
+    # The advisory locks of this database only: other tests migrate others on the same server.
     session_settings = text(
         "SELECT current_setting('statement_timeout'), current_setting('lock_timeout'), "
-        "(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory')"
+        "(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+        "(SELECT oid FROM pg_database WHERE datname = current_database()))"
     )
     with postgres_database() as url:
         engine = create_engine(settings_for(url, db_statement_timeout_ms=5000))
