@@ -110,6 +110,12 @@ class Metrics:
 
     def serve(self, port: int) -> WSGIServer:
         """Serve the metrics on `port` of every interface, without authentication, from a
-        thread of their own (METRICS_PORT); `shutdown()` and `server_close()` stop it."""
-        server, _ = start_http_server(port, registry=self.registry)
+        thread of their own (METRICS_PORT); `shutdown()` and `server_close()` stop it.
+
+        `::` takes IPv4 as well as IPv6 (Linux binds it to both), for clusters that scrape
+        pods by an IPv6 address; IPv4 alone where the kernel has no IPv6."""
+        try:
+            server, _ = start_http_server(port, addr="::", registry=self.registry)
+        except OSError:
+            server, _ = start_http_server(port, addr="0.0.0.0", registry=self.registry)
         return server

@@ -2,9 +2,11 @@
 /metrics needs a credential on the API's port, and METRICS_PORT serves them on a port of their
 own instead."""
 
+import socket
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from {{ cookiecutter.__package_name }}.api.errors import TURN_ERROR_CODES
@@ -123,3 +125,17 @@ def test_metrics_port_serves_them_alone_and_without_a_credential(tmp_path: Path)
     assert scraped.status_code == 200
     assert value(scrape(scraped.text), "agent_turns_finished_total") == 1
     assert on_api_port.status_code == 404
+
+
+def test_the_metrics_port_answers_over_ipv6_too(tmp_path: Path) -> None:
+    """A cluster whose pods have IPv6 addresses only scrapes them there."""
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        pytest.skip("this machine has no IPv6 loopback")
+    port = free_port()
+    database_url = f"sqlite:///{tmp_path / 'metrics.db'}"
+    with running_server(database_url, METRICS_PORT=str(port)):
+        scraped = httpx.get(f"http://[::1]:{port}/metrics")
+
+    assert scraped.status_code == 200

@@ -447,25 +447,33 @@ TURNS_AND_A_MESSAGE = textwrap.dedent(
 )
 
 
-def edited_source(tmp_path: Path, old: str, new: str) -> Path:
+def edited_source(tmp_path: Path, edits: dict[str, str]) -> Path:
     """A copy of the project's source (and its ruff settings, which a new revision is formatted
-    and linted with as it is written), with `old` in tables.py replaced by `new`."""
+    and linted with as it is written), with each of `edits`' keys in tables.py replaced by its
+    value."""
     source = tmp_path / "src"
     shutil.copytree(PROJECT_DIR / "src", source)
     shutil.copy(PROJECT_DIR / "pyproject.toml", tmp_path)
     tables = source / "{{ cookiecutter.__package_name }}" / "session_store" / "tables.py"
-    assert old in tables.read_text()
-    tables.write_text(tables.read_text().replace(old, new))
+    code = tables.read_text()
+    for old, new in edits.items():
+        assert old in code
+        code = code.replace(old, new)
+    tables.write_text(code)
     return source
 
 
-def test_adding_a_column_is_an_edit_of_tables_py_and_a_migration(
+def test_a_schema_change_is_an_edit_of_tables_py_and_a_migration(
     empty_database_url: str, tmp_path: Path
 ) -> None:
-    """What an owner of the project does to add a column, in a copy of the project's source."""
+    """What an owner of the project does to add a column and change another, in a copy of the
+    project's source. A revision generated against PostgreSQL, the production schema, migrates
+    the SQLite of development too, which cannot ALTER a column in place (it rebuilds the table)."""
     anchor = '    Column("redact_message", NullableJson, nullable=True),\n'
     added = '    Column("channel", String(32), nullable=False, server_default="web"),\n'
-    source = edited_source(tmp_path, anchor, anchor + added)
+    longer = '    Column("session_type", String(64), nullable=False),\n'
+    edits = {anchor: anchor + added, longer.replace("64", "32"): longer}
+    source = edited_source(tmp_path, edits)
     env = {**os.environ, "PYTHONPATH": str(source), "DATABASE_URL": empty_database_url}
 
     run(*ALEMBIC, "upgrade", "head", env=env)
@@ -476,28 +484,12 @@ def test_adding_a_column_is_an_edit_of_tables_py_and_a_migration(
     versions = source / "{{ cookiecutter.__package_name }}" / "migrations" / "versions"
     run(sys.executable, "-m", "ruff", "check", "--no-cache", str(versions), env=env)
     run(sys.executable, "-m", "ruff", "format", "--check", "--no-cache", str(versions), env=env)
+    if empty_database_url.startswith("postgresql"):
+        development = {**env, "DATABASE_URL": f"sqlite:///{tmp_path / 'development.db'}"}
+        run(*ALEMBIC, "upgrade", "head", env=development)
+        run(*ALEMBIC, "check", env=development)
 
     assert channels.strip() == str(["web"] * 5)
-
-
-@pytest.mark.postgresql
-def test_a_revision_generated_against_postgresql_migrates_sqlite_too(tmp_path: Path) -> None:
-    """Owners generate revisions against PostgreSQL, their production schema, and develop on
-    SQLite, which cannot ALTER a column in place: the revision must rebuild the table there."""
-    longer = '    Column("session_type", String(64), nullable=False),\n'
-    source = edited_source(tmp_path, longer.replace("64", "32"), longer)
-    env = {**os.environ, "PYTHONPATH": str(source)}
-    with postgres_database() as url:
-        production = {**env, "DATABASE_URL": url}
-        run(*ALEMBIC, "upgrade", "head", env=production)
-        run(*ALEMBIC, "revision", "--autogenerate", "-m", "longer session type", env=production)
-        run(*ALEMBIC, "upgrade", "head", env=production)
-        run(*ALEMBIC, "check", env=production)
-    development = {**env, "DATABASE_URL": f"sqlite:///{tmp_path / 'development.db'}"}
-
-    run(*ALEMBIC, "upgrade", "head", env=development)
-    run(*ALEMBIC, "check", env=development)
-    run(*ALEMBIC, "downgrade", "-1", env=development)
 
 
 # A revision that builds an index CONCURRENTLY as the README shows, outside the migration's
