@@ -33,8 +33,9 @@ from ..support.databases import postgres_database, settings_for
 from ..support.server import PROJECT_DIR
 
 TABLES = {"sessions", "agents", "messages", "multi_agents"}
-# The command line's migrations, as `make migrate` runs them.
-ALEMBIC = [sys.executable, "-m", "alembic"]
+# The command line's migrations, as `make migrate` runs them: each argument after these is one
+# command, as in `[*ALEMBIC, "upgrade head", "check"]`.
+ALEMBIC = [sys.executable, "-m", "tests.support.alembic_cli"]
 
 
 @pytest.fixture(
@@ -294,7 +295,7 @@ def test_processes_migrating_one_new_sqlite_file_at_once_all_succeed(tmp_path: P
     starts: the first takes the write lock, the others wait for it, then find nothing left to do
     (they could collide on "table sessions already exists")."""
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'new.db'}"}
-    command = [*ALEMBIC, "upgrade", "head"]
+    command = [*ALEMBIC, "upgrade head"]
     processes = [
         subprocess.Popen(command, cwd=PROJECT_DIR, env=env, stderr=subprocess.PIPE, text=True)
         for _ in range(3)
@@ -314,7 +315,7 @@ def test_a_migration_of_postgresql_waits_for_one_running_beside_it() -> None:
         env = {**os.environ, "DATABASE_URL": url}
         with engine.begin() as running:  # as a migration running holds it
             running.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
-            second = subprocess.Popen([*ALEMBIC, "upgrade", "head"], cwd=PROJECT_DIR, env=env)
+            second = subprocess.Popen([*ALEMBIC, "upgrade head"], cwd=PROJECT_DIR, env=env)
             waiting = text(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
             )
@@ -362,16 +363,18 @@ def test_alembic_command_line_migrates_database_url(empty_database_url: str) -> 
     logs the revisions it runs (the migration Job's log)."""
     env = {**os.environ, "DATABASE_URL": empty_database_url, "AUTH_MODE": "jwt"}
     env = {name: value for name, value in env.items() if not name.startswith("JWT_")}
-    results = {}
-    for arguments in (["upgrade", "head"], ["check"], ["current"]):
-        result = subprocess.run(
-            [*ALEMBIC, *arguments], cwd=PROJECT_DIR, env=env, capture_output=True, text=True
-        )
-        assert result.returncode == 0, result.stderr
-        results[arguments[0]] = result
+    result = subprocess.run(
+        [*ALEMBIC, "upgrade head", "check", "current"],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
 
-    assert "Running upgrade 0005 -> 0006" in results["upgrade"].stderr
-    assert "0006 (head)" in results["current"].stdout
+    assert result.returncode == 0, result.stderr
+    assert "Running upgrade 0005 -> 0006" in result.stderr
+    assert "No new upgrade operations detected" in result.stdout  # check
+    assert "0006 (head)" in result.stdout  # current
 
 
 def test_the_app_migrates_the_embedded_sqlite_database_at_start_up() -> None:
@@ -476,18 +479,15 @@ def test_a_schema_change_is_an_edit_of_tables_py_and_a_migration(
     source = edited_source(tmp_path, edits)
     env = {**os.environ, "PYTHONPATH": str(source), "DATABASE_URL": empty_database_url}
 
-    run(*ALEMBIC, "upgrade", "head", env=env)
-    run(*ALEMBIC, "revision", "--autogenerate", "-m", "message channel", env=env)
-    run(*ALEMBIC, "upgrade", "head", env=env)
-    run(*ALEMBIC, "check", env=env)
+    new_revision = "revision --autogenerate -m 'message channel'"
+    run(*ALEMBIC, "upgrade head", new_revision, "upgrade head", "check", env=env)
     channels = run(sys.executable, "-c", TURNS_AND_A_MESSAGE, env=env)
     versions = source / "{{ cookiecutter.__package_name }}" / "migrations" / "versions"
     run(sys.executable, "-m", "ruff", "check", "--no-cache", str(versions), env=env)
     run(sys.executable, "-m", "ruff", "format", "--check", "--no-cache", str(versions), env=env)
     if empty_database_url.startswith("postgresql"):
         development = {**env, "DATABASE_URL": f"sqlite:///{tmp_path / 'development.db'}"}
-        run(*ALEMBIC, "upgrade", "head", env=development)
-        run(*ALEMBIC, "check", env=development)
+        run(*ALEMBIC, "upgrade head", "check", env=development)
 
     assert channels.strip() == str(["web"] * 5)
 
