@@ -97,6 +97,9 @@ def test_a_database_url_that_no_installed_driver_reads_is_refused_in_one_line(
         ("ALLOWED_HOSTS", "[]"),  # every request would be refused
         ("JWT_ALGORITHMS", "[]"),
         ("JWT_PRINCIPAL_CLAIM", ""),
+        ("ALLOWED_HOSTS", '["api.example.com:443"]'),  # matches no Host: ports are not compared
+        ("ALLOWED_HOSTS", '["*example.com"]'),  # Starlette's check would not start
+        ("JWT_JWKS_URL", "id.example.com/jwks.json"),  # every request would get 503
     ],
 )
 def test_a_setting_that_would_break_every_request_is_refused_in_one_line(
@@ -220,7 +223,7 @@ def test_the_server_refuses_to_start_on_a_placeholder_with_one_line(command: lis
     ]
 
 
-@pytest.mark.parametrize("port", ["99999", "-1", "http"])
+@pytest.mark.parametrize("port", ["99999", "-1", "http", "²", "٣"])
 def test_serve_refuses_a_port_that_is_none_in_one_line(
     port: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -232,6 +235,34 @@ def test_serve_refuses_a_port_that_is_none_in_one_line(
 
     assert exited.value.code == 2
     assert f"argument --port: {port!r} is not a number from 0 to 65535" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_connection_limit_that_leaves_no_room_for_its_turns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past --limit-concurrency uvicorn answers a plain 503 before the app could answer 429."""
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: pytest.fail("it served"))
+    monkeypatch.setenv("MAX_CONCURRENT_TURNS", "3000")
+
+    with pytest.raises(SystemExit, match="--limit-concurrency 2000 leaves no room above"):
+        command_line(["serve"])
+
+
+def test_serve_runs_one_process_that_stops_when_the_app_cannot_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One process whatever WEB_CONCURRENCY says (the limits, pools and metrics are a process's
+    own); and an app that fails to start stops it, where lifespan "auto" took the failure for an
+    app without lifespan and served every request a 500."""
+    served: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(options))
+    monkeypatch.setenv("WEB_CONCURRENCY", "4")
+
+    command_line(["serve"])
+    config = uvicorn.Config(APP, **served)
+
+    assert config.workers == 1
+    assert config.lifespan == "on"
 
 
 def test_the_server_refuses_to_start_without_its_model_providers_client() -> None:

@@ -5,6 +5,7 @@ sessions.
 """
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from datetime import timedelta
@@ -43,7 +44,8 @@ def number(low: int, high: int) -> Callable[[str], int]:
     one line, unless it is one (uvicorn would take a port past 65535 and listen on another)."""
 
     def parse(text: str) -> int:
-        if not text.isdigit() or not low <= int(text) <= high:
+        # isascii: int() also reads other scripts' digits, and isdigit() takes "²", which it cannot.
+        if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number from {low} to {high}")
         return int(text)
 
@@ -51,12 +53,27 @@ def number(low: int, high: int) -> Callable[[str], int]:
 
 
 def serve(settings: Settings, args: argparse.Namespace) -> None:
-    open_to_others = not is_loopback(args.host) and not settings.allow_open_access
-    if settings.auth_mode == "none" and open_to_others:
+    open_access = settings.auth_mode == "none" and not settings.allow_open_access
+    if open_access and not is_loopback(args.host):
         sys.exit(
             f"AUTH_MODE=none on {args.host} would let anyone who reaches it read and delete "
             "every conversation: serve on 127.0.0.1, set AUTH_MODE=api_keys or jwt, or set "
             "ALLOW_OPEN_ACCESS=true if that is what you want."
+        )
+    # uvicorn reads it from the environment only, as here.
+    trusted_proxies = os.environ.get("FORWARDED_ALLOW_IPS", "").split(",")
+    if open_access and "*" in map(str.strip, trusted_proxies):
+        sys.exit(
+            "AUTH_MODE=none with FORWARDED_ALLOW_IPS=* would take any client's X-Forwarded-For "
+            "for its address, and one that names 127.0.0.1 for a client on this machine: name "
+            "your proxy's address in FORWARDED_ALLOW_IPS, or set AUTH_MODE=api_keys or jwt."
+        )
+    if args.limit_concurrency <= settings.max_concurrent_turns:
+        sys.exit(
+            f"--limit-concurrency {args.limit_concurrency} leaves no room above "
+            f"MAX_CONCURRENT_TURNS={settings.max_concurrent_turns}: each turn holds a "
+            "connection, and past the limit uvicorn answers a plain 503 instead of the "
+            "service's 429 overloaded. Raise it, or lower MAX_CONCURRENT_TURNS."
         )
     uvicorn.run(
         "{{ cookiecutter.__package_name }}.main:app",
@@ -73,6 +90,12 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
         ws="none",  # no route is a WebSocket: an upgrade request is a plain request
         # Also for what uvicorn logs before it imports the app (main.py configures it again).
         log_config=log_config(settings),
+        # A failure to start (an app that cannot be built) stops the process: with "auto",
+        # uvicorn would take it for an app without lifespan, and serve 500s.
+        lifespan="on",
+        # One process: the turn limits, the pools and the metrics are a process's own (replicas
+        # scale the service), whatever WEB_CONCURRENCY, which uvicorn reads, says.
+        workers=1,
     )
 
 

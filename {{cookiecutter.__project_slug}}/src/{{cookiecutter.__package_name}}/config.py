@@ -240,6 +240,35 @@ class Settings(EngineSettings):
             raise PydanticCustomError("placeholder", message)
         return self
 
+    @field_validator("allowed_hosts")
+    @classmethod
+    def refuse_what_no_host_matches(cls, hosts: list[str]) -> list[str]:
+        """A host as the Host header names it, without the port: Starlette's check would match
+        no request to "https://api.example.com" or "api.example.com:443", and refuses to start on
+        a wildcard anywhere but in front ("*example.com")."""
+        for host in hosts:
+            name = host.removeprefix("*.")
+            if host != "*" and (not name or any(c in name for c in "*:/ ")):
+                message = (
+                    f"{host!r} is not a host name: name hosts without scheme or port, with "
+                    '"*." only in front: ["api.example.com", "*.example.com"]'
+                )
+                raise PydanticCustomError("invalid_host", message)
+        return hosts
+
+    @field_validator("jwt_jwks_url")
+    @classmethod
+    def require_http_url(cls, url: str | None) -> str | None:
+        """Else every request would get 503 auth_unavailable, as in an outage: the keys of
+        "id.example.com/jwks.json" cannot be fetched."""
+        address = urlsplit(url or "")
+        if url is not None and (address.scheme not in ("https", "http") or not address.hostname):
+            message = (
+                "must be the key set's address, as https://id.example.com/.well-known/jwks.json"
+            )
+            raise PydanticCustomError("invalid_url", message)
+        return url
+
     @field_validator("cursor_secret")
     @classmethod
     def refuse_short_cursor_secret(cls, secret: SecretStr | None) -> SecretStr | None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jwt
 import pytest
+import uvicorn
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 from httpx import Response
@@ -316,6 +317,20 @@ def test_open_mode_is_not_served_beyond_this_machine(monkeypatch: pytest.MonkeyP
 
     with pytest.raises(SystemExit, match="ALLOW_OPEN_ACCESS=true"):
         command_line(["serve", "--host", "0.0.0.0"])
+
+
+def test_open_mode_is_not_served_behind_a_trust_in_any_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With FORWARDED_ALLOW_IPS=*, uvicorn takes any client's X-Forwarded-For for its address: a
+    client on another machine that names 127.0.0.1 there, even through a proxy of this machine
+    that adds the real one after it, would be taken for one on this machine."""
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: pytest.fail("it served"))
+    monkeypatch.setenv("AUTH_MODE", "none")
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "10.0.0.5, *")
+
+    with pytest.raises(SystemExit, match="name your proxy's address in FORWARDED_ALLOW_IPS"):
+        command_line(["serve"])
 
 
 @pytest.mark.parametrize("allow_open_access", [False, True])
