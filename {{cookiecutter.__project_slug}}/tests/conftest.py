@@ -1,8 +1,10 @@
 import json
+import os
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from fastapi.testclient import TestClient
@@ -36,7 +38,10 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     .env into the environment when imported).
 
     AUTH_MODE and ALLOWED_HOSTS are set as a deployment would set them: whatever the project's
-    default, the suite runs with API keys; tests of the other modes say so.
+    default, the suite runs with API keys; tests of the other modes say so. What the code under
+    test writes into the environment is undone too: the app turns on the SDK's redaction there,
+    which a server started by a later test would inherit, and so pass its test of redaction
+    whether or not it redacts.
     """
     monkeypatch.chdir(tmp_path)
     for name in Settings.model_fields:
@@ -46,7 +51,8 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     monkeypatch.setenv("AUTH_MODE", "api_keys")
     monkeypatch.setenv("ALLOWED_HOSTS", json.dumps(ALLOWED_HOSTS))
     get_settings.cache_clear()
-    yield
+    with mock.patch.dict(os.environ):
+        yield
     get_settings.cache_clear()
 
 
@@ -112,19 +118,20 @@ def store(turn_engine: AsyncEngine) -> TurnStore:
     return turn_store_for(turn_engine, lease_seconds=3)
 
 
-MakeRunner = Callable[[ScriptedModel], TurnRunner]
-# The leases of make_runner's runners: renewed every third of a second.
-RUNNER_LEASE_SECONDS = 1
+MakeRunner = Callable[..., TurnRunner]
+# The leases of make_runner's runners, renewed every third of their length: long enough that no
+# stall of a loaded machine loses one, but where a test asks for short ones, to lose them.
+RUNNER_LEASE_SECONDS = 6
+SHORT_LEASE_SECONDS = 1
 
 
 @pytest.fixture
 async def make_runner(database_url: str, turn_engine: AsyncEngine) -> AsyncIterator[MakeRunner]:
-    """A turn runner keeping one-second leases (renewed every third of a second), without the
-    app around it."""
+    """A turn runner keeping leases of `lease_seconds`, without the app around it."""
     runners: list[TurnRunner] = []
 
-    def make(model: ScriptedModel) -> TurnRunner:
-        settings = settings_for(database_url, session_lease_seconds=RUNNER_LEASE_SECONDS)
+    def make(model: ScriptedModel, lease_seconds: float = RUNNER_LEASE_SECONDS) -> TurnRunner:
+        settings = settings_for(database_url, session_lease_seconds=lease_seconds)
         store = turn_store_for(turn_engine, settings.session_lease_seconds)
         runner = TurnRunner(settings, store, model)
         runner.start_keeping_leases()

@@ -76,6 +76,7 @@ async def test_probes_at_once_ask_the_database_once(turn_engine: AsyncEngine) ->
     assert len([s for s in statements if "FROM alembic_version" in s]) == 2
 
 
+@pytest.mark.postgresql
 def test_ready_only_once_the_database_is_migrated_for_this_release() -> None:
     """A replica started before its release's migration ran (the Job failed, or was not run)
     must not take requests, nor in a rollout the place of a replica that serves. A schema

@@ -192,7 +192,7 @@ async def test_a_turn_whose_lease_another_replica_revoked_stops_at_its_next_rene
     make_runner: MakeRunner, turn_engine: AsyncEngine, repository: SqlSessionRepository
 ) -> None:
     """Its model is stopped, not left answering until the turn would save: the lease keeper
-    finds the lease revoked within a third of its length (here a second)."""
+    finds the lease revoked within a third of its length (here two seconds)."""
     release = threading.Event()
     model = GatedModel(lambda: release.wait(timeout=60))
     turn = await make_runner(model).start("s", TEST_PRINCIPAL, "Hi", client_stays)

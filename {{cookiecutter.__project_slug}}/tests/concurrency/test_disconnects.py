@@ -29,15 +29,15 @@ def drop_after(event_name: str) -> Drop:
 
 
 @pytest.mark.parametrize(
-    ("drop", "prompt"),
+    ("drop", "prompt", "answer"),
     [
-        (drop_after("text"), "say many words slowly please"),
-        (drop_after("tool_use"), "use the tool then answer"),
+        (drop_after("text"), "say many words slowly", "You said: say many words slowly"),
+        (drop_after("tool_use"), "use the tool then answer", "You said: notes on turns"),
     ],
     ids=["mid-text", "during-tool-call"],
 )
 def test_a_dropped_stream_leaves_a_whole_turn_and_a_free_session(
-    database_url: str, engine: Engine, drop: Drop, prompt: str
+    database_url: str, engine: Engine, drop: Drop, prompt: str, answer: str
 ) -> None:
     session_id = f"drop-{drop.__name__}-{len(prompt)}"
     with running_server(
@@ -57,7 +57,8 @@ def test_a_dropped_stream_leaves_a_whole_turn_and_a_free_session(
     tool_results = [b for m in history for b in m["content"] if "toolResult" in b]
     assert len(tool_uses) == len(tool_results), "no dangling tool call"
     assert history[0]["text"] == prompt
-    assert history[-3]["role"] == "assistant", "the dropped turn was stored whole"
+    assert history[-3]["role"] == "assistant"
+    assert history[-3]["text"] == answer, "the dropped turn was stored whole"
     assert history[-2]["text"] == "still there?"
     assert SqlSessionRepository(engine, TEST_PRINCIPAL).read_session(session_id) is None
 

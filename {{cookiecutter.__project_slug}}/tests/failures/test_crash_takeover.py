@@ -80,13 +80,14 @@ def test_a_stalled_replica_does_not_write_its_turn(replicas: list[Server], engin
                 takeover = pool.submit(
                     other.client.post, "/process", json={"prompt": "mine", "session_id": "crash"}
                 )
+                # On SQLite the replica may have stopped while writing (renewing its lease),
+                # holding the database's one write lock: nobody writes until it runs again. Its
+                # lease has expired all the same, so it still must not write its turn.
+                on_sqlite = engine.dialect.name == "sqlite"
                 try:
-                    taken = takeover.result(timeout=3)
+                    taken = takeover.result(timeout=3 if on_sqlite else 30)
                 except TimeoutError:
-                    # On SQLite the replica may have stopped while writing (renewing its lease),
-                    # holding the database's one write lock: nobody writes until it runs again.
-                    # Its lease has expired all the same, so it still must not write its turn.
-                    if engine.dialect.name != "sqlite":
+                    if not on_sqlite:
                         raise
                     os.kill(stalled.process.pid, signal.SIGCONT)
                     taken = takeover.result(timeout=30)

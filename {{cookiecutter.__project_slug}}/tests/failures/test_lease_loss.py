@@ -18,7 +18,7 @@ from {{ cookiecutter.__package_name }}.session_store import (
 from {{ cookiecutter.__package_name }}.session_store.tables import sessions
 from {{ cookiecutter.__package_name }}.turns import ModelError
 
-from ..conftest import RUNNER_LEASE_SECONDS, MakeRunner, client_stays
+from ..conftest import SHORT_LEASE_SECONDS, MakeRunner, client_stays
 from ..support.scripted_model import GatedModel, ScriptedModel
 
 pytestmark = pytest.mark.anyio
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.anyio
 
 def stall_past_the_lease() -> None:
     """The turn's replica stalls past its lease: its event loop held, as a stalled process's is."""
-    time.sleep(RUNNER_LEASE_SECONDS + 0.2)
+    time.sleep(SHORT_LEASE_SECONDS + 0.2)
 
 
 def take_over(engine: Engine, work: UnitOfWork) -> None:
@@ -52,7 +52,7 @@ async def test_a_turn_whose_session_was_taken_over_stops_and_stores_nothing(
 ) -> None:
     release = threading.Event()
     model = GatedModel(lambda: release.wait(timeout=60))
-    turn = await make_runner(model).start("s", "local", "hello", client_stays)
+    turn = await make_runner(model, SHORT_LEASE_SECONDS).start("s", "local", "hello", client_stays)
     try:
         assert await asyncio.to_thread(model.entered.wait, 20)
         take_over(engine, turn.work)
@@ -73,7 +73,8 @@ async def test_a_session_created_by_a_turn_that_lost_its_lease_is_not_kept(
     MAX_SESSIONS_PER_PRINCIPAL."""
     release = threading.Event()
     model = GatedModel(lambda: release.wait(timeout=60))
-    turn = await make_runner(model).start("new", "local", "hello", client_stays)
+    runner = make_runner(model, SHORT_LEASE_SECONDS)
+    turn = await runner.start("new", "local", "hello", client_stays)
     try:
         assert await asyncio.to_thread(model.entered.wait, 20)
         stall_past_the_lease()
@@ -99,9 +100,8 @@ async def test_a_failed_turn_answers_even_when_its_lease_is_lost_as_it_gives_up(
         await give_up(self, work)
 
     monkeypatch.setattr(TurnStore, "give_up", slow_give_up)
-    turn = await make_runner(ScriptedModel([RuntimeError("boom")])).start(
-        "s", "local", "hi", client_stays
-    )
+    runner = make_runner(ScriptedModel([RuntimeError("boom")]), SHORT_LEASE_SECONDS)
+    turn = await runner.start("s", "local", "hi", client_stays)
 
     with pytest.raises(ModelError):
         await asyncio.wait_for(turn.result(), timeout=10)

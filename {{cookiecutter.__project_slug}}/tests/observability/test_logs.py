@@ -39,7 +39,6 @@ def server_with_log(tmp_path: Path, **env: str) -> Iterator[tuple[httpx.Client, 
 def test_json_lines_carry_request_session_and_principal_but_no_prompt(
     tmp_path: Path, level: str
 ) -> None:
-    # Set: the server runs in the project's directory, whose .env asks for text.
     with server_with_log(tmp_path, LOG_FORMAT="json", LOG_LEVEL=level) as (client, log_path):
         given = client.post(
             "/process",

@@ -9,8 +9,11 @@ from sqlalchemy import Engine, func, select, update
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
 from {{ cookiecutter.__package_name }}.cli import main as command_line
+from {{ cookiecutter.__package_name }}.database import create_engine, upgrade_schema
 from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository, retention
 from {{ cookiecutter.__package_name }}.session_store.tables import messages, sessions
+
+from ..support.databases import settings_for
 
 
 def stored_session(owner: SqlSessionRepository, session_id: str, days_ago: int) -> None:
@@ -47,18 +50,27 @@ def test_sessions_idle_for_longer_than_asked_are_deleted_with_all_they_hold(
     with engine.begin() as connection:
         left = select(func.count()).select_from(messages).where(messages.c.session_id == "old")
         assert connection.execute(left).scalar_one() == 0
-        connection.execute(running.values(lease_expires_at=datetime.now(UTC)))
+        a_second_ago = datetime.now(UTC) - timedelta(seconds=1)  # SQLite's clock reads ms
+        connection.execute(running.values(lease_expires_at=a_second_ago))  # the turn ended
     for session_id in ("recent", "running"):
         alice.delete_session(session_id)
 
 
-def test_the_command_line_deletes_idle_sessions(
+def test_the_command_line_deletes_the_sessions_idle_for_more_than_its_days(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'idle.db'}")
+    database_url = f"sqlite:///{tmp_path / 'idle.db'}"
+    engine = create_engine(settings_for(database_url))
+    upgrade_schema(engine)
+    owner = SqlSessionRepository(engine)
+    stored_session(owner, "old", days_ago=31)
+    stored_session(owner, "recent", days_ago=29)
+    monkeypatch.setenv("DATABASE_URL", database_url)
 
     command_line(["delete-idle-sessions", "30"])
 
-    assert capsys.readouterr().out == "deleted 0 sessions idle for more than 30 days\n"
+    assert capsys.readouterr().out == "deleted 1 sessions idle for more than 30 days\n"
+    assert [session.session_id for session in owner.list_sessions().sessions] == ["recent"]
+    engine.dispose()
     with pytest.raises(SystemExit):
         command_line(["delete-idle-sessions", "0"])  # a day at least: 0 would delete them all

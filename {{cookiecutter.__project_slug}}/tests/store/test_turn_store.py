@@ -31,7 +31,11 @@ from {{ cookiecutter.__package_name }}.session_store import (
 from {{ cookiecutter.__package_name }}.session_store.records import message_values
 from {{ cookiecutter.__package_name }}.session_store.tables import messages, sessions
 
-from ..support.databases import drop_other_connections, settings_for
+from ..support.databases import (
+    drop_other_connections,
+    settings_for,
+    until_a_statement_waits_for_a_lock,
+)
 from ..support.scripted_model import RedactPrompt, Reply, ScriptedModel, ToolCall
 from ..support.tcp_proxy import AnswerCuttingProxy, answer_cutting_proxy
 from ..support.tools import lookup_order
@@ -265,7 +269,7 @@ async def test_a_turn_that_waited_for_another_turns_save_reads_what_it_saved(
         rows = [message_values("local", "s", "default", saving.messages[i]) for i in (2, 3)]
         connection.execute(insert(messages), rows)
         waiting = asyncio.create_task(store.begin("s", "default", "local"))
-        await anyio.sleep(0.5)  # the next turn is waiting for the session's row
+        await until_a_statement_waits_for_a_lock(engine)  # the next turn's, for the session
     work = await waiting
 
     assert sorted(work.messages) == [0, 1, 2, 3]
@@ -707,7 +711,7 @@ async def test_a_renewal_that_began_before_a_revoke_does_not_undo_it(
     with engine.connect() as other:  # another session's save, say, holding its row
         other.execute(text("SELECT 1 FROM sessions WHERE session_id = 's1' FOR UPDATE"))
         renewal = asyncio.create_task(store.renew([first, cancelled]))  # the lease keeper's
-        await asyncio.sleep(0.3)  # it waits for that row
+        await until_a_statement_waits_for_a_lock(engine)  # for that row
         assert await store.revoke("local", "s2")  # a Stop, from another replica
         other.rollback()
     lost = await renewal
@@ -731,7 +735,8 @@ async def test_a_take_that_waited_for_its_row_gets_a_whole_lease(
     with engine.connect() as other:  # a transaction that holds the session's row, stalled
         other.execute(text("SELECT 1 FROM sessions WHERE session_id = 's' FOR UPDATE"))
         waiting = asyncio.create_task(store.begin("s", "default", "local"))
-        await asyncio.sleep(3.5)
+        await until_a_statement_waits_for_a_lock(engine)
+        await asyncio.sleep(3.5)  # longer than the lease lasts
         other.rollback()
     first = await waiting
 
@@ -754,7 +759,7 @@ async def test_a_take_that_waited_for_a_delete_starts_an_empty_session(
         other.commit()
         other.execute(text("DELETE FROM sessions WHERE session_id = 's'"))
         waiting = asyncio.create_task(store.begin("s", "default", "local"))
-        await asyncio.sleep(0.5)  # it waits for the row
+        await until_a_statement_waits_for_a_lock(engine)  # for the row
         other.commit()
     work = await waiting
 

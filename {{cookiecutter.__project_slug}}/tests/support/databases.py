@@ -1,5 +1,6 @@
 """Test databases: a fresh SQLite file, or a fresh database on the TEST_DATABASE_URL server."""
 
+import asyncio
 import os
 import uuid
 from collections.abc import Iterator
@@ -46,6 +47,25 @@ def drop_other_connections(engine: Engine) -> None:
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
         )
+
+
+async def until_a_statement_waits_for_a_lock(engine: Engine) -> None:
+    """Return once a statement on `engine`'s PostgreSQL database waits for a lock, as that of a
+    task just started does once it has been sent: a race test that went on before then would
+    test nothing, and pass. SQLite shows no waits: half a second, then."""
+    if engine.dialect.name != "postgresql":
+        await asyncio.sleep(0.5)
+        return
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    with engine.connect() as connection:
+        async with asyncio.timeout(30):  # TimeoutError: no statement waited for a lock
+            # One transaction a look: pg_stat_activity holds still within a transaction.
+            while not connection.execute(waiting).scalar_one():
+                connection.rollback()
+                await asyncio.sleep(0.02)
 
 
 def new_api_key(database_url: str, principal: str = TEST_PRINCIPAL) -> str:

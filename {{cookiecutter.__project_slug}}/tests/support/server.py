@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -78,19 +79,23 @@ def server_process(
             sys.executable, "-m", "uvicorn", app, *(["--factory"] if ":create" in app else []),
             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
         ]  # fmt: skip
-    # The project directory, so that `tests.support.slow_app` is importable by the server.
-    process = subprocess.Popen(command, env=environment, cwd=PROJECT_DIR, stdout=log, stderr=log)
-    headers = {"Authorization": f"Bearer {new_api_key(database_url)}"}
-    try:
-        with httpx.Client(
-            base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30
-        ) as client:
-            wait_until_healthy(client, process)
-            yield Server(client, process)
-    finally:
-        if process.poll() is None:
-            process.terminate()
-        process.wait(timeout=30)
+    # The project's directory on the path, so that `tests.support.slow_app` is importable; an
+    # empty one to start in, so that the developer's .env stays out, as it does of the tests'.
+    paths = [str(PROJECT_DIR), os.environ.get("PYTHONPATH", "")]
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
+    with tempfile.TemporaryDirectory() as empty:
+        process = subprocess.Popen(command, env=environment, cwd=empty, stdout=log, stderr=log)
+        headers = {"Authorization": f"Bearer {new_api_key(database_url)}"}
+        try:
+            with httpx.Client(
+                base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30
+            ) as client:
+                wait_until_healthy(client, process)
+                yield Server(client, process)
+        finally:
+            if process.poll() is None:
+                process.terminate()
+            process.wait(timeout=30)
 
 
 @contextmanager
