@@ -29,7 +29,10 @@ def test_the_template_provider_builds_without_calling_it(monkeypatch: pytest.Mon
 
     config = model.get_config()
     assert config["model_id"] == DEFAULT_MODEL_IDS[provider]
-    assert 500 in (config.get("max_tokens"), config.get("params", {}).get("max_tokens"))
+    # OpenAI's reasoning models take max_completion_tokens only; LiteLLM translates max_tokens.
+    params = config.get("params", {})
+    limit = params.get("max_completion_tokens", params.get("max_tokens", config.get("max_tokens")))
+    assert limit == 500
     custom = build_model(settings.model_copy(update={"model_id": "my-model"}))
     assert custom.get_config()["model_id"] == "my-model"
 {%- if cookiecutter.model_provider == "bedrock" %}

@@ -8,6 +8,7 @@ from strands.agent.conversation_manager import SlidingWindowConversationManager
 from strands.hooks import HookProvider
 from strands.models import Model
 from strands.session import RepositorySessionManager, SessionRepository
+from strands.types.exceptions import ModelThrottledException
 
 from .config import Settings
 from .echo import EchoModel
@@ -31,6 +32,25 @@ DEFAULT_MODEL_IDS = {
     "ollama": "llama3.2",
     "litellm": "anthropic/claude-sonnet-4-6",
 }
+
+
+# The HTTP statuses of a provider refusing a call for its load, where the SDK passes its client's
+# error on as it is instead of as ModelThrottledException: LiteLLM's 429, Anthropic's 529.
+OVERLOADED_STATUSES = frozenset({429, 529})
+
+
+def is_throttled(error: BaseException) -> bool:
+    """Whether the provider refused the call for its load: retried, then 503 model_throttled."""
+    status = getattr(error, "status_code", None)
+    return isinstance(error, ModelThrottledException) or status in OVERLOADED_STATUSES
+
+
+class RetryThrottledCalls(ModelRetryStrategy):
+    """The SDK's retries, with their backoff, of every call that a provider refused for its load
+    (the SDK's own retry only those it turned into ModelThrottledException)."""
+
+    def is_retryable(self, exception: Exception) -> bool:
+        return is_throttled(exception)
 
 
 def check_model_provider(settings: Settings) -> None:
@@ -75,7 +95,9 @@ def build_model(settings: Settings) -> Model:
     if provider == "openai":
         from strands.models.openai import OpenAIModel
 
-        return OpenAIModel(model_id=model_id, params={"max_tokens": settings.model_max_tokens})
+        # max_completion_tokens: OpenAI's reasoning models (o3, gpt-5) refuse max_tokens.
+        limit = {"max_completion_tokens": settings.model_max_tokens}
+        return OpenAIModel(model_id=model_id, params=limit)
     if provider == "ollama":
         from strands.models.ollama import OllamaModel
 
@@ -109,9 +131,9 @@ def build_agent(
         session_manager=RepositorySessionManager(
             session_id=session_id, session_repository=repository
         ),
-        # Throttled calls wait 2, 2, 4, 8 ... s between attempts, not the SDK's 4, 4, 8, 16 ...:
-        # a client is waiting.
-        retry_strategy=ModelRetryStrategy(
+        # Throttled calls wait 2, 4, 8 ... s between attempts, not the SDK's 4, 8, 16 ...: a
+        # client is waiting.
+        retry_strategy=RetryThrottledCalls(
             max_attempts=settings.model_max_attempts, initial_delay=2
         ),
         hooks=list(hooks),

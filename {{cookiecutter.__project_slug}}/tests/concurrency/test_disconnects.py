@@ -1,7 +1,6 @@
 """Clients that drop a stream mid-turn: the turn still finishes and is stored whole, the session
 is free again, and the next turn on it succeeds. Through a real uvicorn server."""
 
-import itertools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository
 
 from ..support.databases import TEST_PRINCIPAL
 from ..support.server import SLOW_APP, running_server
+from ..support.sessions import assert_valid_conversation
 
 Drop = Callable[[httpx.Client, dict], None]
 
@@ -51,8 +51,7 @@ def test_a_dropped_stream_leaves_a_whole_turn_and_a_free_session(
 
     assert after.status_code == 200, after.text
     assert after.json()["response"] == "You said: still there?"
-    for earlier, later in itertools.pairwise(history):
-        assert earlier["role"] != later["role"], "two messages of one role in a row"
+    assert_valid_conversation(history)
     tool_uses = [b for m in history for b in m["content"] if "toolUse" in b]
     tool_results = [b for m in history for b in m["content"] if "toolResult" in b]
     assert len(tool_uses) == len(tool_results), "no dangling tool call"

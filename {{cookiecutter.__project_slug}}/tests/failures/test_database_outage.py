@@ -1,7 +1,6 @@
 """PostgreSQL goes away and comes back: requests fail fast with 503 and then succeed again,
 without a restart; a turn cut short by the outage leaves the session valid."""
 
-import itertools
 from pathlib import Path
 
 import httpx
@@ -12,6 +11,7 @@ from {{ cookiecutter.__package_name }}.database import create_engine, upgrade_sc
 
 from ..support.databases import drop_other_connections, settings_for
 from ..support.server import running_server
+from ..support.sessions import assert_valid_conversation
 from ..support.sse import parse_events
 from ..support.throwaway_postgres import ThrowawayPostgres, throwaway_postgres
 
@@ -89,8 +89,7 @@ def test_a_turn_cut_short_by_an_outage_leaves_the_session_valid(
     assert "turn failed" not in logged, "an outage is logged in a line, not as a bug of ours"
     assert after.status_code == 200, after.text
     assert [m["text"] for m in history] == ["again", "You said: again"]
-    for earlier, later in itertools.pairwise(history):
-        assert earlier["role"] != later["role"]
+    assert_valid_conversation(history)
 
 
 def set_read_only(postgres: ThrowawayPostgres, read_only: bool) -> None:

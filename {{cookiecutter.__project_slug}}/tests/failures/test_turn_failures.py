@@ -1,7 +1,6 @@
 """A turn that fails stores nothing: the client gets a clear status, the session stays valid."""
 
 import asyncio
-import itertools
 import logging
 import sqlite3
 import threading
@@ -28,7 +27,14 @@ from {{ cookiecutter.__package_name }}.turns import ModelError, ModelFailures
 
 from ..conftest import Api, MakeApi, MakeRunner, client_stays
 from ..support.databases import new_api_key, settings_for
-from ..support.scripted_model import FailsMidAnswer, GatedModel, ScriptedModel, ToolCall
+from ..support.scripted_model import (
+    FailsMidAnswer,
+    GatedModel,
+    ProviderOverloaded,
+    ScriptedModel,
+    ToolCall,
+)
+from ..support.sessions import assert_valid_conversation
 from ..support.sse import parse_events
 
 
@@ -37,13 +43,8 @@ def roles(api: Api, session_id: str = "s") -> list[str]:
 
 
 def assert_valid(api: Api, session_id: str = "s") -> None:
-    """User and assistant alternate, and the last turn ended with the assistant's answer."""
-    stored = [m.to_message() for m in api.repository.list_messages(session_id, "default")]
-    for earlier, later in itertools.pairwise(stored):
-        assert earlier["role"] != later["role"], "two messages of one role in a row"
-    if stored:
-        assert stored[-1]["role"] == "assistant"
-        assert not any("toolUse" in block for block in stored[-1]["content"])
+    stored = api.repository.list_messages(session_id, "default")
+    assert_valid_conversation([message.to_message() for message in stored])
 
 
 @pytest.mark.parametrize(
@@ -53,6 +54,7 @@ def assert_valid(api: Api, session_id: str = "s") -> None:
         # The provider's own timeout is the model's failure, not the turn's TURN_TIMEOUT.
         (TimeoutError("provider exploded"), 502, "model_error"),
         (ModelThrottledException("slow down"), 503, "model_throttled"),
+        (ProviderOverloaded("provider exploded: overloaded"), 503, "model_throttled"),
     ],
 )
 def test_a_failing_model_is_reported_and_its_turn_rolled_back(
@@ -318,8 +320,11 @@ def test_text_of_a_call_throttled_mid_answer_is_withdrawn_when_it_is_retried(
     assert [message.message["content"] for message in stored][1] == [{"text": "A whole answer."}]
 
 
-def test_a_throttled_call_is_retried_before_giving_up(make_api: MakeApi) -> None:
-    api = make_api([ModelThrottledException("busy"), "Got through."], model_max_attempts=2)
+@pytest.mark.parametrize("refusal", [ModelThrottledException("busy"), ProviderOverloaded("busy")])
+def test_a_throttled_call_is_retried_before_giving_up(
+    make_api: MakeApi, refusal: Exception
+) -> None:
+    api = make_api([refusal, "Got through."], model_max_attempts=2)
 
     response = api.client.post("/process", json={"prompt": "hi", "session_id": "s"})
 

@@ -21,6 +21,7 @@ from {{ cookiecutter.__package_name }}.session_store import SqlSessionRepository
 from {{ cookiecutter.__package_name }}.session_store.tables import agents, messages
 
 from ..support.scripted_model import RedactPrompt, Reply, ScriptedModel, ToolCall
+from ..support.sessions import restored_agent
 from ..support.tools import lookup_order
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\xff"
@@ -30,8 +31,7 @@ def make_agent(
     repository: SessionRepository, model: ScriptedModel, session_id: str = "chat", **kwargs: object
 ) -> Agent:
     """An agent as the service builds one: restored from the store for this session."""
-    manager = RepositorySessionManager(session_id=session_id, session_repository=repository)
-    return Agent(model=model, session_manager=manager, callback_handler=None, **kwargs)
+    return restored_agent(repository, session_id, model, **kwargs)
 
 
 def window_of(size: int) -> SlidingWindowConversationManager:

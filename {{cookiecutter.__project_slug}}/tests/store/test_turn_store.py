@@ -14,7 +14,6 @@ from sqlalchemy import Connection, Engine, event, insert, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from strands import Agent
 from strands.agent.conversation_manager import SlidingWindowConversationManager
-from strands.session import RepositorySessionManager
 from strands.types.exceptions import SessionException
 from strands.types.session import SessionAgent, SessionMessage
 
@@ -37,6 +36,7 @@ from ..support.databases import (
     until_a_statement_waits_for_a_lock,
 )
 from ..support.scripted_model import RedactPrompt, Reply, ScriptedModel, ToolCall
+from ..support.sessions import restored_agent
 from ..support.tcp_proxy import AnswerCuttingProxy, answer_cutting_proxy
 from ..support.tools import lookup_order
 from .test_repository import AS_WRITTEN
@@ -48,10 +48,7 @@ PNG = b"\x89PNG\r\n\x1a\n\x00\x00binary\xff"
 
 def agent_for(work: UnitOfWork, replies: list[Reply], **kwargs: object) -> Agent:
     """A real agent, restored from the unit of work as the service builds one."""
-    manager = RepositorySessionManager(session_id=work.session_id, session_repository=work)
-    return Agent(
-        model=ScriptedModel(replies), session_manager=manager, callback_handler=None, **kwargs
-    )
+    return restored_agent(work, work.session_id, ScriptedModel(replies), **kwargs)
 
 
 async def turn(
@@ -78,12 +75,7 @@ async def test_turns_are_stored_whole_and_restored_by_the_next(
     await turn(store, "My name is Ada.", ["Hello Ada."])
     work = await store.begin("s", "default", "local")
     model = ScriptedModel(["Your name is Ada."])
-    agent = Agent(
-        model=model,
-        session_manager=RepositorySessionManager(session_id="s", session_repository=work),
-        callback_handler=None,
-    )
-    await agent.invoke_async("Who am I?")
+    await restored_agent(work, "s", model).invoke_async("Who am I?")
     await store.save(work)
 
     assert [m["content"][0]["text"] for m in model.calls[0]] == [
@@ -672,8 +664,7 @@ async def test_a_state_change_that_python_calls_equal_is_saved(
     state was taken for none, and the next turn restored the old value."""
     for value in (before, after):
         work = await store.begin("s", "default", "local")
-        manager = RepositorySessionManager(session_id="s", session_repository=work)
-        agent = Agent(model=ScriptedModel(["ok"]), session_manager=manager, callback_handler=None)
+        agent = restored_agent(work, "s", ScriptedModel(["ok"]))
         agent.state.set("flag", value)
         await agent.invoke_async("hi")
         await store.save(work)

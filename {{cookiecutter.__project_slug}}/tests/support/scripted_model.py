@@ -44,6 +44,14 @@ class FailsMidAnswer:
     error: Exception
 
 
+class ProviderOverloaded(Exception):
+    """A provider's refusal for its load that the SDK passes on as it is, not as
+    ModelThrottledException: Anthropic's client raises OverloadedError for its 529, LiteLLM
+    RateLimitError for a 429, each with its `status_code`."""
+
+    status_code = 529
+
+
 Reply = str | ToolCall | RedactPrompt | CutShort | FailsMidAnswer | Exception
 
 

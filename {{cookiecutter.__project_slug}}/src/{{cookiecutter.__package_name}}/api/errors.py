@@ -8,8 +8,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from strands.types.exceptions import ModelThrottledException
 
+from ..agent import is_throttled
 from ..database import DATABASE_OUTAGES
 from ..principal_limits import PrincipalLimitError
 from ..session_store import (
@@ -79,7 +79,7 @@ def turn_error(error: BaseException) -> ApiError:
     if isinstance(error, TurnTimeoutError):
         return ApiError(504, "model_timeout", str(error))
     if isinstance(error, ModelError):
-        if isinstance(error.error, ModelThrottledException):
+        if is_throttled(error.error):
             message = "The model provider is throttling requests; retry shortly."
             return ApiError(503, "model_throttled", message, headers={"Retry-After": "5"})
         # The provider's own message can hold request details: it is logged, not returned.
