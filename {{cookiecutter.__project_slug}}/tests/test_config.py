@@ -100,6 +100,7 @@ def test_a_database_url_that_no_installed_driver_reads_is_refused_in_one_line(
         ("ALLOWED_HOSTS", '["api.example.com:443"]'),  # matches no Host: ports are not compared
         ("ALLOWED_HOSTS", '["*example.com"]'),  # Starlette's check would not start
         ("JWT_JWKS_URL", "id.example.com/jwks.json"),  # every request would get 503
+        ("ALLOWED_HOSTS", '["::1"]'),  # a Host header names it in brackets
     ],
 )
 def test_a_setting_that_would_break_every_request_is_refused_in_one_line(
@@ -237,12 +238,14 @@ def test_serve_refuses_a_port_that_is_none_in_one_line(
     assert f"argument --port: {port!r} is not a number from 0 to 65535" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("turns", ["3000", "1999"])
 def test_serve_refuses_a_connection_limit_that_leaves_no_room_for_its_turns(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, turns: str
 ) -> None:
-    """Past --limit-concurrency uvicorn answers a plain 503 before the app could answer 429."""
+    """Past --limit-concurrency uvicorn answers a plain 503 before the app could answer 429; it
+    serves one request fewer than the limit, the connection it answers on counted."""
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: pytest.fail("it served"))
-    monkeypatch.setenv("MAX_CONCURRENT_TURNS", "3000")
+    monkeypatch.setenv("MAX_CONCURRENT_TURNS", turns)
 
     with pytest.raises(SystemExit, match="--limit-concurrency 2000 leaves no room above"):
         command_line(["serve"])

@@ -34,15 +34,20 @@ DEFAULT_MODEL_IDS = {
 }
 
 
-# The HTTP statuses of a provider refusing a call for its load, where the SDK passes its client's
-# error on as it is instead of as ModelThrottledException: LiteLLM's 429, Anthropic's 529.
+# A provider refusing a call for its load, where the SDK passes its client's error on as it is
+# instead of as ModelThrottledException: LiteLLM's 429 and Anthropic's 529 by their HTTP status;
+# Anthropic's overload in the middle of an answer, whose status was 200, by its error type.
 OVERLOADED_STATUSES = frozenset({429, 529})
+OVERLOADED_ERROR_TYPE = "overloaded_error"
 
 
 def is_throttled(error: BaseException) -> bool:
     """Whether the provider refused the call for its load: retried, then 503 model_throttled."""
-    status = getattr(error, "status_code", None)
-    return isinstance(error, ModelThrottledException) or status in OVERLOADED_STATUSES
+    return (
+        isinstance(error, ModelThrottledException)
+        or getattr(error, "status_code", None) in OVERLOADED_STATUSES
+        or getattr(error, "type", None) == OVERLOADED_ERROR_TYPE
+    )
 
 
 class RetryThrottledCalls(ModelRetryStrategy):

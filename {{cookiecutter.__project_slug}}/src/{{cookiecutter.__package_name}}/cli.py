@@ -5,6 +5,7 @@ sessions.
 """
 
 import argparse
+import ipaddress
 import os
 import sys
 from collections.abc import Callable
@@ -52,6 +53,20 @@ def number(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def trusts_every_proxy(forwarded_allow_ips: str) -> bool:
+    """Whether uvicorn, given FORWARDED_ALLOW_IPS (which it reads from the environment only),
+    believes the X-Forwarded-For of any client: "*", or a network of every address."""
+    if forwarded_allow_ips.strip() == "*":
+        return True
+    for entry in forwarded_allow_ips.split(","):
+        try:
+            if ipaddress.ip_network(entry.strip()).prefixlen == 0:
+                return True
+        except ValueError:  # a name, or a Unix socket's path
+            continue
+    return False
+
+
 def serve(settings: Settings, args: argparse.Namespace) -> None:
     open_access = settings.auth_mode == "none" and not settings.allow_open_access
     if open_access and not is_loopback(args.host):
@@ -60,15 +75,15 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
             "every conversation: serve on 127.0.0.1, set AUTH_MODE=api_keys or jwt, or set "
             "ALLOW_OPEN_ACCESS=true if that is what you want."
         )
-    # uvicorn reads it from the environment only, as here.
-    trusted_proxies = os.environ.get("FORWARDED_ALLOW_IPS", "").split(",")
-    if open_access and "*" in map(str.strip, trusted_proxies):
+    if open_access and trusts_every_proxy(os.environ.get("FORWARDED_ALLOW_IPS", "")):
         sys.exit(
-            "AUTH_MODE=none with FORWARDED_ALLOW_IPS=* would take any client's X-Forwarded-For "
-            "for its address, and one that names 127.0.0.1 for a client on this machine: name "
-            "your proxy's address in FORWARDED_ALLOW_IPS, or set AUTH_MODE=api_keys or jwt."
+            "AUTH_MODE=none with FORWARDED_ALLOW_IPS trusting every address would take any "
+            "client's X-Forwarded-For for its address, and one that names 127.0.0.1 for a client "
+            "on this machine: name your proxy's address there, or set AUTH_MODE=api_keys or jwt."
         )
-    if args.limit_concurrency <= settings.max_concurrent_turns:
+    # uvicorn answers 503 once the connections open reach the limit, the one it answers on
+    # included: it serves one request fewer at once.
+    if args.limit_concurrency - 1 <= settings.max_concurrent_turns:
         sys.exit(
             f"--limit-concurrency {args.limit_concurrency} leaves no room above "
             f"MAX_CONCURRENT_TURNS={settings.max_concurrent_turns}: each turn holds a "

@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 from functools import lru_cache
+from ipaddress import IPv6Address
 from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -41,6 +42,17 @@ DATABASE_DRIVERS = ("postgresql+psycopg", "sqlite", "sqlite+pysqlite")
 DATABASE_URL_FORMS = "postgresql://user:password@host:5432/db or sqlite:///path/to/file.db"
 # The largest value of a PostgreSQL or SQLite setting in milliseconds (a 32-bit integer).
 MAX_MILLISECONDS = 2**31 - 1
+
+
+def is_bracketed_ipv6(host: str) -> bool:
+    """Whether `host` is an IPv6 address as a Host header names one: "[::1]"."""
+    if not (host.startswith("[") and host.endswith("]")):
+        return False
+    try:
+        IPv6Address(host[1:-1])
+    except ValueError:
+        return False
+    return True
 
 
 class EngineSettings(BaseSettings):
@@ -243,15 +255,17 @@ class Settings(EngineSettings):
     @field_validator("allowed_hosts")
     @classmethod
     def refuse_what_no_host_matches(cls, hosts: list[str]) -> list[str]:
-        """A host as the Host header names it, without the port: Starlette's check would match
-        no request to "https://api.example.com" or "api.example.com:443", and refuses to start on
-        a wildcard anywhere but in front ("*example.com")."""
+        """A host as the Host header names it, without the port (an IPv6 address in brackets):
+        Starlette's check would match no request to "https://api.example.com" or
+        "api.example.com:443", and refuses to start on a wildcard but in front ("*example.com")."""
         for host in hosts:
+            if host == "*" or is_bracketed_ipv6(host):
+                continue
             name = host.removeprefix("*.")
-            if host != "*" and (not name or any(c in name for c in "*:/ ")):
+            if not name or any(c in name for c in "*:/ "):
                 message = (
                     f"{host!r} is not a host name: name hosts without scheme or port, with "
-                    '"*." only in front: ["api.example.com", "*.example.com"]'
+                    '"*." only in front: ["api.example.com", "*.example.com", "[::1]"]'
                 )
                 raise PydanticCustomError("invalid_host", message)
         return hosts
@@ -261,8 +275,10 @@ class Settings(EngineSettings):
     def require_http_url(cls, url: str | None) -> str | None:
         """Else every request would get 503 auth_unavailable, as in an outage: the keys of
         "id.example.com/jwks.json" cannot be fetched."""
-        address = urlsplit(url or "")
-        if url is not None and (address.scheme not in ("https", "http") or not address.hostname):
+        if not url:  # unset, as AUTH_MODE=jwt's check then says
+            return None
+        address = urlsplit(url)
+        if address.scheme not in ("https", "http") or not address.hostname:
             message = (
                 "must be the key set's address, as https://id.example.com/.well-known/jwks.json"
             )

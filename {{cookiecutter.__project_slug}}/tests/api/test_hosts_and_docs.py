@@ -38,9 +38,9 @@ def test_without_a_credential_to_ask_metrics_answer_only_allowed_hosts(make_api:
 
 
 def test_allowed_hosts_match_without_the_port_and_by_wildcard(make_api: MakeApi) -> None:
-    api = make_api(allowed_hosts=["api.example.com", "*.agents.example.com"])
+    api = make_api(allowed_hosts=["api.example.com", "*.agents.example.com", "[::1]"])
 
-    for host in ("api.example.com:8443", "eu.agents.example.com", "API.EXAMPLE.COM"):
+    for host in ("api.example.com:8443", "eu.agents.example.com", "API.EXAMPLE.COM", "[::1]:8000"):
         assert api.client.get("/sessions", headers={"Host": host}).status_code == 200, host
     for host in ("testserver", "example.com", "api.example.com.attacker.example"):
         assert_error(api.client.get("/sessions", headers={"Host": host}), 400, "invalid_host")

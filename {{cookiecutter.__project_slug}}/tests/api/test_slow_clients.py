@@ -120,7 +120,7 @@ def test_a_replica_at_its_connection_limit_still_answers_its_liveness_probe(
     database_url = f"sqlite:///{tmp_path / 'test.db'}"
     # Idle connections kept open for the test's length, however slow the machine.
     options = ["--limit-concurrency", "3", "--timeout-keep-alive", "60"]
-    turns = {"MAX_CONCURRENT_TURNS": "2"}  # fewer than the limit, as `serve` asks
+    turns = {"MAX_CONCURRENT_TURNS": "1"}  # fewer than uvicorn serves at once, as `serve` asks
     with server_process(database_url, serve=True, serve_options=options, **turns) as server:
         # With the client's own keep-alive connection, one more than the limit; each is open on
         # the server's side once it has answered on it (else it may wait in the listen backlog).

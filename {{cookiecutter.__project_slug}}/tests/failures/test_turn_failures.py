@@ -320,7 +320,15 @@ def test_text_of_a_call_throttled_mid_answer_is_withdrawn_when_it_is_retried(
     assert [message.message["content"] for message in stored][1] == [{"text": "A whole answer."}]
 
 
-@pytest.mark.parametrize("refusal", [ModelThrottledException("busy"), ProviderOverloaded("busy")])
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        ModelThrottledException("busy"),
+        ProviderOverloaded("busy", status_code=429, error_type="rate_limit_error"),
+        ProviderOverloaded("busy", status_code=200),
+    ],
+    ids=["throttled", "429", "overloaded-mid-answer"],
+)
 def test_a_throttled_call_is_retried_before_giving_up(
     make_api: MakeApi, refusal: Exception
 ) -> None:

@@ -46,10 +46,16 @@ class FailsMidAnswer:
 
 class ProviderOverloaded(Exception):
     """A provider's refusal for its load that the SDK passes on as it is, not as
-    ModelThrottledException: Anthropic's client raises OverloadedError for its 529, LiteLLM
-    RateLimitError for a 429, each with its `status_code`."""
+    ModelThrottledException, with the HTTP status and error type the provider gave: Anthropic's
+    OverloadedError (529, "overloaded_error"), or its APIStatusError for an overload in the middle
+    of an answer (200, "overloaded_error"); LiteLLM's RateLimitError (429)."""
 
-    status_code = 529
+    def __init__(
+        self, message: str, status_code: int = 529, error_type: str | None = "overloaded_error"
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.type = error_type
 
 
 Reply = str | ToolCall | RedactPrompt | CutShort | FailsMidAnswer | Exception
