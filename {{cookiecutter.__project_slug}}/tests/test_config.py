@@ -131,6 +131,17 @@ def test_jwt_mode_needs_its_identity_provider(monkeypatch: pytest.MonkeyPatch) -
     )
 
 
+def test_an_empty_jwks_url_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A blanked line of .env: nothing under API keys; under AUTH_MODE=jwt, a missing setting."""
+    monkeypatch.setenv("JWT_JWKS_URL", "")
+    assert Settings(_env_file=None).jwt_jwks_url is None
+
+    monkeypatch.setenv("AUTH_MODE", "jwt")
+    monkeypatch.setenv("JWT_ISSUER", "https://id.example/")
+    monkeypatch.setenv("JWT_AUDIENCE", "my-service")
+    assert refusal() == "Invalid settings: AUTH_MODE=jwt needs JWT_JWKS_URL"
+
+
 @pytest.mark.parametrize(
     ("issuer", "named"),
     [
