@@ -13,6 +13,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import uvicorn
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -114,6 +116,15 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
     )
 
 
+def configured_auth_mode() -> str | None:
+    """AUTH_MODE as the service reads it; None if the service's settings are invalid (it would
+    not start: its refusal says why)."""
+    try:
+        return get_settings().auth_mode
+    except (ValidationError, SettingsError):
+        return None
+
+
 def database() -> Engine:
     """The database of the commands but `serve`: they read its settings only."""
     engine = create_engine(settings_or_exit(EngineSettings))
@@ -157,8 +168,14 @@ def main(argv: list[str] | None = None) -> None:
         engine = database()
         if args.command == "create-api-key":
             key = create_api_key(engine, args.principal)
-            print(f"API key for {args.principal!r}; it is shown only this once:")
+            where = engine.url.render_as_string(hide_password=True)
+            print(f"API key for {args.principal!r} in {where}; it is shown only this once:")
             print(key)
+            if (mode := configured_auth_mode()) not in (None, "api_keys"):
+                print(
+                    f"AUTH_MODE={mode}: the service takes no API key until AUTH_MODE=api_keys.",
+                    file=sys.stderr,
+                )
         elif args.command == "list-api-keys":
             for api_key in list_api_keys(engine):
                 # Quoted, as principals may hold spaces; escaped beyond ASCII, as they may look

@@ -178,6 +178,21 @@ def test_a_key_is_checked_on_a_fresh_connection_after_the_database_dropped_ours(
     assert api.client.get("/sessions").status_code == 200
 
 
+def test_a_key_made_while_the_service_takes_none_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """And names the database it is in: one made in the wrong one is refused just as silently."""
+    database_url = f"sqlite:///{tmp_path / 'keys.db'}"
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("AUTH_MODE", "none")
+
+    command_line(["create-api-key", "dave"])
+
+    said = capsys.readouterr()
+    assert said.out.startswith(f"API key for 'dave' in {database_url}; ")
+    assert said.err == "AUTH_MODE=none: the service takes no API key until AUTH_MODE=api_keys.\n"
+
+
 def test_the_command_line_makes_lists_and_revokes_keys(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path
 ) -> None:
