@@ -181,7 +181,7 @@ def test_a_key_is_checked_on_a_fresh_connection_after_the_database_dropped_ours(
 def test_a_key_made_while_the_service_takes_none_says_so(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    """And names the database it is in: one made in the wrong one is refused just as silently."""
+    """The command names the database too: a key made in the wrong one was refused as silently."""
     database_url = f"sqlite:///{tmp_path / 'keys.db'}"
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("AUTH_MODE", "none")
