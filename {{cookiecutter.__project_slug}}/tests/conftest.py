@@ -7,6 +7,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, delete
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -54,6 +55,12 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     with mock.patch.dict(os.environ):
         yield
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def uvicorn_never_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For tests of what `serve` refuses: a test that got as far as starting uvicorn fails."""
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: pytest.fail("it served"))
 
 
 @pytest.fixture(

@@ -235,13 +235,12 @@ def test_the_server_refuses_to_start_on_a_placeholder_with_one_line(command: lis
     ]
 
 
+@pytest.mark.usefixtures("uvicorn_never_runs")
 @pytest.mark.parametrize("port", ["99999", "-1", "http", "²", "٣"])
 def test_serve_refuses_a_port_that_is_none_in_one_line(
-    port: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    port: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """uvicorn would take 99999, say it listens there, and listen on another port."""
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: pytest.fail("it served"))
-
     with pytest.raises(SystemExit) as exited:
         command_line(["serve", "--port", port])
 
@@ -249,13 +248,13 @@ def test_serve_refuses_a_port_that_is_none_in_one_line(
     assert f"argument --port: {port!r} is not a number from 0 to 65535" in capsys.readouterr().err
 
 
+@pytest.mark.usefixtures("uvicorn_never_runs")
 @pytest.mark.parametrize("turns", ["3000", "1999"])
 def test_serve_refuses_a_connection_limit_that_leaves_no_room_for_its_turns(
     monkeypatch: pytest.MonkeyPatch, turns: str
 ) -> None:
     """Past --limit-concurrency uvicorn answers a plain 503 before the app could answer 429; it
     serves one request fewer than the limit, the connection it answers on counted."""
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: pytest.fail("it served"))
     monkeypatch.setenv("MAX_CONCURRENT_TURNS", turns)
 
     with pytest.raises(SystemExit, match="--limit-concurrency 2000 leaves no room above"):
