@@ -1,4 +1,5 @@
-"""Example tools the agent may call. Replace them with your own: any `@tool` function works."""
+"""Example tools the agent may call. Replace them with your own: any `@tool` function works,
+but for one that interrupts the turn to ask a person (the API has no way to carry the answer)."""
 
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError

@@ -37,6 +37,7 @@ from .principal_limits import PrincipalLimits, too_many_sessions
 from .session_store import (
     LeaseLostError,
     LeaseRevokedError,
+    SaveOutcomeUnknownError,
     SessionBusyError,
     TurnStore,
     UnitOfWork,
@@ -110,6 +111,18 @@ class TurnCancelledError(Exception):
     def __init__(self, session_id: str) -> None:
         super().__init__(
             f"The turn of session {session_id!r} was cancelled; nothing of it was stored."
+        )
+
+
+class InterruptNotSupportedError(Exception):
+    """A tool or hook interrupted the turn to ask a person (Strands' interrupts): the API carries
+    no answer back to it, so the turn fails and nothing of it is stored. Stored, it would leave
+    a tool call without its result, and the SDK would refuse every later prompt of the session."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(
+            f"The turn was interrupted for an answer ({', '.join(names)}), which this service "
+            "does not support; nothing of it was stored."
         )
 
 
@@ -453,8 +466,12 @@ class TurnRunner:
             logger.info("turn cancelled")
         elif isinstance(error, ModelError | TurnTimeoutError):
             logger.warning("turn failed: %s", error)
+        elif isinstance(error, InterruptNotSupportedError):  # the code's, but the traceback is ours
+            logger.error("turn failed: %s", error)
         elif isinstance(error, LeaseLostError):
             logger.warning("turn not stored: %s", error)
+        elif isinstance(error, SaveOutcomeUnknownError):
+            logger.warning("turn perhaps stored: %s", error.__cause__)
         elif isinstance(error, DATABASE_OUTAGES):  # an outage, not a bug: one line, as requests
             logger.warning("turn not stored: database unavailable: %s", error)
         else:
@@ -482,6 +499,9 @@ class TurnRunner:
             usage = agent.event_loop_metrics.accumulated_usage
         else:
             assert result is not None  # the SDK's last event
+            if result.stop_reason == "interrupt":
+                names = [interrupt.name for interrupt in result.interrupts or ()]
+                raise InterruptNotSupportedError(names)
             message, stop_reason = result.message, str(result.stop_reason)
             usage = result.metrics.accumulated_usage
         return TurnResult(

@@ -9,9 +9,14 @@ from strands.types.exceptions import ModelThrottledException
 
 from {{ cookiecutter.__package_name }}.api.errors import TURN_ERROR_CODES, turn_error
 from {{ cookiecutter.__package_name }}.principal_limits import PrincipalLimitError
-from {{ cookiecutter.__package_name }}.session_store import LeaseLostError, SessionBusyError
+from {{ cookiecutter.__package_name }}.session_store import (
+    LeaseLostError,
+    SaveOutcomeUnknownError,
+    SessionBusyError,
+)
 from {{ cookiecutter.__package_name }}.turns import (
     ClientGoneError,
+    InterruptNotSupportedError,
     ModelError,
     OverloadedError,
     TurnCancelledError,
@@ -53,7 +58,9 @@ TURN_ERRORS = [
     (TurnTimeoutError("slow"), 504, "model_timeout"),
     (ModelError(ModelThrottledException("slow down")), 503, "model_throttled"),
     (ModelError(RuntimeError("down")), 502, "model_error"),
+    (InterruptNotSupportedError(["approve"]), 501, "interrupt_not_supported"),
     (LeaseLostError("s"), 503, "turn_not_stored"),
+    (SaveOutcomeUnknownError("s"), 503, "turn_outcome_unknown"),
     (OperationalError("SELECT 1", {}, ConnectionError("down")), 503, "database_unavailable"),
     (ClientGoneError(), 499, "client_gone"),
     (KeyError("a bug of ours"), 500, "internal_error"),
@@ -169,7 +176,13 @@ def test_every_status_is_documented(make_api: MakeApi) -> None:
         "400": ["invalid_host", "invalid_json"],
         "413": ["request_too_large", "prompt_too_long"],
         "500": ["internal_error"],
-        "503": ["database_unavailable", "auth_unavailable", "model_throttled", "turn_not_stored"],
+        "503": [
+            "database_unavailable",
+            "auth_unavailable",
+            "model_throttled",
+            "turn_not_stored",
+            "turn_outcome_unknown",
+        ],
     }.items():
         for code in codes:
             assert code in process[status]["description"], (status, code)

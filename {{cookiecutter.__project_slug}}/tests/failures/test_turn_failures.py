@@ -16,6 +16,7 @@ from strands import Agent
 from strands.hooks import AfterModelCallEvent
 from strands.types.exceptions import ModelThrottledException
 
+from {{ cookiecutter.__package_name }} import agent as agent_module
 from {{ cookiecutter.__package_name }} import turns
 from {{ cookiecutter.__package_name }}.api.app import create_app
 from {{ cookiecutter.__package_name }}.session_store import (
@@ -27,6 +28,7 @@ from {{ cookiecutter.__package_name }}.turns import ModelError, ModelFailures
 
 from ..conftest import Api, MakeApi, MakeRunner, client_stays
 from ..support.databases import new_api_key, settings_for
+from ..support.http import assert_error
 from ..support.scripted_model import (
     FailsMidAnswer,
     GatedModel,
@@ -36,6 +38,7 @@ from ..support.scripted_model import (
 )
 from ..support.sessions import assert_valid_conversation
 from ..support.sse import parse_events
+from ..support.tools import delete_order
 
 
 def roles(api: Api, session_id: str = "s") -> list[str]:
@@ -160,6 +163,25 @@ def test_a_failure_after_a_tool_call_leaves_no_dangling_tool_use(
 
     assert failed.status_code == 502
     assert after.status_code == 200
+    assert roles(api) == ["user", "assistant", "user", "assistant"]
+    assert_valid(api)
+
+
+def test_a_turn_interrupted_for_an_answer_stores_nothing(
+    make_api: MakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API carries no answer back to a Strands interrupt: stored, the turn would leave a tool
+    call without its result, and the SDK would refuse every later prompt of the session."""
+    monkeypatch.setattr(agent_module, "TOOLS", [delete_order])
+    api = make_api(["Hi.", ToolCall("delete_order", {"order_id": "A-7"}), "Hi again."])
+    api.client.post("/process", json={"prompt": "hello", "session_id": "s"})
+
+    interrupted = api.client.post("/process", json={"prompt": "delete A-7", "session_id": "s"})
+    after = api.client.post("/process", json={"prompt": "hello again", "session_id": "s"})
+
+    assert_error(interrupted, 501, "interrupt_not_supported")
+    assert "approve-delete" in interrupted.json()["error"]["message"]
+    assert after.status_code == 200, after.text
     assert roles(api) == ["user", "assistant", "user", "assistant"]
     assert_valid(api)
 

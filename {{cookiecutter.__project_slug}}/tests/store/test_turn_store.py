@@ -21,10 +21,12 @@ from {{ cookiecutter.__package_name }}.database import create_async_engine
 from {{ cookiecutter.__package_name }}.session_store import (
     LeaseLostError,
     LeaseRevokedError,
+    SaveOutcomeUnknownError,
     SessionBusyError,
     SqlSessionRepository,
     TurnStore,
     UnitOfWork,
+    turn_store,
     turn_store_for,
 )
 from {{ cookiecutter.__package_name }}.session_store.records import message_values
@@ -280,6 +282,20 @@ async def test_renewing_keeps_the_leases_still_held(store: TurnStore, engine: En
 
     await stall(engine, kept)  # renewal came too late: a lease once lost stays lost
     assert list(await store.renew([kept])) == [kept.lease_id]
+
+
+async def test_renewing_more_leases_than_a_statement_takes(
+    store: TurnStore, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A statement takes so many parameters (PostgreSQL 65,535): a replica with more turns than
+    one renewal holds renews them in several."""
+    monkeypatch.setattr(turn_store, "RENEWED_AT_ONCE", 2)
+    works = [await store.begin(f"s-{number}", "default", "local") for number in range(5)]
+    await stall(engine, works[4])
+
+    assert list(await store.renew(works)) == [works[4].lease_id]
+    for work in works:
+        await store.give_up(work)
 
 
 async def test_a_revoked_lease_stops_its_turn_as_cancelled_and_frees_its_session(
@@ -582,6 +598,26 @@ async def test_a_save_whose_answer_was_lost_is_not_reported_lost(
         ("user", "again"),
         ("assistant", "Hello again."),
     ]
+
+
+async def test_a_save_whose_answer_was_lost_as_the_database_went_away_is_not_reported_lost(
+    database_url: str, repository: SqlSessionRepository
+) -> None:
+    # The save committed, its answer was lost, and the database cannot be asked again: the turn
+    # may be stored, and its client must not be told to send it again as if it were not.
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a SQLite connection cannot be dropped")
+    async with turn_behind_a_proxy(database_url) as (proxy, store, work):
+
+        def the_database_goes_away() -> None:
+            proxy.refusing = True
+
+        proxy.cut_next_answer, proxy.at_cut = True, the_database_goes_away
+
+        with pytest.raises(SaveOutcomeUnknownError):
+            await store.save(work)
+
+    assert stored(repository) == [("user", "hi"), ("assistant", "Hello.")]
 
 
 async def test_a_save_whose_answer_was_lost_is_not_reported_lost_after_another_turn_took_over(

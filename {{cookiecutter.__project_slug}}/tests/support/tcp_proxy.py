@@ -17,6 +17,8 @@ class AnswerCuttingProxy:
         port = self._listener.getsockname()[1]
         self.url = url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
         self.cut_next_answer = False
+        # Closes the connections it accepts at once, as a database that went away.
+        self.refusing = False
         # Run as the answer is cut, before the client can know: what happens meanwhile.
         self.at_cut: Callable[[], object] = lambda: None
         threading.Thread(target=self._accept, daemon=True).start()
@@ -27,6 +29,9 @@ class AnswerCuttingProxy:
                 client, _ = self._listener.accept()
             except OSError:  # closed
                 return
+            if self.refusing:
+                client.close()
+                continue
             server = socket.create_connection(self._target)
             threading.Thread(target=self._pass, args=(client, server, False), daemon=True).start()
             threading.Thread(target=self._pass, args=(server, client, True), daemon=True).start()

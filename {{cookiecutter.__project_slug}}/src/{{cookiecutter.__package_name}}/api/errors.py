@@ -18,10 +18,12 @@ from ..session_store import (
     InvalidIdError,
     LeaseLostError,
     NotFoundError,
+    SaveOutcomeUnknownError,
     SessionBusyError,
 )
 from ..turns import (
     ClientGoneError,
+    InterruptNotSupportedError,
     ModelError,
     OverloadedError,
     TurnCancelledError,
@@ -85,8 +87,12 @@ def turn_error(error: BaseException) -> ApiError:
         # The provider's own message can hold request details: it is logged, not returned.
         name = type(error.error).__name__
         return ApiError(502, "model_error", f"The model failed ({name}); see the logs.")
+    if isinstance(error, InterruptNotSupportedError):
+        return ApiError(501, "interrupt_not_supported", str(error))
     if isinstance(error, LeaseLostError):
         return ApiError(503, "turn_not_stored", str(error), headers={"Retry-After": "1"})
+    if isinstance(error, SaveOutcomeUnknownError):  # no Retry-After: a retry may store it twice
+        return ApiError(503, "turn_outcome_unknown", str(error))
     if isinstance(error, DATABASE_OUTAGES):
         return database_unavailable()
     if isinstance(error, ClientGoneError):
@@ -111,7 +117,9 @@ TURN_ERROR_CODES = (
     "model_timeout",
     "model_throttled",
     "model_error",
+    "interrupt_not_supported",
     "turn_not_stored",
+    "turn_outcome_unknown",
     "database_unavailable",
     "client_gone",
     "internal_error",
@@ -280,8 +288,11 @@ TURN_START_ERRORS = {
 TURN_RUN_ERRORS = {
     409: "the turn was cancelled (turn_cancelled)",
     500: "nothing of the turn was stored",
+    501: "A tool or hook interrupted the turn to ask for an answer (interrupt_not_supported); "
+    "nothing of the turn was stored",
     502: "The model failed (model_error); nothing of the turn was stored",
-    503: "the model is throttled (model_throttled; retry after Retry-After), or the turn lost "
-    "its claim on the session (turn_not_stored)",
+    503: "the model is throttled (model_throttled; retry after Retry-After), the turn lost "
+    "its claim on the session (turn_not_stored), or the database went away as the turn was "
+    "saved (turn_outcome_unknown: read the history before sending it again)",
     504: "The turn took longer than TURN_TIMEOUT (model_timeout)",
 }

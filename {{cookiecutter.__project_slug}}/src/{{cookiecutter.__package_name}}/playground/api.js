@@ -133,6 +133,11 @@ const WORDS = {
   database_unavailable: "The service cannot reach its database.",
   auth_unavailable: "The service cannot check credentials right now (its identity provider is unreachable).",
   turn_not_stored: "The answer could not be stored. Send the message again.",
+  turn_outcome_unknown:
+    "The database went away as the answer was stored: open the conversation again in a moment " +
+    "to see whether it was kept before sending the message again.",
+  interrupt_not_supported:
+    "A tool asked for an approval that this service cannot ask for. Nothing of this message was stored.",
   internal_error: "The service failed; the failure has been logged.",
 };
 

@@ -17,6 +17,7 @@ from .tables import metadata
 from .turn_store import (
     LeaseLostError,
     LeaseRevokedError,
+    SaveOutcomeUnknownError,
     TurnStore,
     again_if_dropped,
     turn_store_for,
@@ -30,6 +31,7 @@ __all__ = [
     "LeaseLostError",
     "LeaseRevokedError",
     "NotFoundError",
+    "SaveOutcomeUnknownError",
     "SessionBusyError",
     "SessionPage",
     "SqlSessionRepository",

@@ -30,7 +30,13 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from strands.types.exceptions import SessionException
 from strands.types.session import Session, SessionMessage, SessionType
@@ -51,6 +57,10 @@ from .tables import UtcDateTime, agents, messages, sessions
 from .unit_of_work import UnitOfWork, restored_offset
 
 T = TypeVar("T")
+
+# Leases renewed by one statement, at three parameters each: within every database's limit on a
+# statement's parameters (PostgreSQL's 65,535; SQLite's 32,766, or 999 before SQLite 3.32).
+RENEWED_AT_ONCE = 300
 
 
 async def again_if_dropped(
@@ -82,6 +92,17 @@ class LeaseLostError(SessionException):
 class LeaseRevokedError(LeaseLostError):
     """The turn's lease was taken from it while it was live: the turn was cancelled
     (POST /sessions/{id}/cancel), from whichever replica."""
+
+
+class SaveOutcomeUnknownError(SessionException):
+    """The connection dropped as the turn was saved, and the database could not be reached again
+    to learn whether that save committed."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(
+            f"The database went away while the turn of session {session_id!r} was saved: it may "
+            "or may not be stored. Read the session's history before sending the turn again."
+        )
 
 
 # The statements of a turn, built once: building one costs more than running it.
@@ -186,12 +207,16 @@ class TurnStore:
 
     async def _save_again(self, work: UnitOfWork) -> None:
         """Save after a save whose connection dropped. Safe: a save that did commit released the
-        lease, and this one then writes nothing, but finds the turn's messages stored."""
+        lease, and this one then writes nothing, but finds the turn's messages stored. If the
+        database cannot be reached, whether the first save committed is unknown."""
         try:
-            await self._save(work)
-        except LeaseLostError:
-            if not await self._stored(work):
-                raise
+            try:
+                await self._save(work)
+            except LeaseLostError:
+                if not await self._stored(work):
+                    raise
+        except (OperationalError, InterfaceError, PoolTimeoutError) as error:
+            raise SaveOutcomeUnknownError(work.session_id) from error
 
     async def _stored(self, work: UnitOfWork) -> bool:
         """Whether the turn's save committed: its first new message is stored as it wrote it.
@@ -261,10 +286,13 @@ class TurnStore:
 
     async def renew(self, works: list[UnitOfWork]) -> dict[str, LeaseLostError]:
         """Extend the leases of running turns; those no longer held, by lease id, with why."""
-        values = {"leases": [(work.principal, work.session_id, work.lease_id) for work in works]}
+        leases = [(work.principal, work.session_id, work.lease_id) for work in works]
         sent = time.monotonic()
+        held: set[str] = set()
         async with self._autocommit.connect() as connection:
-            held = set((await connection.execute(self.leases.renew, values)).scalars())
+            for start in range(0, len(leases), RENEWED_AT_ONCE):
+                values = {"leases": leases[start : start + RENEWED_AT_ONCE]}
+                held.update((await connection.execute(self.leases.renew, values)).scalars())
         lost = {}
         for work in works:
             if work.lease_id in held:  # for the lease's length from when it was renewed, or later
