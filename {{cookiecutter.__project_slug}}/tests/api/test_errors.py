@@ -38,6 +38,8 @@ from ..support.http import assert_error
         # PostgreSQL cannot store NUL; a prompt of whitespace only says nothing to the model.
         ({"prompt": "before\u0000after"}, 422, "invalid_request"),
         ({"prompt": " \n\t "}, 422, "invalid_request"),
+        # A misspelt field would otherwise start a new session on every turn.
+        ({"prompt": "hi", "sessionId": "s"}, 422, "invalid_request"),
     ],
 )
 def test_bad_turn_requests(make_api: MakeApi, body: dict, status: int, code: str) -> None:
@@ -101,13 +103,15 @@ def test_a_json_body_sent_as_another_type_says_which_header_to_send(
     headers = {"Content-Type": content_type} if content_type else {}
     response = api.client.post(path, content=b'{"prompt": "Hi"}', headers=headers)
 
-    assert_error(response, 422, "invalid_request")
+    assert_error(response, 415, "unsupported_media_type")
     assert "Content-Type: application/json" in response.json()["error"]["message"]
     assert api.model.calls == []
 
 
 def test_unknown_routes_and_methods(api: Api) -> None:
     assert_error(api.client.get("/no/such/route"), 404, "not_found")
+    # Not redirected: Starlette's redirect is absolute, and would leave a proxy's prefix out.
+    assert_error(api.client.get("/sessions/"), 404, "not_found")
     assert_error(api.client.delete("/health"), 405, "method_not_allowed")
     assert_error(api.client.get("/sessions/bad%0Aid"), 422, "invalid_request")
 
@@ -186,6 +190,8 @@ def test_every_status_is_documented(make_api: MakeApi) -> None:
     }.items():
         for code in codes:
             assert code in process[status]["description"], (status, code)
+    assert "Retry-After" in process["429"]["headers"]
+    assert "WWW-Authenticate" in process["401"]["headers"]
 
 
 def test_routes_and_schemas_are_documented(make_api: MakeApi) -> None:

@@ -18,6 +18,7 @@ def test_create_list_inspect_and_delete_sessions(make_api: MakeApi) -> None:
     api.client.post("/process", json={"prompt": "Hello", "session_id": "support-1"})
 
     assert created.status_code == anonymous.status_code == 201
+    assert created.headers["Location"] == "sessions/support-1"  # relative to /sessions
     assert uuid.UUID(anonymous.json()["session_id"])
     detail = api.client.get("/sessions/support-1").json()
     assert detail["message_count"] == 2

@@ -310,6 +310,7 @@ def test_a_second_turn_on_a_busy_session_gets_409_after_the_wait_timeout(
 
     assert busy.status_code == streamed.status_code == deleted.status_code == 409
     assert busy.json()["error"]["code"] == deleted.json()["error"]["code"] == "session_busy"
+    assert busy.headers["Retry-After"] == deleted.headers["Retry-After"] == "1"
     assert waited >= 0.2, "it waited the whole SESSION_WAIT_TIMEOUT, as its message says"
     # The waits that ended in 409 are measured too (three turns), the slowest of them.
     assert "agent_session_wait_seconds_count 3.0" in api.client.get("/metrics").text

@@ -120,6 +120,9 @@ def create_app(
         description=project_description,
         version="0.1.0",
         lifespan=lifespan,
+        # /sessions/ is not found, rather than redirected to an absolute URL that would leave
+        # a proxy's path prefix out.
+        redirect_slashes=False,
         # No openapi_url turns off /docs and /redoc too.
         openapi_url="/openapi.json" if config.api_docs else None,
     )

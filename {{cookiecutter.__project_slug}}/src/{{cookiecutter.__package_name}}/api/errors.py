@@ -48,6 +48,7 @@ class ApiError(Exception):
 
 
 INTERNAL_ERROR_MESSAGE = "The service failed; it has been logged."
+INVALID_JSON = "The request body is not valid JSON."
 
 
 def database_unavailable() -> ApiError:
@@ -75,7 +76,8 @@ def turn_error(error: BaseException) -> ApiError:
     if isinstance(error, PrincipalLimitError):
         return limit_error(error)
     if isinstance(error, SessionBusyError):
-        return ApiError(409, "session_busy", str(error))
+        # The other turn may end any moment: a client that retries needs no other signal.
+        return ApiError(409, "session_busy", str(error), headers={"Retry-After": "1"})
     if isinstance(error, TurnCancelledError):
         return ApiError(409, "turn_cancelled", str(error))
     if isinstance(error, TurnTimeoutError):
@@ -153,7 +155,6 @@ _HTTP_CODES = {
 _STORE_ERRORS = {
     NotFoundError: (404, "not_found"),
     AlreadyExistsError: (409, "already_exists"),
-    SessionBusyError: (409, "session_busy"),
     InvalidIdError: (422, "invalid_request"),
     InvalidCursorError: (422, "invalid_cursor"),
 }
@@ -169,13 +170,13 @@ def install_error_handlers(app: FastAPI) -> None:
         problems = error.errors()
         # A body that is not JSON at all is the client's encoding bug, not a value to fix.
         if any(problem["type"] == "json_invalid" for problem in problems):
-            return error_response(400, "invalid_json", "The request body is not valid JSON.")
+            return error_response(400, "invalid_json", INVALID_JSON)
         # A body of another Content-Type (fetch's text/plain, curl's form) is not read as JSON
         # but left as bytes: its problem is the header, not the fields found missing (unless
         # something else of the request is wrong too: then all of it is said).
         if isinstance(error.body, bytes) and all(p["loc"][:1] == ("body",) for p in problems):
             message = "Send the body as JSON, with the header Content-Type: application/json."
-            return error_response(422, "invalid_request", message)
+            return error_response(415, "unsupported_media_type", message)
         message = "; ".join(
             f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
             for problem in problems[:MAX_PROBLEMS_SHOWN]
@@ -187,7 +188,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, error: HTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(error.status_code, "http_error")
-        return error_response(error.status_code, code, str(error.detail), error.headers)
+        message = INVALID_JSON if code == "invalid_json" else str(error.detail)
+        return error_response(error.status_code, code, message, error.headers)
 
     def store_error(status_code: int, code: str) -> Callable[..., Awaitable[JSONResponse]]:
         async def handler(_: Request, error: Exception) -> JSONResponse:
@@ -197,6 +199,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     for error_type, (status_code, code) in _STORE_ERRORS.items():
         app.add_exception_handler(error_type, store_error(status_code, code))
+
+    @app.exception_handler(SessionBusyError)  # deleting a session while a turn of it runs
+    async def session_busy(request: Request, error: SessionBusyError) -> JSONResponse:
+        return await api_error(request, turn_error(error))
 
     async def outage(request: Request, error: Exception) -> JSONResponse:
         return await api_error(request, database_outage(error))
@@ -236,6 +242,21 @@ class UnexpectedErrorMiddleware:
                 await response(scope, receive, send)
 
 
+# The headers that some errors carry, as the OpenAPI document describes them.
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again, where the error's code says to.",
+        "schema": {"type": "integer"},
+    }
+}
+ERROR_HEADERS = {
+    401: {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+    409: _RETRY_AFTER,
+    429: _RETRY_AFTER,
+    503: _RETRY_AFTER,
+}
+
+
 def documented(*groups: dict[int, str], streamed: bool = False) -> dict[int | str, dict]:
     """Error statuses for a route's OpenAPI `responses`, each with the error body's schema; a
     status that several groups name is described by each of them.
@@ -254,6 +275,8 @@ def documented(*groups: dict[int, str], streamed: bool = False) -> dict[int | st
             "description": "; ".join(described),
             "content": {"application/json": json_body},
         }
+        if status in ERROR_HEADERS:
+            responses[status]["headers"] = ERROR_HEADERS[status]
         if not streamed:
             responses[status]["model"] = ErrorResponse
     return responses
@@ -273,7 +296,11 @@ ANY_ROUTE_ERRORS = {
     "signing keys (auth_unavailable)",
 }
 # What a route that takes a JSON body can answer too.
-BODY_ERRORS = {400: "the body is not JSON (invalid_json)"}
+BODY_ERRORS = {
+    400: "the body is not JSON (invalid_json)",
+    415: "the body is sent with a Content-Type other than application/json "
+    "(unsupported_media_type)",
+}
 SESSION_ERRORS = {404: "Unknown session (session_not_found)"}
 # What a turn can answer before it runs, on every route that starts one.
 TURN_START_ERRORS = {

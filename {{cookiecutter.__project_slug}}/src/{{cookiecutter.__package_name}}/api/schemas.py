@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from ..session_store import validate_id
 from ..session_store.records import ID_RULE
@@ -51,14 +51,21 @@ Prompt = Annotated[
 ]
 
 
-class TurnRequest(BaseModel):
+class StrictBody(BaseModel):
+    """A body that refuses fields it does not know: a misspelt `sessionId` must not quietly
+    start a new session on every turn."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TurnRequest(StrictBody):
     prompt: Prompt
     session_id: SessionId | None = Field(
         default=None, description="Continue this session (created if new); omit for a new one."
     )
 
 
-class SessionCreate(BaseModel):
+class SessionCreate(StrictBody):
     session_id: SessionId | None = Field(default=None, description="Omit for a random UUID.")
 
 

@@ -7,6 +7,7 @@ database calls never block the event loop. Cancelling runs on the event loop, wh
 
 from datetime import datetime
 from typing import Annotated
+from urllib.parse import quote
 from uuid import uuid4
 
 from fastapi import APIRouter, Depends, Path, Query, Response
@@ -87,7 +88,10 @@ def session_detail(repository: Repository, session: Session) -> SessionDetail:
     ),
 )
 def create_session(
-    repository: Repository, settings: AppSettings, body: SessionCreate | None = None
+    repository: Repository,
+    settings: AppSettings,
+    response: Response,
+    body: SessionCreate | None = None,
 ) -> SessionDetail:
     """Create an empty session; a turn on an unknown session id creates it too."""
     session_id = body.session_id if body and body.session_id else str(uuid4())
@@ -98,6 +102,8 @@ def create_session(
     if repository.count_sessions() >= limit and repository.read_session(session_id) is None:
         raise limit_error(too_many_sessions(limit))
     session = repository.create_session(Session(session_id, SessionType.AGENT))
+    # Relative to /sessions, so that a proxy's path prefix stays in it.
+    response.headers["Location"] = f"sessions/{quote(session_id, safe='')}"
     return session_detail(repository, session)
 
 
