@@ -166,9 +166,11 @@ def main(argv: list[str] | None = None) -> None:
     engine = None
     try:
         engine = database()
+        # Named in what the key commands say: run elsewhere, DATABASE_URL may name another
+        # database (SQLite's is a file of the current folder, created if missing).
+        where = engine.url.render_as_string(hide_password=True)
         if args.command == "create-api-key":
             key = create_api_key(engine, args.principal)
-            where = engine.url.render_as_string(hide_password=True)
             print(f"API key for {args.principal!r} in {where}; it is shown only this once:")
             print(key)
             if (mode := configured_auth_mode()) not in (None, "api_keys"):
@@ -177,7 +179,10 @@ def main(argv: list[str] | None = None) -> None:
                     file=sys.stderr,
                 )
         elif args.command == "list-api-keys":
-            for api_key in list_api_keys(engine):
+            api_keys = list_api_keys(engine)
+            if not api_keys:
+                print(f"no API keys in {where}", file=sys.stderr)
+            for api_key in api_keys:
                 # Quoted, as principals may hold spaces; escaped beyond ASCII, as they may look
                 # alike (é, and e followed by U+0301).
                 holder = ascii(api_key.principal)
@@ -189,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
             deleted = delete_idle_sessions(engine, timedelta(days=args.days))
             print(f"deleted {deleted} sessions idle for more than {args.days} days")
         elif not revoke_api_key(engine, args.key_id):
-            sys.exit(f"no unrevoked key {args.key_id!r}: list-api-keys shows the keys")
+            sys.exit(f"no unrevoked key {args.key_id!r} in {where}: list-api-keys shows the keys")
         else:
             print(f"revoked {args.key_id}")
     except (SQLAlchemyError, OSError) as error:  # OSError: a SQLite file's folder

@@ -195,7 +195,11 @@ def test_a_key_made_while_the_service_takes_none_says_so(
 def test_the_command_line_makes_lists_and_revokes_keys(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path
 ) -> None:
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'keys.db'}")
+    database_url = f"sqlite:///{tmp_path / 'keys.db'}"
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    command_line(["list-api-keys"])
+    # Run in another folder than the service's, it would read another SQLite file: it says which.
+    assert capsys.readouterr().err == f"no API keys in {database_url}\n"
 
     command_line(["create-api-key", "dave"])
     key = capsys.readouterr().out.splitlines()[-1]
