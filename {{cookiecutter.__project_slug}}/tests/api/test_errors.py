@@ -192,6 +192,9 @@ def test_every_status_is_documented(make_api: MakeApi) -> None:
             assert code in process[status]["description"], (status, code)
     assert "Retry-After" in process["429"]["headers"]
     assert "WWW-Authenticate" in process["401"]["headers"]
+    created = paths["/sessions"]["post"]["responses"]["201"]
+    assert "Location" in created["headers"]
+    assert created["content"]["application/json"]["schema"]  # the session, as before
 
 
 def test_routes_and_schemas_are_documented(make_api: MakeApi) -> None:

@@ -35,9 +35,8 @@ def test_probes_need_no_credential(client: TestClient) -> None:
     """Kubernetes and load balancers probe without one; this client sends none."""
     for path in ("/health", "/ready"):
         response = client.get(path)
-        with_a_body = client.request("GET", path, content=b"{}")  # checked before it is read
 
-        assert response.status_code == with_a_body.status_code == 200, (path, response.text)
+        assert response.status_code == 200, (path, response.text)
 
 
 @pytest.mark.parametrize("path", ["/health", "/ready"])

@@ -11,6 +11,7 @@ import anyio
 import psycopg
 import pytest
 from sqlalchemy import Connection, Engine, event, insert, text, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from strands import Agent
 from strands.agent.conversation_manager import SlidingWindowConversationManager
@@ -285,15 +286,26 @@ async def test_renewing_keeps_the_leases_still_held(store: TurnStore, engine: En
 
 
 async def test_renewing_more_leases_than_a_statement_takes(
-    store: TurnStore, engine: Engine, monkeypatch: pytest.MonkeyPatch
+    store: TurnStore, engine: Engine, turn_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A statement takes so many parameters (PostgreSQL 65,535): a replica with more turns than
     one renewal holds renews them in several."""
     monkeypatch.setattr(turn_store, "RENEWED_AT_ONCE", 2)
     works = [await store.begin(f"s-{number}", "default", "local") for number in range(5)]
     await stall(engine, works[4])
+    renewals = []
 
-    assert list(await store.renew(works)) == [works[4].lease_id]
+    def count(connection: Connection, cursor: object, statement: str, *_: object) -> None:
+        renewals.append(statement)
+
+    event.listen(turn_engine.sync_engine, "before_cursor_execute", count)
+    try:
+        lost = await store.renew(works)
+    finally:
+        event.remove(turn_engine.sync_engine, "before_cursor_execute", count)
+
+    assert list(lost) == [works[4].lease_id]
+    assert len(renewals) == 3, "2, 2 and 1 leases"
     for work in works:
         await store.give_up(work)
 
@@ -600,11 +612,23 @@ async def test_a_save_whose_answer_was_lost_is_not_reported_lost(
     ]
 
 
-async def test_a_save_whose_answer_was_lost_as_the_database_went_away_is_not_reported_lost(
-    database_url: str, repository: SqlSessionRepository
+@pytest.mark.parametrize(
+    ("answer_cut", "raised", "messages_stored"),
+    [(True, SaveOutcomeUnknownError, 2), (False, OperationalError, 0)],
+    ids=["its-answer-cut", "dropped-before-it"],
+)
+async def test_a_save_whose_connection_dropped_as_the_database_went_away(
+    database_url: str,
+    repository: SqlSessionRepository,
+    engine: Engine,
+    answer_cut: bool,
+    raised: type[Exception],
+    messages_stored: int,
 ) -> None:
-    # The save committed, its answer was lost, and the database cannot be asked again: the turn
-    # may be stored, and its client must not be told to send it again as if it were not.
+    """The save's connection dropped, and the database cannot be reached again. A connection
+    that just ended may have carried the save's commit: the turn may be stored, and its client
+    must not be told to send it again. One the database ended with an error, as a restart ends
+    them all, carried none: nothing is stored (an outage, as any other)."""
     if not database_url.startswith("postgresql"):
         pytest.skip("a SQLite connection cannot be dropped")
     async with turn_behind_a_proxy(database_url) as (proxy, store, work):
@@ -612,12 +636,16 @@ async def test_a_save_whose_answer_was_lost_as_the_database_went_away_is_not_rep
         def the_database_goes_away() -> None:
             proxy.refusing = True
 
-        proxy.cut_next_answer, proxy.at_cut = True, the_database_goes_away
+        if answer_cut:
+            proxy.cut_next_answer, proxy.at_cut = True, the_database_goes_away
+        else:
+            drop_other_connections(engine)
+            the_database_goes_away()
 
-        with pytest.raises(SaveOutcomeUnknownError):
+        with pytest.raises(raised):
             await store.save(work)
 
-    assert stored(repository) == [("user", "hi"), ("assistant", "Hello.")]
+    assert len(stored(repository)) == messages_stored
 
 
 async def test_a_save_whose_answer_was_lost_is_not_reported_lost_after_another_turn_took_over(

@@ -151,7 +151,7 @@ def create_app(
                 "traceparent",
                 "tracestate",
             ],
-            expose_headers=["Retry-After", "X-Request-ID"],
+            expose_headers=["Location", "Retry-After", "X-Request-ID"],
         )
     # /metrics asks for a credential, but under AUTH_MODE=none.
     any_host = PROBES | {"/metrics"} if config.auth_mode != "none" else PROBES

@@ -245,7 +245,9 @@ class UnexpectedErrorMiddleware:
 # The headers that some errors carry, as the OpenAPI document describes them.
 _RETRY_AFTER = {
     "Retry-After": {
-        "description": "Seconds to wait before trying again, where the error's code says to.",
+        "description": "Seconds to wait before trying again, with the codes that say to retry: "
+        "session_busy, overloaded, too_many_turns, model_throttled, turn_not_stored, "
+        "database_unavailable, auth_unavailable.",
         "schema": {"type": "integer"},
     }
 }

@@ -28,7 +28,6 @@ from ..database import DATABASE_OUTAGES
 from ..session_store import InvalidIdError, validate_principal
 from ..session_store.records import LOCAL_PRINCIPAL
 from .errors import CLOSE_CONNECTION, ApiError, database_outage, error_response
-from .hosts import PROBES
 
 logger = logging.getLogger(__name__)
 bearer = HTTPBearer(auto_error=False, description="An API key, or a JWT (see AUTH_MODE).")
@@ -169,17 +168,13 @@ class AuthenticateBeforeBodyMiddleware:
     reads a body before the route's dependencies run): a client without a valid one gets its 401
     whatever it sends, and makes the service hold nothing of its body, where up to
     MAX_BODY_BYTES of each of its requests would otherwise wait in memory. The principal found is
-    the one `authenticate` gives the route. The probes take no credential, body or not."""
+    the one `authenticate` gives the route."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["path"] not in PROBES
-            and brings_body(Headers(scope=scope))
-        ):
+        if scope["type"] == "http" and brings_body(Headers(scope=scope)):
             request = Request(scope)
             try:
                 request.state.principal = await principal_of(request, await bearer(request))

@@ -78,14 +78,25 @@ def session_detail(repository: Repository, session: Session) -> SessionDetail:
 @router.post(
     "",
     status_code=201,
-    responses=documented(
-        ANY_ROUTE_ERRORS,
-        BODY_ERRORS,
-        {
-            409: "The session exists (already_exists)",
-            429: "The caller keeps MAX_SESSIONS_PER_PRINCIPAL sessions (too_many_sessions)",
+    responses={
+        201: {
+            "description": "The session, created",
+            "headers": {
+                "Location": {
+                    "description": "The session's URL, relative to /sessions",
+                    "schema": {"type": "string"},
+                }
+            },
         },
-    ),
+        **documented(
+            ANY_ROUTE_ERRORS,
+            BODY_ERRORS,
+            {
+                409: "The session exists (already_exists)",
+                429: "The caller keeps MAX_SESSIONS_PER_PRINCIPAL sessions (too_many_sessions)",
+            },
+        ),
+    },
 )
 def create_session(
     repository: Repository,

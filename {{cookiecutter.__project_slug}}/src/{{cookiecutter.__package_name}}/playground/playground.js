@@ -275,8 +275,10 @@ async function send(prompt) {
     }
   } catch (error) {
     // Nothing of a failed turn is stored: take it off the page and give the prompt back.
-    // A dropped stream is different: the service goes on with the turn and stores it.
-    if (error.code !== "stream_dropped" && error.name !== "AbortError") {
+    // A dropped stream is different: the service goes on with the turn and stores it; and a
+    // turn whose save the database never confirmed may be stored: neither is to be sent again.
+    const mayBeStored = ["stream_dropped", "turn_outcome_unknown"].includes(error.code);
+    if (!mayBeStored && error.name !== "AbortError") {
       question.remove();
       answer.remove();
       if (!$("prompt").value) $("prompt").value = prompt;

@@ -30,17 +30,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import (
-    DBAPIError,
-    InterfaceError,
-    OperationalError,
-    SQLAlchemyError,
-)
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from strands.types.exceptions import SessionException
 from strands.types.session import Session, SessionMessage, SessionType
 
+from ..database import DATABASE_OUTAGES
 from .leases import RELEASED_AT, Leases
 from .records import (
     MESSAGE_FIELDS,
@@ -63,19 +58,16 @@ T = TypeVar("T")
 RENEWED_AT_ONCE = 300
 
 
-async def again_if_dropped(
-    attempt: Callable[[], Awaitable[T]], again: Callable[[], Awaitable[T]] | None = None
-) -> T:
-    """`attempt()`, and once more (`again()`, if given) if it failed on a pooled connection that
-    the database had dropped (it restarted): SQLAlchemy has then discarded every connection opened
-    before, so the next one is fresh. For the asynchronous engine, whose pool does not ping
-    connections."""
+async def again_if_dropped(attempt: Callable[[], Awaitable[T]]) -> T:
+    """`attempt()`, and once more if it failed on a pooled connection that the database had
+    dropped (it restarted): SQLAlchemy has then discarded every connection opened before, so the
+    next one is fresh. For the asynchronous engine, whose pool does not ping connections."""
     try:
         return await attempt()
     except DBAPIError as error:
         if not error.connection_invalidated:
             raise
-        return await (again or attempt)()
+        return await attempt()
 
 
 class LeaseLostError(SessionException):
@@ -201,21 +193,32 @@ class TurnStore:
     async def save(self, work: UnitOfWork) -> None:
         """Write the turn and release its lease, in one transaction; LeaseLostError (or
         LeaseRevokedError), and nothing written, if the turn no longer holds the lease."""
-        # The database may have restarted while the model ran, or the connection dropped before
-        # the save's answer came back.
-        await again_if_dropped(lambda: self._save(work), lambda: self._save_again(work))
+        try:
+            await self._save(work)
+        except DBAPIError as error:
+            # The database restarted while the model ran, or the connection dropped before the
+            # save's answer came back.
+            if not error.connection_invalidated:
+                raise
+            # An error the database sent (its shutdown's, above all) means that nothing of the
+            # save was committed; a connection that just ended may have carried the commit.
+            answered = getattr(error.orig, "sqlstate", None) is not None
+            await self._save_again(work, may_have_committed=not answered)
 
-    async def _save_again(self, work: UnitOfWork) -> None:
+    async def _save_again(self, work: UnitOfWork, may_have_committed: bool) -> None:
         """Save after a save whose connection dropped. Safe: a save that did commit released the
         lease, and this one then writes nothing, but finds the turn's messages stored. If the
-        database cannot be reached, whether the first save committed is unknown."""
+        database cannot be reached: SaveOutcomeUnknownError if the first save may have
+        committed."""
         try:
             try:
                 await self._save(work)
             except LeaseLostError:
                 if not await self._stored(work):
                     raise
-        except (OperationalError, InterfaceError, PoolTimeoutError) as error:
+        except DATABASE_OUTAGES as error:
+            if not may_have_committed:
+                raise
             raise SaveOutcomeUnknownError(work.session_id) from error
 
     async def _stored(self, work: UnitOfWork) -> bool:
