@@ -39,10 +39,15 @@ DEFAULT_MODEL_IDS = {
 # Anthropic's overload in the middle of an answer, whose status was 200, by its error type.
 OVERLOADED_STATUSES = frozenset({429, 529})
 OVERLOADED_ERROR_TYPE = "overloaded_error"
+# A 429 that waiting does not lift: OpenAI's for an account out of credit, which the SDK raises
+# as ModelThrottledException (OpenAI's error its cause). A model error, not retried.
+OUT_OF_CREDIT = "insufficient_quota"
 
 
 def is_throttled(error: BaseException) -> bool:
     """Whether the provider refused the call for its load: retried, then 503 model_throttled."""
+    if OUT_OF_CREDIT in (getattr(error, "code", None), getattr(error.__cause__, "code", None)):
+        return False
     return (
         isinstance(error, ModelThrottledException)
         or getattr(error, "status_code", None) in OVERLOADED_STATUSES

@@ -35,6 +35,7 @@ from ..support.scripted_model import (
     ProviderOverloaded,
     ScriptedModel,
     ToolCall,
+    out_of_credit,
 )
 from ..support.sessions import assert_valid_conversation
 from ..support.sse import parse_events
@@ -341,6 +342,18 @@ def test_text_of_a_call_throttled_mid_answer_is_withdrawn_when_it_is_retried(
     assert events[-1].data["response"] == "A whole answer."
     stored = api.repository.list_messages("s", "default")
     assert [message.message["content"] for message in stored][1] == [{"text": "A whole answer."}]
+
+
+def test_a_provider_account_out_of_credit_is_not_retried(make_api: MakeApi) -> None:
+    """A 429 that waiting does not lift: retried, it would hold every turn through the retries'
+    waits, then tell its client to come back in 5 s, and the next turn the same."""
+    api = make_api([out_of_credit(), "Never asked."], model_max_attempts=3)
+
+    response = api.client.post("/process", json={"prompt": "hi", "session_id": "s"})
+
+    assert_error(response, 502, "model_error")
+    assert "Retry-After" not in response.headers
+    assert len(api.model.calls) == 1
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from typing import Any
 
 from strands.models import Model
 from strands.types.content import Messages
+from strands.types.exceptions import ModelThrottledException
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,21 @@ class RedactPrompt:
 
     text: str
     replacement: str = "[prompt redacted]"
+
+
+class OutOfCredit(Exception):
+    """OpenAI's refusal for an account out of credit: HTTP 429, code insufficient_quota."""
+
+    status_code = 429
+    code = "insufficient_quota"
+
+
+def out_of_credit() -> ModelThrottledException:
+    """OpenAI's refusal for an account out of credit, as the SDK raises it (as it raises a
+    refusal for OpenAI's load)."""
+    error = ModelThrottledException("You exceeded your current quota.")
+    error.__cause__ = OutOfCredit("Error code: 429 - insufficient_quota")
+    return error
 
 
 @dataclass(frozen=True)
