@@ -81,7 +81,11 @@ class MemoryTurnStore:
         self.leases: dict[Key, str] = {}
         self.sessions_kept: Counter[str] = Counter()
 
-    async def begin(self, session_id: str, agent_id: str, principal: str) -> UnitOfWork:
+    async def begin(
+        self, session_id: str, agent_id: str, principal: str, turn_key: str | None = None
+    ) -> UnitOfWork:
+        """As the template's; `turn_key` (from 2026-11-28) is not kept: the benchmarks send
+        none."""
         key = principal, session_id
         if key in self.leases:
             raise SessionBusyError(session_id)

@@ -270,9 +270,11 @@ class TurnRunner:
         principal: str,
         prompt: str,
         client_gone: Callable[[], Awaitable[bool]],
+        turn_key: str | None = None,
     ) -> Turn:
         """Admit `principal`'s turn and start it once it holds its session; raise what stopped
-        it (PrincipalLimitError past the principal's limits)."""
+        it (PrincipalLimitError past the principal's limits; TurnAlreadyStoredError if a turn
+        with `turn_key`, its client's key, is stored in the session)."""
         # For every log line of the request from now on, and of the turn's task.
         logs.session_id.set(session_id)
         logs.principal.set(principal)
@@ -285,7 +287,9 @@ class TurnRunner:
         try:
             # The turn's task, created inside, runs in this span: one trace with the request's.
             with trace.use_span(span, end_on_exit=False):
-                turn = await self._start(session_id, principal, prompt, client_gone, span, asked_at)
+                turn = await self._start(
+                    session_id, principal, prompt, client_gone, turn_key, span, asked_at
+                )
         except BaseException as error:
             if isinstance(error, DATABASE_OUTAGES):  # as a turn that could not be stored is
                 logger.warning("turn not started: database unavailable: %s", error)
@@ -304,6 +308,7 @@ class TurnRunner:
         principal: str,
         prompt: str,
         client_gone: Callable[[], Awaitable[bool]],
+        turn_key: str | None,
         span: trace.Span,
         asked_at: float,
     ) -> Turn:
@@ -314,7 +319,7 @@ class TurnRunner:
         try:
             began = time.monotonic()
             try:
-                work = await self._begin(session_id, principal, client_gone)
+                work = await self._begin(session_id, principal, client_gone, turn_key)
             finally:  # a wait that ended in session_busy too: the slowest
                 self._metrics.session_wait.observe(time.monotonic() - began)
             # Running from here on, with no await between: no other turn of this process takes
@@ -341,7 +346,11 @@ class TurnRunner:
         return turn
 
     async def _begin(
-        self, session_id: str, principal: str, client_gone: Callable[[], Awaitable[bool]]
+        self,
+        session_id: str,
+        principal: str,
+        client_gone: Callable[[], Awaitable[bool]],
+        turn_key: str | None,
     ) -> UnitOfWork:
         """Take the session's lease and read it, retrying while another turn holds it."""
         loop = asyncio.get_running_loop()
@@ -352,7 +361,7 @@ class TurnRunner:
             if (principal, session_id) not in self._running:
                 try:
                     async with self.connections:
-                        work = await self._store.begin(session_id, AGENT_ID, principal)
+                        work = await self._store.begin(session_id, AGENT_ID, principal, turn_key)
                         if (principal, session_id) in self._running:
                             # Taken meanwhile by a turn of this process, whose lease a Stop sent
                             # to another replica has revoked: the session is that turn's until

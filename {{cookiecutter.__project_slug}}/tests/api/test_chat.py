@@ -4,6 +4,7 @@ scripted models. (test_chat_client.py speaks to it with the AI SDK's own client.
 import json
 import logging
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,8 +26,8 @@ def chat_text(text: str) -> dict[str, str]:
 
 
 def chat_body(chat_id: str, text: str, **extra: object) -> dict[str, Any]:
-    """The body `DefaultChatTransport` sends for a new user message."""
-    message = {"id": "m-1", "role": "user", "parts": [chat_text(text)]}
+    """The body `DefaultChatTransport` sends for a new user message, with an id of its own."""
+    message = {"id": f"m-{uuid.uuid4()}", "role": "user", "parts": [chat_text(text)]}
     return {"id": chat_id, "messages": [message], "trigger": "submit-message", **extra}
 
 
@@ -324,6 +325,19 @@ def test_a_busy_chat_gets_409_before_its_stream_starts(make_api: MakeApi) -> Non
         assert first.result(timeout=30)[-1] == {"type": "finish", "finishReason": "stop"}
 
     assert_error(busy, 409, "session_busy")
+
+
+def test_a_chat_message_sent_again_is_refused_not_stored_twice(make_api: MakeApi) -> None:
+    """Its id is its turn's key: a client that sends a request again, not having heard the
+    answer, finds the turn stored."""
+    api = make_api(["Hello."])
+    body = chat_body("chat-1", "hi")
+
+    chat(api.client, body)
+    again = api.client.post("/chat", json=body)
+
+    assert_error(again, 409, "turn_already_stored")
+    assert len(api.repository.list_messages("chat-1", "default")) == 2
 
 
 def preflight(client: TestClient, origin: str) -> Any:

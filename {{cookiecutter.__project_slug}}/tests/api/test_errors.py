@@ -13,6 +13,7 @@ from {{ cookiecutter.__package_name }}.session_store import (
     LeaseLostError,
     SaveOutcomeUnknownError,
     SessionBusyError,
+    TurnAlreadyStoredError,
 )
 from {{ cookiecutter.__package_name }}.turns import (
     ClientGoneError,
@@ -56,6 +57,7 @@ TURN_ERRORS = [
     (PrincipalLimitError("too_many_turns", "busy", retry_after=1), 429, "too_many_turns"),
     (PrincipalLimitError("too_many_sessions", "full"), 429, "too_many_sessions"),
     (SessionBusyError("s"), 409, "session_busy"),
+    (TurnAlreadyStoredError("s", "turn-1", 4), 409, "turn_already_stored"),
     (TurnCancelledError("s"), 409, "turn_cancelled"),
     (TurnTimeoutError("slow"), 504, "model_timeout"),
     (ModelError(ModelThrottledException("slow down")), 503, "model_throttled"),

@@ -1,6 +1,8 @@
 """The turn routes through FastAPI's test client, on SQLite and PostgreSQL, with scripted models."""
 
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,7 +14,8 @@ from {{ cookiecutter.__package_name }}.echo import EchoModel
 
 from ..conftest import MakeApi
 from ..support.databases import new_api_key, settings_for
-from ..support.scripted_model import CutShort, ToolCall
+from ..support.http import assert_error
+from ..support.scripted_model import CutShort, GatedModel, ToolCall
 from ..support.sse import parse_events, streamed_text
 from ..support.tools import lookup_order
 
@@ -169,3 +172,74 @@ def test_a_tool_turn_streams_its_tool_events(
     assert events[2].data == {"id": "t-1", "status": "success"}
     history = api.client.get("/sessions/s/history").json()["messages"]
     assert history[2]["content"][0]["toolResult"]["content"] == [{"text": "order A-7 shipped"}]
+
+
+def test_a_turn_sent_again_with_its_idempotency_key_is_refused_not_stored_twice(
+    make_api: MakeApi,
+) -> None:
+    api = make_api(["Hello.", "Hello again."])
+    body, key = {"prompt": "hi", "session_id": "s"}, {"Idempotency-Key": "turn-1"}
+
+    first = api.client.post("/process", json=body, headers=key)
+    again = api.client.post("/process", json=body, headers=key)
+    streamed = api.client.post("/process-streaming", json=body, headers=key)
+    another = api.client.post("/process", json=body, headers={"Idempotency-Key": "turn-2"})
+
+    assert first.status_code == another.status_code == 200
+    assert_error(again, 409, "turn_already_stored")
+    assert_error(streamed, 409, "turn_already_stored")
+    assert "from message 0" in again.json()["error"]["message"]
+    history = api.client.get("/sessions/s/history").json()["messages"]
+    assert [message["text"] for message in history] == ["hi", "Hello.", "hi", "Hello again."]
+    assert api.client.delete("/sessions/s").status_code == 204, "its keys go with it"
+
+
+def test_a_turn_sent_again_while_it_runs_waits_for_it_then_is_refused(make_api: MakeApi) -> None:
+    """As a client does whose proxy gave up on a long turn: the turn it sent again waits for the
+    session, and finds the first stored."""
+    release = threading.Event()
+    model = GatedModel(lambda: release.wait(timeout=20))
+    api = make_api(model=model, session_wait_timeout=20)
+    body, key = {"prompt": "hi", "session_id": "s"}, {"Idempotency-Key": "turn-1"}
+
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(api.client.post, "/process", json=body, headers=key)
+        assert model.entered.wait(timeout=20)
+        again = pool.submit(api.client.post, "/process", json=body, headers=key)
+        release.set()
+        assert first.result(timeout=30).status_code == 200
+        assert_error(again.result(timeout=30), 409, "turn_already_stored")
+
+    assert len(api.repository.list_messages("s", "default")) == 2
+
+
+def test_a_failed_turn_sent_again_with_its_key_runs(make_api: MakeApi) -> None:
+    api = make_api([RuntimeError("down"), "Hello."], model_max_attempts=1)
+    body, key = {"prompt": "hi", "session_id": "s"}, {"Idempotency-Key": "turn-1"}
+    api.client.post("/sessions", json={"session_id": "s"})
+
+    failed = api.client.post("/process", json=body, headers=key)
+    again = api.client.post("/process", json=body, headers=key)
+
+    assert failed.status_code == 502
+    assert again.status_code == 200, again.text
+
+
+@pytest.mark.parametrize("key", ["", "two words", "x" * 129])
+def test_a_bad_idempotency_key_is_422(make_api: MakeApi, key: str) -> None:
+    api = make_api()
+    body = {"prompt": "hi", "session_id": "s"}
+
+    response = api.client.post("/process", json=body, headers={"Idempotency-Key": key})
+
+    assert_error(response, 422, "invalid_request")
+    assert api.model.calls == []
+
+
+def test_an_idempotency_key_needs_a_session_id(make_api: MakeApi) -> None:
+    api = make_api()
+
+    response = api.client.post("/process", json={"prompt": "hi"}, headers={"Idempotency-Key": "k"})
+
+    assert_error(response, 422, "invalid_request")
+    assert "needs a session_id" in response.json()["error"]["message"]

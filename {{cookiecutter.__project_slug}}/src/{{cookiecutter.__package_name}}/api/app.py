@@ -147,6 +147,7 @@ def create_app(
             allow_headers=[
                 "Authorization",
                 "Content-Type",
+                "Idempotency-Key",
                 "X-Request-ID",
                 "traceparent",
                 "tracestate",

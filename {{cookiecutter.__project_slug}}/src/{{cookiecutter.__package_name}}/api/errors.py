@@ -20,6 +20,7 @@ from ..session_store import (
     NotFoundError,
     SaveOutcomeUnknownError,
     SessionBusyError,
+    TurnAlreadyStoredError,
 )
 from ..turns import (
     ClientGoneError,
@@ -78,6 +79,8 @@ def turn_error(error: BaseException) -> ApiError:
     if isinstance(error, SessionBusyError):
         # The other turn may end any moment: a client that retries needs no other signal.
         return ApiError(409, "session_busy", str(error), headers={"Retry-After": "1"})
+    if isinstance(error, TurnAlreadyStoredError):
+        return ApiError(409, "turn_already_stored", str(error))
     if isinstance(error, TurnCancelledError):
         return ApiError(409, "turn_cancelled", str(error))
     if isinstance(error, TurnTimeoutError):
@@ -115,6 +118,7 @@ TURN_ERROR_CODES = (
     "too_many_turns",
     "too_many_sessions",
     "session_busy",
+    "turn_already_stored",
     "turn_cancelled",
     "model_timeout",
     "model_throttled",
@@ -306,7 +310,8 @@ BODY_ERRORS = {
 SESSION_ERRORS = {404: "Unknown session (session_not_found)"}
 # What a turn can answer before it runs, on every route that starts one.
 TURN_START_ERRORS = {
-    409: "Another turn of the session is still running after SESSION_WAIT_TIMEOUT (session_busy)",
+    409: "Another turn of the session is still running after SESSION_WAIT_TIMEOUT (session_busy), "
+    "or a turn with the same Idempotency-Key is stored (turn_already_stored)",
     413: "the prompt is longer than MAX_PROMPT_CHARS (prompt_too_long)",
     429: "The service holds MAX_CONCURRENT_TURNS turns (overloaded), or the caller is past "
     "MAX_TURNS_PER_PRINCIPAL or TURNS_PER_MINUTE (too_many_turns; retry after Retry-After), "

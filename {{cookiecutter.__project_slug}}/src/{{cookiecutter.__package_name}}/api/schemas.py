@@ -7,7 +7,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from ..session_store import validate_id
 from ..session_store.records import ID_RULE
-from ..session_store.tables import ID_LENGTH
+from ..session_store.tables import ID_LENGTH, TURN_KEY_LENGTH
 
 # Message ids are INTEGER columns: the largest offset both PostgreSQL and SQLite can compare.
 MAX_OFFSET = 2**31 - 1
@@ -31,6 +31,12 @@ SessionId = Annotated[
     StringConstraints(min_length=1, max_length=ID_LENGTH),
     AfterValidator(lambda value: validate_id("id", value)),
     Field(description=f"Session id: {ID_RULE}.", examples=["support-chat-42"]),
+]
+
+
+# A client's key for a turn: printable ASCII, as HTTP headers carry it.
+TurnKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=TURN_KEY_LENGTH, pattern=r"^[\x21-\x7e]+$")
 ]
 
 

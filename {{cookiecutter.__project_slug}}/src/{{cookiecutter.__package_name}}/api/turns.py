@@ -4,7 +4,7 @@ from collections.abc import AsyncIterable
 from typing import Annotated
 from uuid import uuid4
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from ..turns import ModelRetry, TextDelta, ToolResult, ToolUse, Turn, TurnEvent, TurnResult
@@ -18,7 +18,7 @@ from .errors import (
     documented,
     turn_error,
 )
-from .schemas import TurnRequest
+from .schemas import TurnKey, TurnRequest
 from .security import Principal, authenticate
 
 router = APIRouter(tags=["turns"], dependencies=[Depends(authenticate)])
@@ -40,11 +40,24 @@ async def started_turn(
     runner: Runner,
     principal: Principal,
     request: Request,
+    turn_key: Annotated[
+        TurnKey | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Your key for the turn, to send it again safely: a turn whose key is "
+            "stored in the session is refused (turn_already_stored). Needs `session_id`.",
+        ),
+    ] = None,
 ) -> Turn:
     """Start the turn before the response begins, so that failing to start gets a real status."""
+    if turn_key is not None and body.session_id is None:
+        message = "An Idempotency-Key needs a session_id: a new session has no turn to repeat."
+        raise ApiError(422, "invalid_request", message)
     session_id = body.session_id or str(uuid4())
     try:
-        return await runner.start(session_id, principal, body.prompt, request.is_disconnected)
+        return await runner.start(
+            session_id, principal, body.prompt, request.is_disconnected, turn_key
+        )
     except Exception as error:
         failure = turn_error(error)
         if failure.code == "internal_error":

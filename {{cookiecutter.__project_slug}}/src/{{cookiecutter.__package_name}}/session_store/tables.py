@@ -22,6 +22,8 @@ from sqlalchemy import (
 # session, agent) then fits in an entry of a PostgreSQL index, which holds at most 2,704 bytes.
 ID_LENGTH = 256
 PRINCIPAL_LENGTH = 128
+# An Idempotency-Key, or a UI message's id, as a client makes it (a UUID, a random id).
+TURN_KEY_LENGTH = 128
 
 metadata = MetaData(
     naming_convention={
@@ -129,6 +131,24 @@ messages = Table(
     ForeignKeyConstraint(
         ["principal", "session_id", "agent_id"],
         ["agents.principal", "agents.session_id", "agents.agent_id"],
+        ondelete="CASCADE",
+    ),
+)
+
+# The turns stored with a key of their client's (an Idempotency-Key): a turn sent again with its
+# key, as a client does that did not hear the answer, is refused rather than run and stored twice.
+turn_keys = Table(
+    "turn_keys",
+    metadata,
+    Column("principal", String(PRINCIPAL_LENGTH), primary_key=True),
+    Column("session_id", String(ID_LENGTH), primary_key=True),
+    Column("turn_key", String(TURN_KEY_LENGTH), primary_key=True),
+    # The turn's prompt: the first of the messages it stored.
+    Column("message_id", Integer, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    ForeignKeyConstraint(
+        ["principal", "session_id"],
+        ["sessions.principal", "sessions.session_id"],
         ondelete="CASCADE",
     ),
 )

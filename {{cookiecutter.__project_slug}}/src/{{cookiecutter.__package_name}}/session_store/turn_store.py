@@ -48,7 +48,7 @@ from .records import (
     timestamp,
     validate_id,
 )
-from .tables import UtcDateTime, agents, messages, sessions
+from .tables import UtcDateTime, agents, messages, sessions, turn_keys
 from .unit_of_work import UnitOfWork, restored_offset
 
 T = TypeVar("T")
@@ -78,6 +78,16 @@ class LeaseLostError(SessionException):
             f"The turn lost its claim on session {session_id!r} (it was cancelled, or its replica "
             "stalled or could not reach the database for longer than the lease lasts) and was "
             "not stored."
+        )
+
+
+class TurnAlreadyStoredError(SessionException):
+    """A turn with the same key (its client's Idempotency-Key) is stored in the session."""
+
+    def __init__(self, session_id: str, turn_key: str, message_id: int) -> None:
+        super().__init__(
+            f"A turn with the key {turn_key!r} is stored in session {session_id!r}, from message "
+            f"{message_id} on: read it in the session's history."
         )
 
 
@@ -119,6 +129,12 @@ _AGENT_CHANGES = ("state", "conversation_manager_state", "internal_state", "upda
 _INSERT_AGENT = insert(agents)
 _UPDATE_AGENT = update(agents).where(*_THIS_AGENT)
 _INSERT_MESSAGES = insert(messages)
+_INSERT_TURN_KEY = insert(turn_keys)
+_STORED_TURN = select(turn_keys.c.message_id).where(
+    turn_keys.c.principal == bindparam("key_principal"),
+    turn_keys.c.session_id == bindparam("key_session"),
+    turn_keys.c.turn_key == bindparam("key"),
+)
 _THIS_MESSAGE = (
     messages.c.principal == bindparam("key_principal"),
     messages.c.session_id == bindparam("key_session"),
@@ -141,16 +157,35 @@ class TurnStore:
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._transactional = engine
 
-    async def begin(self, session_id: str, agent_id: str, principal: str) -> UnitOfWork:
+    async def begin(
+        self, session_id: str, agent_id: str, principal: str, turn_key: str | None = None
+    ) -> UnitOfWork:
         """Take the session's lease for `principal` (creating the session if it is new) and read
         the agent and the messages its conversation manager keeps. SessionBusyError if the
-        session is busy. A turn that creates its session counts its principal's sessions too."""
+        session is busy; TurnAlreadyStoredError if a turn with `turn_key` is stored in it. A turn
+        that creates its session counts its principal's sessions too."""
         # Had the take run before the connection dropped, the session would only look busy until
         # that lease expires.
         sent = time.monotonic()
         work = await again_if_dropped(lambda: self._begin(session_id, agent_id, principal))
         work.lease_live_until = sent + self._lease_seconds
+        work.turn_key = turn_key
+        if turn_key is not None and not work.new_session:
+            await self._refuse_if_stored(work, turn_key)
         return work
+
+    async def _refuse_if_stored(self, work: UnitOfWork, turn_key: str) -> None:
+        """TurnAlreadyStoredError, and the lease given back, if a turn with the key is stored.
+        Read under the lease: no turn of the session can store it meanwhile."""
+        values = {"key_principal": work.principal, "key_session": work.session_id, "key": turn_key}
+        try:
+            async with self._autocommit.connect() as connection:
+                message_id = (await connection.execute(_STORED_TURN, values)).scalar()
+            if message_id is not None:
+                raise TurnAlreadyStoredError(work.session_id, turn_key, message_id)
+        except BaseException:
+            await self.give_up(work)
+            raise
 
     @staticmethod
     def _lost(work: UnitOfWork) -> LeaseLostError:
@@ -256,6 +291,15 @@ class TurnStore:
                 await connection.execute(
                     _UPDATE_MESSAGE, {**key, "key_message": row["message_id"], **changes}
                 )
+            if work.turn_key is not None and work.new_message_ids:
+                turn_key = {
+                    "principal": work.principal,
+                    "session_id": work.session_id,
+                    "turn_key": work.turn_key,
+                    "message_id": work.new_message_ids[0],
+                    "created_at": release["now"],
+                }
+                await connection.execute(_INSERT_TURN_KEY, turn_key)
 
     async def give_up(self, work: UnitOfWork) -> None:
         """Write nothing: the turn failed. Its lease is given back, or, when the lease created the
@@ -452,7 +496,9 @@ class PostgresTurnStore(TurnStore):
         return work
 
     async def _save(self, work: UnitOfWork) -> None:
-        if work.updated_message_ids:  # a redaction of an earlier message: rare
+        # A redaction of an earlier message (rare), or a key to keep: the base class's
+        # transaction, a statement a write.
+        if work.updated_message_ids or work.turn_key is not None:
             await super()._save(work)
             return
         values = {

@@ -55,6 +55,8 @@ class UnitOfWork(SessionRepository):
     agent_changed: bool = False
     new_message_ids: list[int] = field(default_factory=list)
     updated_message_ids: set[int] = field(default_factory=set)
+    # Its client's key for the turn (an Idempotency-Key), stored with it.
+    turn_key: str | None = None
 
     @property
     def session_id(self) -> str:
