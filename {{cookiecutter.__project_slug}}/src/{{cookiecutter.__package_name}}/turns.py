@@ -39,6 +39,7 @@ from .session_store import (
     LeaseRevokedError,
     SaveOutcomeUnknownError,
     SessionBusyError,
+    TurnKey,
     TurnStore,
     UnitOfWork,
 )
@@ -287,8 +288,9 @@ class TurnRunner:
         try:
             # The turn's task, created inside, runs in this span: one trace with the request's.
             with trace.use_span(span, end_on_exit=False):
+                key = TurnKey.of(turn_key, prompt) if turn_key is not None else None
                 turn = await self._start(
-                    session_id, principal, prompt, client_gone, turn_key, span, asked_at
+                    session_id, principal, prompt, client_gone, key, span, asked_at
                 )
         except BaseException as error:
             if isinstance(error, DATABASE_OUTAGES):  # as a turn that could not be stored is
@@ -308,7 +310,7 @@ class TurnRunner:
         principal: str,
         prompt: str,
         client_gone: Callable[[], Awaitable[bool]],
-        turn_key: str | None,
+        turn_key: TurnKey | None,
         span: trace.Span,
         asked_at: float,
     ) -> Turn:
@@ -350,7 +352,7 @@ class TurnRunner:
         session_id: str,
         principal: str,
         client_gone: Callable[[], Awaitable[bool]],
-        turn_key: str | None,
+        turn_key: TurnKey | None,
     ) -> UnitOfWork:
         """Take the session's lease and read it, retrying while another turn holds it."""
         loop = asyncio.get_running_loop()

@@ -327,19 +327,6 @@ def test_a_busy_chat_gets_409_before_its_stream_starts(make_api: MakeApi) -> Non
     assert_error(busy, 409, "session_busy")
 
 
-def test_a_chat_message_sent_again_is_refused_not_stored_twice(make_api: MakeApi) -> None:
-    """Its id is its turn's key: a client that sends a request again, not having heard the
-    answer, finds the turn stored."""
-    api = make_api(["Hello."])
-    body = chat_body("chat-1", "hi")
-
-    chat(api.client, body)
-    again = api.client.post("/chat", json=body)
-
-    assert_error(again, 409, "turn_already_stored")
-    assert len(api.repository.list_messages("chat-1", "default")) == 2
-
-
 def preflight(client: TestClient, origin: str) -> Any:
     """What a browser asks before a page of `origin` sends its chat request (traced, as by
     OpenTelemetry's instrumentation of fetch)."""

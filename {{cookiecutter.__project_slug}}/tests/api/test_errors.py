@@ -14,6 +14,7 @@ from {{ cookiecutter.__package_name }}.session_store import (
     SaveOutcomeUnknownError,
     SessionBusyError,
     TurnAlreadyStoredError,
+    TurnKeyReusedError,
 )
 from {{ cookiecutter.__package_name }}.turns import (
     ClientGoneError,
@@ -58,6 +59,7 @@ TURN_ERRORS = [
     (PrincipalLimitError("too_many_sessions", "full"), 429, "too_many_sessions"),
     (SessionBusyError("s"), 409, "session_busy"),
     (TurnAlreadyStoredError("s", "turn-1", 4), 409, "turn_already_stored"),
+    (TurnKeyReusedError("s", "turn-1"), 422, "idempotency_key_reused"),
     (TurnCancelledError("s"), 409, "turn_cancelled"),
     (TurnTimeoutError("slow"), 504, "model_timeout"),
     (ModelError(ModelThrottledException("slow down")), 503, "model_throttled"),

@@ -184,10 +184,12 @@ def test_a_turn_sent_again_with_its_idempotency_key_is_refused_not_stored_twice(
     again = api.client.post("/process", json=body, headers=key)
     streamed = api.client.post("/process-streaming", json=body, headers=key)
     another = api.client.post("/process", json=body, headers={"Idempotency-Key": "turn-2"})
+    reused = api.client.post("/process", json={**body, "prompt": "bye"}, headers=key)
 
     assert first.status_code == another.status_code == 200
     assert_error(again, 409, "turn_already_stored")
     assert_error(streamed, 409, "turn_already_stored")
+    assert_error(reused, 422, "idempotency_key_reused")  # a new turn needs a new key
     assert "from message 0" in again.json()["error"]["message"]
     history = api.client.get("/sessions/s/history").json()["messages"]
     assert [message["text"] for message in history] == ["hi", "Hello.", "hi", "Hello again."]

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import anyio
 import psycopg
 import pytest
-from sqlalchemy import Connection, Engine, event, insert, text, update
+from sqlalchemy import Connection, Engine, event, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from strands import Agent
 from strands.agent.conversation_manager import SlidingWindowConversationManager
@@ -24,13 +24,14 @@ from {{ cookiecutter.__package_name }}.session_store import (
     SaveOutcomeUnknownError,
     SessionBusyError,
     SqlSessionRepository,
+    TurnKey,
     TurnStore,
     UnitOfWork,
     turn_store,
     turn_store_for,
 )
 from {{ cookiecutter.__package_name }}.session_store.records import message_values
-from {{ cookiecutter.__package_name }}.session_store.tables import messages, sessions
+from {{ cookiecutter.__package_name }}.session_store.tables import messages, sessions, turn_keys
 
 from ..support.databases import (
     drop_other_connections,
@@ -628,6 +629,25 @@ async def test_a_save_whose_answer_was_lost_as_the_database_went_away_is_not_rep
         with pytest.raises(SaveOutcomeUnknownError):
             await store.save(work)
 
+    assert stored(repository) == [("user", "hi"), ("assistant", "Hello.")]
+
+
+async def test_a_keyed_turn_whose_save_dropped_its_connection_stores_its_key_once(
+    database_url: str, repository: SqlSessionRepository, engine: Engine
+) -> None:
+    """A turn with its client's key is saved in a transaction of a statement a write (on
+    PostgreSQL too): one of them answered on a dropped connection, the save tried again."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a SQLite connection cannot be dropped")
+    async with turn_behind_a_proxy(database_url) as (proxy, store, work):
+        work.turn_key = TurnKey.of("turn-1", "hi")
+        proxy.cut_next_answer = True
+
+        await store.save(work)
+
+    with engine.connect() as connection:
+        keys = connection.execute(select(turn_keys.c.turn_key, turn_keys.c.message_id)).all()
+    assert keys == [("turn-1", 0)]
     assert stored(repository) == [("user", "hi"), ("assistant", "Hello.")]
 
 

@@ -28,7 +28,7 @@ from ..turns import (
 )
 from .dependencies import AppSettings, Runner
 from .errors import ANY_ROUTE_ERRORS, BODY_ERRORS, TURN_START_ERRORS, documented, turn_error
-from .schemas import SessionId, TurnKey, TurnRequest, storable_text
+from .schemas import SessionId, TurnRequest, storable_text
 from .security import Principal, authenticate
 from .turns import checked_request, started_turn
 
@@ -50,13 +50,8 @@ FINISH_REASONS = {
 
 
 class UIMessage(BaseModel):
-    """A message as the AI SDK sends it; of the last one, only its id and text parts are read."""
+    """A message as the AI SDK sends it; of the last one, only its text parts are read."""
 
-    id: TurnKey | None = Field(
-        default=None,
-        description="The last message's id is its turn's key: the same message sent again (a "
-        "retried request) is refused with 409 turn_already_stored once its turn is stored.",
-    )
     role: Literal["system", "user", "assistant"]
     parts: list[dict[str, Any]] = Field(max_length=100)  # a text part, and rarely a few more
 
@@ -137,17 +132,13 @@ class ChatRequest(BaseModel):
     def prompt(self) -> str:
         return ui_text(self.messages[-1])
 
-    @property
-    def turn_key(self) -> str | None:
-        return self.messages[-1].id
-
 
 async def started_chat_turn(
     body: ChatRequest, settings: AppSettings, runner: Runner, principal: Principal, request: Request
 ) -> Turn:
     """Start the turn as /process-streaming does, so that failing to start gets a real status."""
-    turn = await checked_request(TurnRequest(prompt=body.prompt, session_id=body.id), settings)
-    return await started_turn(turn, runner, principal, request, body.turn_key)
+    turn = TurnRequest(prompt=body.prompt, session_id=body.id)
+    return await started_turn(await checked_request(turn, settings), runner, principal, request)
 
 
 async def ui_message_stream_header(response: Response) -> None:

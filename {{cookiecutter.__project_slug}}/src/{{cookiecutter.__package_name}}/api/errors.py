@@ -21,6 +21,7 @@ from ..session_store import (
     SaveOutcomeUnknownError,
     SessionBusyError,
     TurnAlreadyStoredError,
+    TurnKeyReusedError,
 )
 from ..turns import (
     ClientGoneError,
@@ -81,6 +82,8 @@ def turn_error(error: BaseException) -> ApiError:
         return ApiError(409, "session_busy", str(error), headers={"Retry-After": "1"})
     if isinstance(error, TurnAlreadyStoredError):
         return ApiError(409, "turn_already_stored", str(error))
+    if isinstance(error, TurnKeyReusedError):
+        return ApiError(422, "idempotency_key_reused", str(error))
     if isinstance(error, TurnCancelledError):
         return ApiError(409, "turn_cancelled", str(error))
     if isinstance(error, TurnTimeoutError):
@@ -96,7 +99,8 @@ def turn_error(error: BaseException) -> ApiError:
         return ApiError(501, "interrupt_not_supported", str(error))
     if isinstance(error, LeaseLostError):
         return ApiError(503, "turn_not_stored", str(error), headers={"Retry-After": "1"})
-    if isinstance(error, SaveOutcomeUnknownError):  # no Retry-After: a retry may store it twice
+    # No Retry-After: a retry without the turn's Idempotency-Key may store it twice.
+    if isinstance(error, SaveOutcomeUnknownError):
         return ApiError(503, "turn_outcome_unknown", str(error))
     if isinstance(error, DATABASE_OUTAGES):
         return database_unavailable()
@@ -119,6 +123,7 @@ TURN_ERROR_CODES = (
     "too_many_sessions",
     "session_busy",
     "turn_already_stored",
+    "idempotency_key_reused",
     "turn_cancelled",
     "model_timeout",
     "model_throttled",
@@ -310,8 +315,7 @@ BODY_ERRORS = {
 SESSION_ERRORS = {404: "Unknown session (session_not_found)"}
 # What a turn can answer before it runs, on every route that starts one.
 TURN_START_ERRORS = {
-    409: "Another turn of the session is still running after SESSION_WAIT_TIMEOUT (session_busy), "
-    "or a turn with the same Idempotency-Key is stored (turn_already_stored)",
+    409: "Another turn of the session is still running after SESSION_WAIT_TIMEOUT (session_busy)",
     413: "the prompt is longer than MAX_PROMPT_CHARS (prompt_too_long)",
     429: "The service holds MAX_CONCURRENT_TURNS turns (overloaded), or the caller is past "
     "MAX_TURNS_PER_PRINCIPAL or TURNS_PER_MINUTE (too_many_turns; retry after Retry-After), "

@@ -34,8 +34,8 @@ SessionId = Annotated[
 ]
 
 
-# A client's key for a turn: printable ASCII, as HTTP headers carry it.
-TurnKey = Annotated[
+# A client's key for a turn: printable ASCII without spaces, as HTTP headers carry it.
+IdempotencyKey = Annotated[
     str, StringConstraints(min_length=1, max_length=TURN_KEY_LENGTH, pattern=r"^[\x21-\x7e]+$")
 ]
 

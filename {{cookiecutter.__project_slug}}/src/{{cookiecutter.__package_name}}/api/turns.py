@@ -18,7 +18,7 @@ from .errors import (
     documented,
     turn_error,
 )
-from .schemas import TurnKey, TurnRequest
+from .schemas import IdempotencyKey, TurnRequest
 from .security import Principal, authenticate
 
 router = APIRouter(tags=["turns"], dependencies=[Depends(authenticate)])
@@ -41,7 +41,7 @@ async def started_turn(
     principal: Principal,
     request: Request,
     turn_key: Annotated[
-        TurnKey | None,
+        IdempotencyKey | None,
         Header(
             alias="Idempotency-Key",
             description="Your key for the turn, to send it again safely: a turn whose key is "
@@ -65,9 +65,19 @@ async def started_turn(
         raise failure from error
 
 
+# What the routes that take an Idempotency-Key answer for it.
+KEYED_TURN_ERRORS = {
+    409: "a turn with the same Idempotency-Key is stored (turn_already_stored)",
+    422: "the Idempotency-Key is another turn's (idempotency_key_reused), or sent without a "
+    "session_id",
+}
+
+
 @router.post(
     "/process",
-    responses=documented(ANY_ROUTE_ERRORS, BODY_ERRORS, TURN_START_ERRORS, TURN_RUN_ERRORS),
+    responses=documented(
+        ANY_ROUTE_ERRORS, BODY_ERRORS, TURN_START_ERRORS, KEYED_TURN_ERRORS, TURN_RUN_ERRORS
+    ),
 )
 async def process(turn: Annotated[Turn, Depends(started_turn)]) -> TurnResult:
     """Run one turn of the session and answer with the agent's reply."""
@@ -100,7 +110,9 @@ def server_sent_event(event: TurnEvent) -> ServerSentEvent:
             "`retry` (the model is called again: the `text` since the last `tool_result` is "
             "withdrawn), then `done` (last) or `error`."
         },
-        **documented(ANY_ROUTE_ERRORS, BODY_ERRORS, TURN_START_ERRORS, streamed=True),
+        **documented(
+            ANY_ROUTE_ERRORS, BODY_ERRORS, TURN_START_ERRORS, KEYED_TURN_ERRORS, streamed=True
+        ),
     },
 )
 async def process_streaming(

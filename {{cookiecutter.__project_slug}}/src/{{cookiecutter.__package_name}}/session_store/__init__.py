@@ -19,11 +19,12 @@ from .turn_store import (
     LeaseRevokedError,
     SaveOutcomeUnknownError,
     TurnAlreadyStoredError,
+    TurnKeyReusedError,
     TurnStore,
     again_if_dropped,
     turn_store_for,
 )
-from .unit_of_work import UnitOfWork
+from .unit_of_work import TurnKey, UnitOfWork
 
 __all__ = [
     "AlreadyExistsError",
@@ -37,6 +38,8 @@ __all__ = [
     "SessionPage",
     "SqlSessionRepository",
     "TurnAlreadyStoredError",
+    "TurnKey",
+    "TurnKeyReusedError",
     "TurnStore",
     "UnitOfWork",
     "again_if_dropped",

@@ -143,8 +143,10 @@ turn_keys = Table(
     Column("principal", String(PRINCIPAL_LENGTH), primary_key=True),
     Column("session_id", String(ID_LENGTH), primary_key=True),
     Column("turn_key", String(TURN_KEY_LENGTH), primary_key=True),
-    # The turn's prompt: the first of the messages it stored.
+    # The turn's prompt: the first of the messages it stored, and its text's SHA-256, to tell
+    # the same turn sent again from another sent with the same key.
     Column("message_id", Integer, nullable=False),
+    Column("prompt_sha256", String(64), nullable=False),
     Column("created_at", Timestamp, nullable=False),
     ForeignKeyConstraint(
         ["principal", "session_id"],

@@ -49,7 +49,7 @@ from .records import (
     validate_id,
 )
 from .tables import UtcDateTime, agents, messages, sessions, turn_keys
-from .unit_of_work import UnitOfWork, restored_offset
+from .unit_of_work import TurnKey, UnitOfWork, restored_offset
 
 T = TypeVar("T")
 
@@ -81,6 +81,16 @@ class LeaseLostError(SessionException):
         )
 
 
+class TurnKeyReusedError(SessionException):
+    """The session stores a turn with the same key and another prompt."""
+
+    def __init__(self, session_id: str, turn_key: str) -> None:
+        super().__init__(
+            f"The key {turn_key!r} is the key of another turn of session {session_id!r}: a "
+            "new turn needs a new key."
+        )
+
+
 class TurnAlreadyStoredError(SessionException):
     """A turn with the same key (its client's Idempotency-Key) is stored in the session."""
 
@@ -103,7 +113,8 @@ class SaveOutcomeUnknownError(SessionException):
     def __init__(self, session_id: str) -> None:
         super().__init__(
             f"The database went away while the turn of session {session_id!r} was saved: it may "
-            "or may not be stored. Read the session's history before sending the turn again."
+            "or may not be stored. Send it again with the same Idempotency-Key, or read the "
+            "session's history first."
         )
 
 
@@ -130,7 +141,7 @@ _INSERT_AGENT = insert(agents)
 _UPDATE_AGENT = update(agents).where(*_THIS_AGENT)
 _INSERT_MESSAGES = insert(messages)
 _INSERT_TURN_KEY = insert(turn_keys)
-_STORED_TURN = select(turn_keys.c.message_id).where(
+_STORED_TURN = select(turn_keys.c.message_id, turn_keys.c.prompt_sha256).where(
     turn_keys.c.principal == bindparam("key_principal"),
     turn_keys.c.session_id == bindparam("key_session"),
     turn_keys.c.turn_key == bindparam("key"),
@@ -158,12 +169,13 @@ class TurnStore:
         self._transactional = engine
 
     async def begin(
-        self, session_id: str, agent_id: str, principal: str, turn_key: str | None = None
+        self, session_id: str, agent_id: str, principal: str, turn_key: TurnKey | None = None
     ) -> UnitOfWork:
         """Take the session's lease for `principal` (creating the session if it is new) and read
         the agent and the messages its conversation manager keeps. SessionBusyError if the
-        session is busy; TurnAlreadyStoredError if a turn with `turn_key` is stored in it. A turn
-        that creates its session counts its principal's sessions too."""
+        session is busy; TurnAlreadyStoredError if a turn with `turn_key` is stored in it
+        (TurnKeyReusedError if that turn's prompt was another). A turn that creates its session
+        counts its principal's sessions too."""
         # Had the take run before the connection dropped, the session would only look busy until
         # that lease expires.
         sent = time.monotonic()
@@ -174,15 +186,21 @@ class TurnStore:
             await self._refuse_if_stored(work, turn_key)
         return work
 
-    async def _refuse_if_stored(self, work: UnitOfWork, turn_key: str) -> None:
-        """TurnAlreadyStoredError, and the lease given back, if a turn with the key is stored.
-        Read under the lease: no turn of the session can store it meanwhile."""
-        values = {"key_principal": work.principal, "key_session": work.session_id, "key": turn_key}
+    async def _refuse_if_stored(self, work: UnitOfWork, turn_key: TurnKey) -> None:
+        """TurnAlreadyStoredError (or TurnKeyReusedError), and the lease given back, if a turn
+        with the key is stored. Read under the lease: no turn of the session stores it meanwhile."""
+        values = {
+            "key_principal": work.principal,
+            "key_session": work.session_id,
+            "key": turn_key.key,
+        }
         try:
             async with self._autocommit.connect() as connection:
-                message_id = (await connection.execute(_STORED_TURN, values)).scalar()
-            if message_id is not None:
-                raise TurnAlreadyStoredError(work.session_id, turn_key, message_id)
+                stored = (await connection.execute(_STORED_TURN, values)).mappings().first()
+            if stored is not None and stored["prompt_sha256"] != turn_key.prompt_sha256:
+                raise TurnKeyReusedError(work.session_id, turn_key.key)
+            if stored is not None:
+                raise TurnAlreadyStoredError(work.session_id, turn_key.key, stored["message_id"])
         except BaseException:
             await self.give_up(work)
             raise
@@ -295,8 +313,9 @@ class TurnStore:
                 turn_key = {
                     "principal": work.principal,
                     "session_id": work.session_id,
-                    "turn_key": work.turn_key,
+                    "turn_key": work.turn_key.key,
                     "message_id": work.new_message_ids[0],
+                    "prompt_sha256": work.turn_key.prompt_sha256,
                     "created_at": release["now"],
                 }
                 await connection.execute(_INSERT_TURN_KEY, turn_key)

@@ -5,9 +5,10 @@ its writes recorded in memory, between the turn store's read when the turn begin
 when it ends (turn_store.py). Nothing waits on the database while the model thinks.
 """
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from strands.session import SessionRepository
 from strands.types.exceptions import SessionException
@@ -22,6 +23,17 @@ from .records import (
     missing_agent,
     validate_id,
 )
+
+
+class TurnKey(NamedTuple):
+    """A client's key for its turn (its Idempotency-Key), with the SHA-256 of the turn's prompt."""
+
+    key: str
+    prompt_sha256: str
+
+    @classmethod
+    def of(cls, key: str, prompt: str) -> "TurnKey":
+        return cls(key, hashlib.sha256(prompt.encode()).hexdigest())
 
 
 @dataclass(eq=False)
@@ -56,7 +68,7 @@ class UnitOfWork(SessionRepository):
     new_message_ids: list[int] = field(default_factory=list)
     updated_message_ids: set[int] = field(default_factory=set)
     # Its client's key for the turn (an Idempotency-Key), stored with it.
-    turn_key: str | None = None
+    turn_key: TurnKey | None = None
 
     @property
     def session_id(self) -> str:

@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("session_id", sa.String(256), nullable=False),
         sa.Column("turn_key", sa.String(128), nullable=False),
         sa.Column("message_id", sa.Integer(), nullable=False),
+        sa.Column("prompt_sha256", sa.String(64), nullable=False),
         sa.Column("created_at", UtcDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["principal", "session_id"],
