@@ -331,6 +331,7 @@ TURN_RUN_ERRORS = {
     502: "The model failed (model_error); nothing of the turn was stored",
     503: "the model is throttled (model_throttled; retry after Retry-After), the turn lost "
     "its claim on the session (turn_not_stored), or the database went away as the turn was "
-    "saved (turn_outcome_unknown: read the history before sending it again)",
+    "saved (turn_outcome_unknown: send it again with its Idempotency-Key, or read the history "
+    "first)",
     504: "The turn took longer than TURN_TIMEOUT (model_timeout)",
 }

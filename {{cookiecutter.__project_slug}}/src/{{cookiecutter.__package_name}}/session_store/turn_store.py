@@ -197,9 +197,9 @@ class TurnStore:
         try:
             async with self._autocommit.connect() as connection:
                 stored = (await connection.execute(_STORED_TURN, values)).mappings().first()
-            if stored is not None and stored["prompt_sha256"] != turn_key.prompt_sha256:
-                raise TurnKeyReusedError(work.session_id, turn_key.key)
             if stored is not None:
+                if stored["prompt_sha256"] != turn_key.prompt_sha256:
+                    raise TurnKeyReusedError(work.session_id, turn_key.key)
                 raise TurnAlreadyStoredError(work.session_id, turn_key.key, stored["message_id"])
         except BaseException:
             await self.give_up(work)
