@@ -574,6 +574,46 @@ def test_tokens_naming_no_key_held_do_not_each_ask_a_failing_provider(
     assert len(fetches) == 2  # the key set, then once for key-2
 
 
+def test_a_key_set_read_before_the_provider_failed_goes_on_checking_tokens(
+    make_api: MakeApi, signing_key: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An identity provider's outage that outlasts the key set's lifespan refuses no valid
+    token: the key set read last answers until the provider can be read again."""
+    # The key set read long ago, to be read again at the next token.
+    monkeypatch.setattr(security, "JWKS_LIFESPAN_SECONDS", 0)
+    monkeypatch.setattr(security, "JWKS_REFETCH_SECONDS", 0)
+    fetches: list[str] = []
+    answers = [(200, key_set(signing_key, kid="key-1")), (502, "Bad Gateway")]
+    with jwks_server(*answers, fetches=fetches) as url:
+        settings = {"jwt_issuer": ISSUER, "jwt_audience": AUDIENCE}
+        api = make_api(auth_mode="jwt", jwt_jwks_url=url, **settings)
+        responses = [api.client.get("/sessions", headers=token(signing_key)) for _ in range(3)]
+        other_key = api.client.get("/sessions", headers=token(signing_key, key_id="key-2"))
+
+    assert [response.status_code for response in responses] == [200, 200, 200]
+    assert_error(other_key, 401, "unauthorized")
+    assert len(fetches) == 2  # the key set, then once: not again for JWKS_RETRY_SECONDS
+
+
+def test_a_key_the_provider_withdrew_is_refused_once_the_key_set_is_read_again(
+    make_api: MakeApi, signing_key: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(security, "JWKS_LIFESPAN_SECONDS", 0)
+    monkeypatch.setattr(security, "JWKS_REFETCH_SECONDS", 0)
+    successor = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    answers = [(200, key_set(signing_key, kid="key-1")), (200, key_set(successor, kid="key-2"))]
+    with jwks_server(*answers) as url:
+        settings = {"jwt_issuer": ISSUER, "jwt_audience": AUDIENCE}
+        api = make_api(auth_mode="jwt", jwt_jwks_url=url, **settings)
+        before = api.client.get("/sessions", headers=token(signing_key))
+        withdrawn = api.client.get("/sessions", headers=token(signing_key))
+        new_key = api.client.get("/sessions", headers=token(successor, key_id="key-2"))
+
+    assert before.status_code == 200
+    assert_error(withdrawn, 401, "unauthorized")
+    assert new_key.status_code == 200
+
+
 def test_while_the_key_set_is_fetched_a_token_naming_another_key_does_not_wait(
     make_api: MakeApi, signing_key: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 bearer = HTTPBearer(auto_error=False, description="An API key, or a JWT (see AUTH_MODE).")
 # How far the identity provider's clock may run ahead of ours, or behind (a token's nbf, iat, exp).
 JWT_CLOCK_SKEW_SECONDS = 30
+# How long the provider's key set is trusted once read: a key it has withdrawn is refused from
+# the next read on.
+JWKS_LIFESPAN_SECONDS = 300
 # How long after a fetch of the provider's key set the next may be made: after one that read it,
 # and after one that failed. Tokens naming a key that the set held does not have, which anyone
 # can send, would otherwise each have the provider asked again.
@@ -59,11 +62,17 @@ class Authenticator:
         self._settings = settings
         self._engine = engine
         self._connections = connections
-        # The key set is cached for 5 minutes; fetching it gives up after 5 s (not PyJWT's 30),
-        # so that a hung identity provider does not hold every request's thread.
+        # Fetching the key set gives up after 5 s (not PyJWT's 30), so that a hung identity
+        # provider does not hold every request's thread. PyJWT's cache is not used: it forgets
+        # the key set when it expires, and an outage of the provider then refused every token.
         self._jwks = (
-            jwt.PyJWKClient(settings.jwt_jwks_url, timeout=5) if settings.jwt_jwks_url else None
+            jwt.PyJWKClient(settings.jwt_jwks_url, timeout=5, cache_jwk_set=False)
+            if settings.jwt_jwks_url
+            else None
         )
+        # The key set last read, kept however old while the provider cannot be read.
+        self._key_set: jwt.PyJWKSet | None = None
+        self._read_again_at = 0.0
         # One request at a time fetches the key set, and after a fetch none does for a while
         # (JWKS_REFETCH_SECONDS, JWKS_RETRY_SECONDS): the requests waiting for that one find the
         # key it fetched, or that no fetch may be made yet.
@@ -108,38 +117,39 @@ class Authenticator:
 
     def _signing_key(self, key_id: object) -> jwt.PyJWK | None:
         """The provider's key of that id (None for a token that names none: a key set's key
-        without one): from the key set held, else from the provider's, fetched again unless a
-        fetch was made lately. None if there is no such key, as far as the key set held tells;
-        SigningKeysUnavailableError if no key set can be read."""
-        assert self._jwks is not None and self._jwks.jwk_set_cache is not None  # AUTH_MODE=jwt
-        held = self._jwks.jwk_set_cache.get()  # None once it has expired
-        if key := signing_key(held, key_id):
+        without one), from the key set held, read again once it is JWKS_LIFESPAN_SECONDS old,
+        or when it lacks the key unless it was read lately. None if there is no such key, as far
+        as the key set held tells; SigningKeysUnavailableError if no key set was ever read."""
+        assert self._jwks is not None  # AUTH_MODE=jwt
+        held = self._key_set
+        key = signing_key(held, key_id)
+        if key is not None and time.monotonic() < self._read_again_at:
             return key
-        # With a key set held, a token naming another key does not wait for a fetch under way:
-        # such tokens, which anyone can send, would hold the worker threads while a provider
-        # hangs, and the valid tokens would wait for a thread. With none held, every token waits.
+        # With a key set held, a token does not wait for a fetch under way, and the key set held
+        # answers: tokens naming another key, which anyone can send, would hold the worker
+        # threads while a provider hangs, and the valid tokens would wait for a thread. With
+        # none held, every token waits.
         if not self._fetching.acquire(blocking=held is None):
-            return None
+            return key
         try:
-            held = self._jwks.jwk_set_cache.get()
-            if key := signing_key(held, key_id):  # fetched while this request waited
-                return key
-            if time.monotonic() < self._no_fetch_until:
-                if held is None:
-                    raise SigningKeysUnavailableError()
-                return None
-            try:
-                fetched = self._jwks.get_jwk_set(refresh=True)
-            except (jwt.PyJWKClientError, jwt.PyJWKSetError, ValueError) as error:
-                # The provider cannot be reached, or answers with an error page (not JSON: a
-                # ValueError), or with no keys: an outage unless a key set is still held.
-                logger.warning("cannot fetch the JWT signing keys: %s", error)
-                self._no_fetch_until = time.monotonic() + JWKS_RETRY_SECONDS
-                if held is None:
-                    raise SigningKeysUnavailableError() from error
-                return None
-            self._no_fetch_until = time.monotonic() + JWKS_REFETCH_SECONDS
-            return signing_key(fetched, key_id)
+            if self._key_set is not held:  # read while this request waited
+                return signing_key(self._key_set, key_id)
+            if time.monotonic() >= self._no_fetch_until:
+                try:
+                    fetched = self._jwks.get_jwk_set()
+                except (jwt.PyJWKClientError, jwt.PyJWKSetError, ValueError) as error:
+                    # The provider cannot be reached, or answers with an error page (not JSON: a
+                    # ValueError), or with no keys: the key set held, if any, goes on answering.
+                    logger.warning("cannot fetch the JWT signing keys: %s", error)
+                    self._no_fetch_until = time.monotonic() + JWKS_RETRY_SECONDS
+                else:
+                    self._key_set = fetched
+                    self._read_again_at = time.monotonic() + JWKS_LIFESPAN_SECONDS
+                    self._no_fetch_until = time.monotonic() + JWKS_REFETCH_SECONDS
+                    return signing_key(fetched, key_id)
+            if held is None:
+                raise SigningKeysUnavailableError()
+            return key
         finally:
             self._fetching.release()
 
