@@ -148,10 +148,7 @@ def create_engine(settings: EngineSettings) -> Engine:
     engine = sqlalchemy.create_engine(
         _url(settings), pool_size=settings.db_sessions_pool_size, **_engine_options(settings)
     )
-    if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine, settings)
-    else:
-        _configure_postgresql(engine)
+    _configure(engine, settings)
     return engine
 
 
@@ -172,11 +169,15 @@ def create_async_engine(settings: EngineSettings) -> AsyncEngine:
         # round trip for a BEGIN before it and another for a ROLLBACK after it.
         options["isolation_level"] = "AUTOCOMMIT"
     engine = sqlalchemy_asyncio.create_async_engine(url, pool_size=settings.db_pool_size, **options)
-    if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine.sync_engine, settings)
-    else:
-        _configure_postgresql(engine.sync_engine)
+    _configure(engine.sync_engine, settings)
     return engine
+
+
+def _configure(engine: Engine, settings: EngineSettings) -> None:
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine, settings)
+    else:
+        _configure_postgresql(engine)
 
 
 def _url(settings: EngineSettings) -> URL:

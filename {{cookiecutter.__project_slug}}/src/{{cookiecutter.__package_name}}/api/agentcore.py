@@ -29,11 +29,10 @@ from .errors import (
     TURN_RUN_ERRORS,
     TURN_START_ERRORS,
     documented,
-    turn_error,
 )
 from .schemas import Prompt, SessionId, TurnRequest
 from .security import Principal
-from .turns import checked_request, process_streaming, started_turn
+from .turns import checked_request, process, process_streaming, started_turn
 
 SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
 
@@ -141,10 +140,6 @@ def create_router() -> APIRouter:
             # As FastAPI sends its own event streams: never cached, never held by a proxy.
             headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
             return EventSourceResponse(encoded(process_streaming(turn)), headers=headers)
-        try:
-            result = await turn.result()
-        except Exception as error:
-            raise turn_error(error) from error
-        return JSONResponse(jsonable_encoder(result))
+        return JSONResponse(jsonable_encoder(await process(turn)))
 
     return router
