@@ -51,6 +51,10 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
         monkeypatch.delenv(name, raising=False)  # tests that trace pass their own exporter
     monkeypatch.setenv("AUTH_MODE", "api_keys")
     monkeypatch.setenv("ALLOWED_HOSTS", json.dumps(ALLOWED_HOSTS))
+{%- if cookiecutter.model_provider == "openai" %}
+    # OpenAI's client, which an app builds at start-up, wants a key; no test calls OpenAI.
+    monkeypatch.setenv("OPENAI_API_KEY", "not-a-real-key")
+{%- endif %}
     get_settings.cache_clear()
     with mock.patch.dict(os.environ):
         yield

@@ -291,6 +291,24 @@ def test_the_server_refuses_to_start_without_its_model_providers_client() -> Non
         f"uv add 'strands-agents[{provider}]'"
     ]
 
+{%- if cookiecutter.model_provider == "openai" %}
+
+
+def test_the_server_refuses_to_start_without_an_openai_key() -> None:
+    """OpenAI's client is built at start-up, and refuses to be without a key."""
+    environment = {name: value for name, value in os.environ.items() if name != "OPENAI_API_KEY"}
+    environment["MODEL_PROVIDER"] = "openai"
+    command = [sys.executable, "-m", "uvicorn", APP, "--port", "0"]
+
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120)
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "MODEL_PROVIDER=openai needs OPENAI_API_KEY in the environment: put it in .env, "
+        "which make dev and docker compose load"
+    ]
+{%- endif %}
+
 
 def test_every_setting_of_env_example_reaches_the_service_as_it_reads_env(tmp_path: Path) -> None:
     """`make dev` has uv put .env in the environment, where it takes precedence over what the

@@ -1,6 +1,7 @@
 """The one place that builds an Agent: model, system prompt, tools, conversation window, session."""
 
 import importlib
+import os
 from collections.abc import Sequence
 
 from strands import Agent, ModelRetryStrategy
@@ -64,8 +65,9 @@ class RetryThrottledCalls(ModelRetryStrategy):
 
 
 def check_model_provider(settings: Settings) -> None:
-    """Exit in one line if MODEL_PROVIDER's client library is not installed: the service would
-    start, and every turn fail."""
+    """Exit in one line if MODEL_PROVIDER's client library is not installed (the service would
+    start, and every turn fail), or if its client, built at start-up, would refuse to be built
+    for want of a key."""
     provider = settings.model_provider
     if provider == "echo":
         return
@@ -76,6 +78,11 @@ def check_model_provider(settings: Settings) -> None:
             f"MODEL_PROVIDER={provider} needs the {error.name} package: "
             f"uv add 'strands-agents[{provider}]'"
         ) from None
+    if provider == "openai" and not os.environ.get("OPENAI_API_KEY"):
+        raise SystemExit(
+            "MODEL_PROVIDER=openai needs OPENAI_API_KEY in the environment: put it in .env, "
+            "which make dev and docker compose load"
+        )
 
 
 def build_model(settings: Settings) -> Model:
@@ -103,16 +110,26 @@ def build_model(settings: Settings) -> Model:
 
         return AnthropicModel(model_id=model_id, max_tokens=settings.model_max_tokens)
     if provider == "openai":
+        import openai
         from strands.models.openai import OpenAIModel
 
         # max_completion_tokens: OpenAI's reasoning models (o3, gpt-5) refuse max_tokens.
         limit = {"max_completion_tokens": settings.model_max_tokens}
-        return OpenAIModel(model_id=model_id, params=limit)
+        # One client for every call (the process has one event loop, which builds the model):
+        # the SDK would otherwise build a client for each call, its TLS settings loaded again
+        # on the event loop, and connect anew.
+        return OpenAIModel(client=openai.AsyncOpenAI(), model_id=model_id, params=limit)
     if provider == "ollama":
+        import httpx
         from strands.models.ollama import OllamaModel
 
+        # The SDK builds a client for each call, which would load its TLS settings again on the
+        # event loop: they are loaded once, here.
         return OllamaModel(
-            settings.ollama_host, model_id=model_id, max_tokens=settings.model_max_tokens
+            settings.ollama_host,
+            ollama_client_args={"verify": httpx.create_ssl_context()},
+            model_id=model_id,
+            max_tokens=settings.model_max_tokens,
         )
     from strands.models.litellm import LiteLLMModel
 

@@ -49,7 +49,7 @@ FUZZING = settings(max_examples=100, deadline=None, suppress_health_check=list(H
 # SQLite file; the requests go to `fuzzed_app`, on each test database in turn.
 _workdir = tempfile.TemporaryDirectory(prefix="fuzz-")
 _document_url = f"sqlite:///{Path(_workdir.name) / 'fuzz.db'}"
-_document_app = create_app(settings_for(_document_url, api_docs=True))
+_document_app = create_app(settings_for(_document_url, model_provider="echo", api_docs=True))
 schema = schemathesis.openapi.from_asgi("/openapi.json", _document_app)
 # The session id the document gives as the example of every session id.
 EXAMPLE_SESSION_ID = TypeAdapter(SessionId).json_schema()["examples"][0]
