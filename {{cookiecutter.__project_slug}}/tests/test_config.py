@@ -278,10 +278,20 @@ def test_serve_runs_one_process_that_stops_when_the_app_cannot_start(
     assert config.lifespan == "on"
 
 
-def test_the_server_refuses_to_start_without_its_model_providers_client() -> None:
+# `serve --reload` as `make dev` runs it: a refusal in the reloaded process alone would leave
+# uvicorn's watcher running.
+SERVERS = {
+    "uvicorn": [sys.executable, "-m", "uvicorn", APP, "--port", "0"],
+    "make-dev": [COMMAND_LINE, "serve", "--port", "0", "--reload"],
+}
+
+
+@pytest.mark.parametrize("command", SERVERS.values(), ids=list(SERVERS))
+def test_the_server_refuses_to_start_without_its_model_providers_client(
+    command: list[str],
+) -> None:
     provider = "{{ 'openai' if cookiecutter.model_provider == 'ollama' else 'ollama' }}"
     environment = {**os.environ, "MODEL_PROVIDER": provider}
-    command = [sys.executable, "-m", "uvicorn", APP, "--port", "0"]
 
     result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120)
 
@@ -294,18 +304,18 @@ def test_the_server_refuses_to_start_without_its_model_providers_client() -> Non
 {%- if cookiecutter.model_provider == "openai" %}
 
 
-def test_the_server_refuses_to_start_without_an_openai_key() -> None:
+@pytest.mark.parametrize("command", SERVERS.values(), ids=list(SERVERS))
+def test_the_server_refuses_to_start_without_an_openai_key(command: list[str]) -> None:
     """OpenAI's client is built at start-up, and refuses to be without a key."""
     environment = {name: value for name, value in os.environ.items() if name != "OPENAI_API_KEY"}
     environment["MODEL_PROVIDER"] = "openai"
-    command = [sys.executable, "-m", "uvicorn", APP, "--port", "0"]
 
     result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120)
 
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "MODEL_PROVIDER=openai needs OPENAI_API_KEY in the environment: put it in .env, "
-        "which make dev and docker compose load"
+        "MODEL_PROVIDER=openai needs OPENAI_API_KEY in the environment "
+        "(make dev and docker compose load .env into it)"
     ]
 {%- endif %}
 

@@ -80,8 +80,8 @@ def check_model_provider(settings: Settings) -> None:
         ) from None
     if provider == "openai" and not os.environ.get("OPENAI_API_KEY"):
         raise SystemExit(
-            "MODEL_PROVIDER=openai needs OPENAI_API_KEY in the environment: put it in .env, "
-            "which make dev and docker compose load"
+            "MODEL_PROVIDER=openai needs OPENAI_API_KEY in the environment "
+            "(make dev and docker compose load .env into it)"
         )
 
 
@@ -110,15 +110,20 @@ def build_model(settings: Settings) -> Model:
 
         return AnthropicModel(model_id=model_id, max_tokens=settings.model_max_tokens)
     if provider == "openai":
+        import httpx
         import openai
         from strands.models.openai import OpenAIModel
 
         # max_completion_tokens: OpenAI's reasoning models (o3, gpt-5) refuse max_tokens.
         limit = {"max_completion_tokens": settings.model_max_tokens}
-        # One client for every call (the process has one event loop, which builds the model):
-        # the SDK would otherwise build a client for each call, its TLS settings loaded again
-        # on the event loop, and connect anew.
-        return OpenAIModel(client=openai.AsyncOpenAI(), model_id=model_id, params=limit)
+        # One client for every call, with as many connections as turns may run at once: the
+        # SDK would otherwise build a client for each call, its TLS settings loaded again on the
+        # event loop. The SDK's clients must not serve two event loops: this one is built on
+        # the loop that runs every turn of the process (and no tool may call the model through
+        # a synchronous Agent, which runs a loop of its own).
+        connections = httpx.Limits(max_connections=settings.max_concurrent_turns)
+        client = openai.AsyncOpenAI(http_client=openai.DefaultAsyncHttpxClient(limits=connections))
+        return OpenAIModel(client=client, model_id=model_id, params=limit)
     if provider == "ollama":
         import httpx
         from strands.models.ollama import OllamaModel

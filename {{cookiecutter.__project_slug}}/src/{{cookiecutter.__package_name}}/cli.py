@@ -18,6 +18,7 @@ from pydantic_settings import SettingsError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from .agent import check_model_provider
 from .api.security import is_loopback
 from .api_keys import create_api_key, list_api_keys, revoke_api_key
 from .config import EngineSettings, Settings, get_settings, settings_or_exit
@@ -70,6 +71,9 @@ def trusts_every_proxy(forwarded_allow_ips: str) -> bool:
 
 
 def serve(settings: Settings, args: argparse.Namespace) -> None:
+    # Here too, not only in main.py: with --reload (make dev), main.py's refusal would stop
+    # uvicorn's reloading process only, and leave the watcher running.
+    check_model_provider(settings)
     open_access = settings.auth_mode == "none" and not settings.allow_open_access
     if open_access and not is_loopback(args.host):
         sys.exit(

@@ -3,6 +3,8 @@
 import json
 import logging
 import secrets
+import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -532,6 +534,29 @@ def test_an_identity_provider_without_readable_keys_is_an_outage_not_a_refusal(
     assert_error(not_a_jwt, 401, "unauthorized")
 
 
+def test_an_identity_provider_that_drops_the_connection_mid_answer_is_an_outage(
+    make_api: MakeApi, signing_key: rsa.RSAPrivateKey
+) -> None:
+    class DropsMidAnswer(QuietHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b'{"keys": [')
+            # Closed with a reset, not an orderly end: the reader's next read fails.
+            linger = struct.pack("ii", 1, 0)
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            self.connection.close()
+
+    with local_http_server(DropsMidAnswer) as url:
+        settings = {"jwt_issuer": ISSUER, "jwt_audience": AUDIENCE}
+        api = make_api(auth_mode="jwt", jwt_jwks_url=f"{url}/jwks.json", **settings)
+        response = api.client.get("/sessions", headers=token(signing_key))
+
+    assert_error(response, 503, "auth_unavailable")
+
+
 def test_a_failing_identity_provider_is_not_asked_again_by_every_request(
     make_api: MakeApi, signing_key: rsa.RSAPrivateKey
 ) -> None:
@@ -595,6 +620,20 @@ def test_a_key_set_read_before_the_provider_failed_goes_on_checking_tokens(
     assert len(fetches) == 2  # the key set, then once: not again for JWKS_RETRY_SECONDS
 
 
+def test_a_key_set_is_read_again_only_once_its_lifespan_is_over(
+    make_api: MakeApi, signing_key: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(security, "JWKS_REFETCH_SECONDS", 0)
+    fetches: list[str] = []
+    with jwks_server((200, key_set(signing_key, kid="key-1")), fetches=fetches) as url:
+        settings = {"jwt_issuer": ISSUER, "jwt_audience": AUDIENCE}
+        api = make_api(auth_mode="jwt", jwt_jwks_url=url, **settings)
+        responses = [api.client.get("/sessions", headers=token(signing_key)) for _ in "ab"]
+
+    assert [response.status_code for response in responses] == [200, 200]
+    assert len(fetches) == 1
+
+
 def test_a_key_the_provider_withdrew_is_refused_once_the_key_set_is_read_again(
     make_api: MakeApi, signing_key: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -614,44 +653,80 @@ def test_a_key_the_provider_withdrew_is_refused_once_the_key_set_is_read_again(
     assert new_key.status_code == 200
 
 
+class HangingProvider:
+    """An identity provider that answers its key set once, then hangs at every fetch until told
+    to `hang_up`: `fetching` is set once one hangs."""
+
+    def __init__(self, document: str) -> None:
+        self.document = document
+        self.fetching, self.hang_up = threading.Event(), threading.Event()
+
+    @contextmanager
+    def serving(self) -> Iterator[str]:
+        provider, answered = self, []
+
+        class HangsAfterItsFirstAnswer(QuietHandler):
+            def do_GET(self) -> None:
+                if answered:
+                    provider.fetching.set()
+                    provider.hang_up.wait(30)
+                answered.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(provider.document.encode())
+
+        with local_http_server(HangsAfterItsFirstAnswer) as url:
+            yield f"{url}/jwks.json"
+
+
 def test_while_the_key_set_is_fetched_a_token_naming_another_key_does_not_wait(
     make_api: MakeApi, signing_key: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Queued behind a fetch from a provider that hangs, such tokens would hold every worker
     thread, and the valid tokens would wait for one."""
     monkeypatch.setattr(security, "JWKS_REFETCH_SECONDS", 0)  # the key set read long ago
-    document = key_set(signing_key, kid="key-1")
-    answered: list[str] = []
-    fetching, hang_up = threading.Event(), threading.Event()
-
-    class HangsAfterItsFirstAnswer(QuietHandler):
-        def do_GET(self) -> None:
-            if answered:
-                fetching.set()
-                hang_up.wait(30)
-            answered.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(document.encode())
-
     other_key = token(signing_key, key_id="key-2")
-    with local_http_server(HangsAfterItsFirstAnswer) as url, ThreadPoolExecutor(1) as pool:
+    provider = HangingProvider(key_set(signing_key, kid="key-1"))
+    with provider.serving() as url, ThreadPoolExecutor(1) as pool:
         settings = {"jwt_issuer": ISSUER, "jwt_audience": AUDIENCE}
-        api = make_api(auth_mode="jwt", jwt_jwks_url=f"{url}/jwks.json", **settings)
+        api = make_api(auth_mode="jwt", jwt_jwks_url=url, **settings)
         assert api.client.get("/sessions", headers=token(signing_key)).status_code == 200
         fetches = pool.submit(api.client.get, "/sessions", headers=other_key)
-        assert fetching.wait(30)  # the second fetch hangs
+        assert provider.fetching.wait(30)  # the second fetch hangs
 
         meanwhile = api.client.get("/sessions", headers=other_key)
         valid = api.client.get("/sessions", headers=token(signing_key))
         still_fetching = not fetches.done()
-        hang_up.set()
+        provider.hang_up.set()
 
     assert still_fetching
     assert_error(meanwhile, 401, "unauthorized")
     assert valid.status_code == 200
     assert_error(fetches.result(), 401, "unauthorized")
+
+
+def test_while_an_old_key_set_is_read_again_valid_tokens_do_not_wait(
+    make_api: MakeApi, signing_key: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key set held answers while a provider that hangs is asked for a newer one."""
+    monkeypatch.setattr(security, "JWKS_LIFESPAN_SECONDS", 0)  # read again at every token
+    monkeypatch.setattr(security, "JWKS_REFETCH_SECONDS", 0)
+    provider = HangingProvider(key_set(signing_key, kid="key-1"))
+    with provider.serving() as url, ThreadPoolExecutor(1) as pool:
+        settings = {"jwt_issuer": ISSUER, "jwt_audience": AUDIENCE}
+        api = make_api(auth_mode="jwt", jwt_jwks_url=url, **settings)
+        assert api.client.get("/sessions", headers=token(signing_key)).status_code == 200
+        fetches = pool.submit(api.client.get, "/sessions", headers=token(signing_key))
+        assert provider.fetching.wait(30)  # the second read hangs
+
+        meanwhile = api.client.get("/sessions", headers=token(signing_key))
+        still_fetching = not fetches.done()
+        provider.hang_up.set()
+
+    assert still_fetching
+    assert meanwhile.status_code == 200
+    assert fetches.result().status_code == 200
 
 
 def test_a_key_set_whose_keys_have_no_ids_checks_tokens_that_name_none(

@@ -137,9 +137,10 @@ class Authenticator:
             if time.monotonic() >= self._no_fetch_until:
                 try:
                     fetched = self._jwks.get_jwk_set()
-                except (jwt.PyJWKClientError, jwt.PyJWKSetError, ValueError) as error:
-                    # The provider cannot be reached, or answers with an error page (not JSON: a
-                    # ValueError), or with no keys: the key set held, if any, goes on answering.
+                except (jwt.PyJWKClientError, jwt.PyJWKSetError, ValueError, OSError) as error:
+                    # The provider cannot be reached, or drops the connection while it answers
+                    # (an OSError), or answers with an error page (not JSON: a ValueError), or
+                    # with no keys: the key set held, if any, goes on answering.
                     logger.warning("cannot fetch the JWT signing keys: %s", error)
                     self._no_fetch_until = time.monotonic() + JWKS_RETRY_SECONDS
                 else:
