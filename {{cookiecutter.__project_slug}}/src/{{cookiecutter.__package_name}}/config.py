@@ -136,8 +136,9 @@ class Settings(EngineSettings):
     model_id: str | None = None
     model_max_tokens: int = Field(default=4096, ge=1)
     ollama_host: str = "http://127.0.0.1:11434"
-    # A model call that the provider refuses for its load is tried this many times in all,
-    # waiting 2, 4, 8 ... seconds; then the client gets 503 model_throttled.
+    # A model call that the provider refuses for its load is tried this many times, waiting 2,
+    # 4, 8 ... seconds (each try after the provider's client's own retries, if it makes any);
+    # then the client gets 503 model_throttled.
     model_max_attempts: int = Field(default=4, ge=1)
 
     # The agent.
