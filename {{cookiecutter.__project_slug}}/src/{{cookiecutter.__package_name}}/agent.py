@@ -106,9 +106,17 @@ def build_model(settings: Settings) -> Model:
             model_id=model_id, max_tokens=settings.model_max_tokens, boto_client_config=client
         )
     if provider == "anthropic":
+        import anthropic
+        import httpx
         from strands.models.anthropic import AnthropicModel
 
-        return AnthropicModel(model_id=model_id, max_tokens=settings.model_max_tokens)
+        # Its one client, with as many connections as turns may run at once (the client's
+        # default pool holds 1,000), as OpenAI's and Bedrock's.
+        connections = httpx.Limits(max_connections=settings.max_concurrent_turns)
+        client = {"http_client": anthropic.DefaultAsyncHttpxClient(limits=connections)}
+        return AnthropicModel(
+            client_args=client, model_id=model_id, max_tokens=settings.model_max_tokens
+        )
     if provider == "openai":
         import httpx
         import openai
