@@ -82,10 +82,10 @@ class MemoryTurnStore:
         self.sessions_kept: Counter[str] = Counter()
 
     async def begin(
-        self, session_id: str, agent_id: str, principal: str, turn_key: str | None = None
+        self, session_id: str, agent_id: str, principal: str, turn_key: object = None
     ) -> UnitOfWork:
-        """As the template's; `turn_key` (from 2026-11-28) is not kept: the benchmarks send
-        none."""
+        """As the template's; `turn_key`, a client's Idempotency-Key, is not kept: the benchmarks
+        send none (and revisions before it pass none)."""
         key = principal, session_id
         if key in self.leases:
             raise SessionBusyError(session_id)

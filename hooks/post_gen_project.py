@@ -19,6 +19,7 @@ INCLUDE_EXAMPLE_TOOLS = json.loads("{{ cookiecutter.include_example_tools | tojs
 GITHUB_ACTIONS = json.loads("{{ cookiecutter.github_actions | tojson }}")
 KUBERNETES = json.loads("{{ cookiecutter.kubernetes | tojson }}")
 AGENTCORE = json.loads("{{ cookiecutter.agentcore | tojson }}")
+MODEL_PROVIDER = {{ cookiecutter.model_provider | tojson }}
 
 # The placeholders in .env.example that .env gets fresh secrets for; every occurrence is replaced,
 # so the password repeated inside DATABASE_URL stays consistent.
@@ -75,6 +76,13 @@ def remove_kubernetes() -> None:
 
 def remove_agentcore() -> None:
     remove(PACKAGE_DIR / "api" / "agentcore.py", Path("tests", "api", "test_agentcore.py"))
+
+
+def remove_other_providers_client_tests() -> None:
+    """The tests of a provider's client import its library, installed for the chosen one only."""
+    for provider in ("openai", "ollama"):
+        if provider != MODEL_PROVIDER:
+            remove(Path("tests") / f"test_{provider}_client.py")
 
 
 def env_settings(text: str) -> dict[str, str]:
@@ -162,6 +170,7 @@ def main() -> None:
         remove_kubernetes()
     if not AGENTCORE:
         remove_agentcore()
+    remove_other_providers_client_tests()
     write_env_file()
     # The project is whole from here: nothing that follows may undo it.
     if os.environ.get("COOKIECUTTER_GIT_INIT") == "1":

@@ -133,6 +133,9 @@ def test_optional_files_follow_the_answers(project: BakedProject) -> None:
     agentcore = option_values(project.answers, "agentcore")
     assert (project.package_dir / "api" / "agentcore.py").exists() is agentcore
     assert project.has_file("tests/api/test_agentcore.py") is agentcore
+    provider = option_values(project.answers, "model_provider")
+    for client in ("openai", "ollama"):
+        assert project.has_file(f"tests/test_{client}_client.py") is (provider == client)
 
 
 def env_values(text: str) -> dict[str, str]:

@@ -4,6 +4,7 @@ import importlib
 import os
 from collections.abc import Sequence
 
+import httpx
 from strands import Agent, ModelRetryStrategy
 from strands.agent.conversation_manager import SlidingWindowConversationManager
 from strands.hooks import HookProvider
@@ -107,18 +108,16 @@ def build_model(settings: Settings) -> Model:
         )
     if provider == "anthropic":
         import anthropic
-        import httpx
         from strands.models.anthropic import AnthropicModel
 
-        # Its one client, with as many connections as turns may run at once (the client's
-        # default pool holds 1,000), as OpenAI's and Bedrock's.
+        # Its one client, with as many connections as turns may run at once (the client's default
+        # pool is of a fixed size, whatever the setting), as OpenAI's and Bedrock's.
         connections = httpx.Limits(max_connections=settings.max_concurrent_turns)
         client = {"http_client": anthropic.DefaultAsyncHttpxClient(limits=connections)}
         return AnthropicModel(
             client_args=client, model_id=model_id, max_tokens=settings.model_max_tokens
         )
     if provider == "openai":
-        import httpx
         import openai
         from strands.models.openai import OpenAIModel
 
@@ -133,7 +132,6 @@ def build_model(settings: Settings) -> Model:
         client = openai.AsyncOpenAI(http_client=openai.DefaultAsyncHttpxClient(limits=connections))
         return OpenAIModel(client=client, model_id=model_id, params=limit)
     if provider == "ollama":
-        import httpx
         from strands.models.ollama import OllamaModel
 
         # The SDK builds a client for each call, which would load its TLS settings again on the

@@ -22,7 +22,7 @@ from sqlalchemy import (
 # session, agent) then fits in an entry of a PostgreSQL index, which holds at most 2,704 bytes.
 ID_LENGTH = 256
 PRINCIPAL_LENGTH = 128
-# An Idempotency-Key, or a UI message's id, as a client makes it (a UUID, a random id).
+# An Idempotency-Key, as a client makes it (a UUID, a random id).
 TURN_KEY_LENGTH = 128
 
 metadata = MetaData(

@@ -1,5 +1,5 @@
-"""Turn keys: the turns stored with a key of their client's (an Idempotency-Key, or a UI
-message's id), so that a turn sent again with its key is refused rather than stored twice.
+"""Turn keys: the turns stored with a key of their client's (an Idempotency-Key), so that a
+turn sent again with its key is refused rather than stored twice.
 
 Revision ID: 0007
 Revises: 0006
